@@ -1,0 +1,195 @@
+//! The CLI commands, each a function from arguments to printed output.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde_json::json;
+
+use super::CliError;
+use crate::import::hdbet::import_hdbet_file;
+use crate::inference::pipeline::{segment_bytes, SegmentOptions, Segmentation};
+use crate::inference::{backend, Backend};
+use crate::metrics::dice as dice_score;
+use crate::model::Model;
+use crate::volume::{self, Volume};
+
+fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))
+}
+
+fn read_volume(path: &Path) -> Result<Volume, CliError> {
+    volume::read_nifti(&read_file(path)?).map_err(|e| CliError(format!("{}: {e}", path.display())))
+}
+
+fn print(value: serde_json::Value, json: bool, human: impl FnOnce() -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON values serialise"));
+    } else {
+        println!("{}", human());
+    }
+}
+
+pub fn info(path: &Path, json: bool) -> Result<(), CliError> {
+    let v = read_volume(path)?;
+    let stats = v.stats();
+    let value = json!({
+        "path": path.display().to_string(),
+        "shape": v.dims,
+        "spacing": v.spacing,
+        "affine": v.affine,
+        "datatype": v.datatype_name(),
+        "orientation": v.orientation(),
+        "min": stats.min,
+        "max": stats.max,
+        "mean": stats.mean,
+    });
+    print(value, json, || {
+        format!(
+            "{}\n  shape {:?}  spacing {:?} mm  {}  {}\n  intensities min {} max {} mean {:.4}\n  affine {:?}",
+            path.display(),
+            v.dims,
+            v.spacing,
+            v.datatype_name(),
+            v.orientation(),
+            stats.min,
+            stats.max,
+            stats.mean,
+            v.affine
+        )
+    });
+    Ok(())
+}
+
+/// A model given as a folder, or by name as a folder under `./models`.
+fn resolve_model_dir(model: &str) -> Result<PathBuf, CliError> {
+    let direct = PathBuf::from(model);
+    if direct.join("model.json").is_file() {
+        return Ok(direct);
+    }
+    let named = Path::new("models").join(model);
+    if named.join("model.json").is_file() {
+        return Ok(named);
+    }
+    Err(CliError(format!(
+        "no model package \"{model}\": expected a folder with model.json and weights.safetensors (or ./models/{model})"
+    )))
+}
+
+fn open_device(name: &str) -> Result<(Backend, Device), CliError> {
+    let backend = Backend::parse(name)?;
+    let device = pollster::block_on(backend::open_device(backend))?;
+    Ok((backend, device))
+}
+
+fn load_model(model: &str, device: &Device) -> Result<Model, CliError> {
+    let dir = resolve_model_dir(model)?;
+    Model::load_dir(&dir, device).map_err(|e| CliError(format!("{}: {e}", dir.display())))
+}
+
+fn run_segmentation(
+    bytes: &[u8],
+    model: &Model,
+    device: &Device,
+    options: SegmentOptions,
+) -> Result<(Volume, Segmentation), CliError> {
+    let mut quiet = |_: &str, _: f64| true;
+    Ok(pollster::block_on(segment_bytes(bytes, model, device, options, &mut quiet))?)
+}
+
+pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, json: bool) -> Result<(), CliError> {
+    let (backend, device) = open_device(backend)?;
+    let model = load_model(model, &device)?;
+    let bytes = read_file(path)?;
+    let options = SegmentOptions { mirror: tta, ..SegmentOptions::default() };
+    let (volume, seg) = run_segmentation(&bytes, &model, &device, options)?;
+    let mask = volume::write_label_nifti_gz(&volume, &seg.labels)?;
+    std::fs::write(out, mask).map_err(|e| CliError(format!("cannot write {}: {e}", out.display())))?;
+
+    let volumes: serde_json::Map<String, serde_json::Value> =
+        seg.label_volumes.iter().map(|l| (l.name.clone(), json!(l.mm3))).collect();
+    let value = json!({
+        "model": model.manifest.id,
+        "backend": backend.name(),
+        "out": out.display().to_string(),
+        "windows": seg.windows,
+        "timings_ms": seg.timings_ms,
+        "label_volumes_mm3": volumes,
+    });
+    print(value, json, || {
+        let t = &seg.timings_ms;
+        format!(
+            "wrote {}\n  backend {}  windows {}\n  ms: read {:.0}  preprocess {:.0}  inference {:.0}  postprocess {:.0}  total {:.0}\n  {}",
+            out.display(),
+            backend.name(),
+            seg.windows,
+            t.read,
+            t.preprocess,
+            t.inference,
+            t.postprocess,
+            t.total,
+            seg.label_volumes.iter().map(|l| format!("{}: {:.0} mm³", l.name, l.mm3)).collect::<Vec<_>>().join("  ")
+        )
+    });
+    Ok(())
+}
+
+pub fn dice(a: &Path, b: &Path, json: bool) -> Result<(), CliError> {
+    let (va, vb) = (read_volume(a)?, read_volume(b)?);
+    if va.dims != vb.dims {
+        return Err(CliError(format!(
+            "the volumes are on different grids: {:?} vs {:?}",
+            va.dims, vb.dims
+        )));
+    }
+    let d = dice_score(&va.data, &vb.data);
+    print(json!({ "dice": d }), json, || format!("{d:.6}"));
+    Ok(())
+}
+
+pub fn import_hdbet(weights: &Path, out: &Path, json: bool) -> Result<(), CliError> {
+    let device = Device::flex();
+    let model = import_hdbet_file(weights, &device)?;
+    model.save_dir(out)?;
+    let m = &model.manifest;
+    let value = json!({ "out": out.display().to_string(), "params": m.params, "flops_per_patch": m.flops_per_patch, "source_sha256": m.provenance.source_sha256 });
+    print(value, json, || {
+        format!("wrote {} ({} parameters, {:.1} GFLOPs per patch)", out.display(), m.params, m.flops_per_patch as f64 / 1e9)
+    });
+    Ok(())
+}
+
+pub fn bench(path: &Path, model: &str, backends: &str, repeat: usize, json: bool) -> Result<(), CliError> {
+    let bytes = read_file(path)?;
+    let mut rows = Vec::new();
+    for name in backends.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (backend, device) = match open_device(name) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipping {name}: {}", e.0);
+                rows.push(json!({ "backend": name, "error": e.0 }));
+                continue;
+            }
+        };
+        let model = load_model(model, &device)?;
+        // The first run compiles kernels and warms allocators; it is reported apart.
+        let (_, warm) = run_segmentation(&bytes, &model, &device, SegmentOptions::default())?;
+        let mut runs = Vec::new();
+        for _ in 0..repeat.max(1) {
+            let (_, seg) = run_segmentation(&bytes, &model, &device, SegmentOptions::default())?;
+            runs.push(seg.timings_ms);
+        }
+        if !json {
+            for t in &runs {
+                println!(
+                    "{:>5}  read {:>7.0}  preprocess {:>7.0}  inference {:>8.0}  postprocess {:>7.0}  total {:>8.0} ms  (warm-up total {:.0} ms)",
+                    backend.name(), t.read, t.preprocess, t.inference, t.postprocess, t.total, warm.timings_ms.total
+                );
+            }
+        }
+        rows.push(json!({ "backend": backend.name(), "warmup_ms": warm.timings_ms, "runs_ms": runs }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "volume": path.display().to_string(), "results": rows })).expect("serialises"));
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Importing published weights into bedside model packages.
+
+pub mod hdbet;

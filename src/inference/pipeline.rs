@@ -1,0 +1,182 @@
+//! The whole segmentation of one volume, stage by stage, with timings.
+
+use burn::tensor::Device;
+use serde::Serialize;
+
+use super::clock::now_ms;
+use super::components::keep_largest_component;
+use super::preprocess::{prepare, PreprocessError};
+use super::sliding_window::{predict_probabilities, WindowError, WindowPlan};
+use crate::model::Model;
+use crate::volume::{self, resample, Volume, VolumeError};
+
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentOptions {
+    /// Average over the 8 mirrorings of each patch (HD-BET's `do_tta`); 8× slower.
+    pub mirror: bool,
+    /// Fraction of a patch between sliding-window starts.
+    pub step_fraction: f64,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        Self { mirror: false, step_fraction: 0.5 }
+    }
+}
+
+/// Wall-clock milliseconds per stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub read: f64,
+    pub preprocess: f64,
+    pub inference: f64,
+    pub postprocess: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelVolume {
+    pub value: u8,
+    pub name: String,
+    pub voxels: u64,
+    pub mm3: f64,
+}
+
+/// A label volume in the input's own grid, x fastest.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    pub labels: Vec<u8>,
+    pub timings_ms: Timings,
+    pub label_volumes: Vec<LabelVolume>,
+    /// Number of sliding windows the volume needed.
+    pub windows: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    #[error(transparent)]
+    Window(#[from] WindowError),
+}
+
+/// Stage names passed to the progress callback.
+pub mod stage {
+    pub const READ: &str = "read";
+    pub const PREPROCESS: &str = "preprocess";
+    pub const INFERENCE: &str = "inference";
+    pub const POSTPROCESS: &str = "postprocess";
+}
+
+/// Reads a NIfTI file's bytes and segments it; `read` is timed too.
+pub async fn segment_bytes(
+    bytes: &[u8],
+    model: &Model,
+    device: &Device,
+    options: SegmentOptions,
+    progress: &mut dyn FnMut(&str, f64) -> bool,
+) -> Result<(Volume, Segmentation), SegmentError> {
+    let start = now_ms();
+    progress(stage::READ, 0.0);
+    let volume = volume::read_nifti(bytes)?;
+    let read = now_ms() - start;
+    let mut seg = segment(&volume, model, device, options, progress).await?;
+    seg.timings_ms.read = read;
+    seg.timings_ms.total += read;
+    Ok((volume, seg))
+}
+
+/// Segments a volume that is already in memory. `progress(stage, fraction)`
+/// is called as work advances; returning false cancels at the next window.
+pub async fn segment(
+    volume: &Volume,
+    model: &Model,
+    device: &Device,
+    options: SegmentOptions,
+    progress: &mut dyn FnMut(&str, f64) -> bool,
+) -> Result<Segmentation, SegmentError> {
+    let manifest = &model.manifest;
+    let mut t = Timings::default();
+    let start = now_ms();
+
+    progress(stage::PREPROCESS, 0.0);
+    let prepared = prepare(volume, &manifest.preprocessing)?;
+    t.preprocess = now_ms() - start;
+
+    let mark = now_ms();
+    let p = manifest.preprocessing.patch_size;
+    let plan = WindowPlan {
+        dims: prepared.padded_dims,
+        patch: [p[2], p[1], p[0]],
+        step_fraction: options.step_fraction,
+        mirror: options.mirror,
+    };
+    let windows = plan.windows().len();
+    let num_classes = manifest.labels.len().max(2);
+    progress(stage::INFERENCE, 0.0);
+    let probs = predict_probabilities(&model.network, device, &prepared.data, &plan, num_classes, &mut |done, total| {
+        progress(stage::INFERENCE, done as f64 / total as f64)
+    })
+    .await?;
+    t.inference = now_ms() - mark;
+
+    let mark = now_ms();
+    progress(stage::POSTPROCESS, 0.0);
+    let labels = argmax_cropped(&probs, prepared.padded_dims, prepared.resampled_dims);
+    drop(probs);
+    let mut labels = labels;
+    if manifest.postprocessing.largest_component {
+        keep_largest_component(&mut labels, prepared.resampled_dims);
+    }
+    let labels = if prepared.resampled_dims == volume.dims {
+        labels
+    } else {
+        resample::nearest(&labels, prepared.resampled_dims, volume.dims)
+    };
+    let label_volumes = measure_labels(&labels, volume.voxel_volume_mm3(), &manifest.labels);
+    t.postprocess = now_ms() - mark;
+    t.total = now_ms() - start;
+    progress(stage::POSTPROCESS, 1.0);
+    Ok(Segmentation { labels, timings_ms: t, label_volumes, windows })
+}
+
+/// Most probable class per voxel, over the unpadded region only.
+fn argmax_cropped(probs: &[Vec<f32>], padded: [usize; 3], region: [usize; 3]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(region.iter().product());
+    for z in 0..region[2] {
+        for y in 0..region[1] {
+            let row = padded[0] * (y + padded[1] * z);
+            for x in 0..region[0] {
+                let v = row + x;
+                let mut best = 0usize;
+                for c in 1..probs.len() {
+                    if probs[c][v] > probs[best][v] {
+                        best = c;
+                    }
+                }
+                out.push(best as u8);
+            }
+        }
+    }
+    out
+}
+
+/// Voxel counts and volumes of every non-background label.
+pub fn measure_labels(labels: &[u8], voxel_mm3: f64, names: &[crate::model::Label]) -> Vec<LabelVolume> {
+    let mut counts = [0u64; 256];
+    for &l in labels {
+        counts[l as usize] += 1;
+    }
+    names
+        .iter()
+        .filter(|l| l.value != 0)
+        .map(|l| LabelVolume {
+            value: l.value,
+            name: l.name.clone(),
+            voxels: counts[l.value as usize],
+            mm3: counts[l.value as usize] as f64 * voxel_mm3,
+        })
+        .collect()
+}

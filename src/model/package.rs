@@ -1,0 +1,170 @@
+//! Loading and saving bedside model packages, and the network they build.
+
+use burn::module::Module;
+use burn_store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Device, Tensor};
+
+use super::hdbet::{HdBet, HdBetConfig};
+use super::manifest::{Manifest, FORMAT};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model.json is not valid: {0}")]
+    Manifest(String),
+    #[error("model family \"{0}\" is not known to this version of bedside")]
+    UnknownFamily(String),
+    #[error("the weights do not fit the network: {0}")]
+    Weights(String),
+    #[error("I/O error on {path}: {message}")]
+    Io { path: String, message: String },
+}
+
+/// A network of one of the supported families.
+#[derive(Debug)]
+pub enum Network {
+    HdBet(HdBet),
+}
+
+impl Network {
+    /// Builds the family's network with initial weights.
+    pub fn build(manifest: &Manifest, device: &Device) -> Result<Self, ModelError> {
+        match manifest.family.as_str() {
+            "hd-bet" => {
+                let cfg: HdBetConfig = serde_json::from_value(manifest.hyperparameters.clone())
+                    .map_err(|e| ModelError::Manifest(format!("hd-bet hyperparameters: {e}")))?;
+                Ok(Network::HdBet(cfg.init(device)))
+            }
+            other => Err(ModelError::UnknownFamily(other.to_string())),
+        }
+    }
+
+    /// Logits `[batch, classes, d, h, w]`.
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        match self {
+            Network::HdBet(net) => net.forward(x),
+        }
+    }
+
+    pub fn num_params(&self) -> usize {
+        match self {
+            Network::HdBet(net) => net.num_params(),
+        }
+    }
+
+    /// The network's weights as safetensors bytes (f32, named like the source).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, ModelError> {
+        let mut store = SafetensorsStore::from_bytes(None);
+        let saved = match self {
+            Network::HdBet(net) => net.save_into(&mut store),
+        };
+        saved.map_err(|e| ModelError::Weights(e.to_string()))?;
+        store.get_bytes().map_err(|e| ModelError::Weights(e.to_string()))
+    }
+
+    /// Replaces the weights with those in `bytes`. Every tensor of the network
+    /// must be present with the right shape, and every value finite: a model
+    /// with NaN weights would produce a confident-looking empty mask.
+    pub fn load_safetensors(&mut self, bytes: Vec<u8>) -> Result<(), ModelError> {
+        check_safetensors_finite(&bytes)?;
+        let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true);
+        let result = match self {
+            Network::HdBet(net) => net.load_from(&mut store),
+        }
+        .map_err(|e| ModelError::Weights(e.to_string()))?;
+        describe_apply_problems(&result.missing.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), &result.errors)
+    }
+}
+
+/// Turns what burn-store reports into one clear error, or Ok when complete.
+pub(crate) fn describe_apply_problems(
+    missing: &[String],
+    errors: &[impl std::fmt::Display],
+) -> Result<(), ModelError> {
+    if !errors.is_empty() {
+        let first: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
+        return Err(ModelError::Weights(format!(
+            "{} tensor(s) could not be applied, e.g. {}",
+            errors.len(),
+            first.join("; ")
+        )));
+    }
+    if !missing.is_empty() {
+        let first: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+        return Err(ModelError::Weights(format!(
+            "{} tensor(s) missing, e.g. {}",
+            missing.len(),
+            first.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Rejects weights containing NaN or infinity before they reach the network.
+fn check_safetensors_finite(bytes: &[u8]) -> Result<(), ModelError> {
+    let tensors = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| ModelError::Weights(format!("not a valid safetensors file: {e}")))?;
+    for (name, view) in tensors.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            continue;
+        }
+        let bad = view
+            .data()
+            .chunks_exact(4)
+            .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite());
+        if bad {
+            return Err(ModelError::Weights(format!("tensor {name} contains NaN or infinite values")));
+        }
+    }
+    Ok(())
+}
+
+/// A manifest and the network it describes, with its weights, on a device.
+#[derive(Debug)]
+pub struct Model {
+    pub manifest: Manifest,
+    pub network: Network,
+}
+
+impl Model {
+    /// Builds a model from the two files of a package, already in memory
+    /// (the browser fetches them; the CLI reads them from a folder).
+    pub fn from_package_bytes(model_json: &str, weights: Vec<u8>, device: &Device) -> Result<Self, ModelError> {
+        let manifest = parse_manifest(model_json)?;
+        let mut network = Network::build(&manifest, device)?;
+        network.load_safetensors(weights)?;
+        Ok(Self { manifest, network })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<Self, ModelError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })
+        };
+        let json = String::from_utf8(read("model.json")?)
+            .map_err(|_| ModelError::Manifest("model.json is not UTF-8".into()))?;
+        Self::from_package_bytes(&json, read("weights.safetensors")?, device)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_dir(&self, dir: &std::path::Path) -> Result<(), ModelError> {
+        let io = |path: &std::path::Path, e: std::io::Error| ModelError::Io { path: path.display().to_string(), message: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let json = serde_json::to_string_pretty(&self.manifest).map_err(|e| ModelError::Manifest(e.to_string()))?;
+        let p = dir.join("model.json");
+        std::fs::write(&p, json + "\n").map_err(|e| io(&p, e))?;
+        let p = dir.join("weights.safetensors");
+        std::fs::write(&p, self.network.to_safetensors()?).map_err(|e| io(&p, e))
+    }
+}
+
+pub fn parse_manifest(model_json: &str) -> Result<Manifest, ModelError> {
+    let manifest: Manifest = serde_json::from_str(model_json).map_err(|e| ModelError::Manifest(e.to_string()))?;
+    if manifest.format != FORMAT {
+        return Err(ModelError::Manifest(format!(
+            "format is \"{}\", this version of bedside reads \"{FORMAT}\"",
+            manifest.format
+        )));
+    }
+    Ok(manifest)
+}

@@ -1,0 +1,219 @@
+//! The browser API: a thin wasm-bindgen layer over the library, called from
+//! the Web Worker (`www/worker.js`). It keeps the chosen device and the loaded
+//! model between calls; each call returns plain JS objects, and every failure
+//! becomes a JS `Error` with a human message (never a panic).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::inference::pipeline::{segment_bytes, SegmentOptions};
+use crate::inference::{backend, Backend};
+use crate::model::Model;
+use crate::volume;
+
+#[derive(Default)]
+struct State {
+    device: Option<(Backend, Device)>,
+    model: Option<Rc<Model>>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// bedside's version, for diagnostics.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// Header facts and intensity statistics of a NIfTI file's bytes.
+#[wasm_bindgen]
+pub fn inspect_volume(bytes: &[u8]) -> Result<JsValue, JsError> {
+    let v = volume::read_nifti(bytes).map_err(|e| JsError::new(&e.to_string()))?;
+    let s = v.stats();
+    #[derive(Serialize)]
+    struct Info {
+        dims: [usize; 3],
+        spacing: [f64; 3],
+        orientation: String,
+        datatype: &'static str,
+        min: f64,
+        max: f64,
+        mean: f64,
+    }
+    to_js(&Info {
+        dims: v.dims,
+        spacing: v.spacing,
+        orientation: v.orientation(),
+        datatype: v.datatype_name(),
+        min: s.min,
+        max: s.max,
+        mean: s.mean,
+    })
+}
+
+#[derive(Serialize)]
+struct BackendChoice {
+    backend: &'static str,
+    reason: String,
+    probe_ms: ProbeMs,
+    webgpu_error: Option<String>,
+}
+
+#[derive(Serialize, Default)]
+struct ProbeMs {
+    webgpu: Option<f64>,
+    cpu: Option<f64>,
+}
+
+/// Chooses the compute backend. `preference` is "webgpu", "cpu" or "auto";
+/// with "auto" a remembered `cached_choice` is reused, else both are measured
+/// on a small 3D convolution and the faster wins. WebGPU failing to start is
+/// reported in `webgpu_error`; forcing it then is an error.
+#[wasm_bindgen]
+pub async fn select_backend(preference: String, cached_choice: Option<String>) -> Result<JsValue, JsError> {
+    let mut probe_ms = ProbeMs::default();
+    let gpu = backend::open_device(Backend::Wgpu).await;
+    let webgpu_error = gpu.as_ref().err().map(|e| e.to_string());
+
+    let (chosen, device, reason) = match preference.as_str() {
+        "cpu" => (Backend::Cpu, Device::flex(), "chosen by the user".to_string()),
+        "webgpu" | "wgpu" => match gpu {
+            Ok(d) => (Backend::Wgpu, d, "chosen by the user".to_string()),
+            Err(e) => return Err(JsError::new(&e.to_string())),
+        },
+        "auto" => match (gpu, cached_choice.as_deref()) {
+            (Err(_), _) => (Backend::Cpu, Device::flex(), "WebGPU is unavailable".to_string()),
+            (Ok(d), Some("webgpu")) => (Backend::Wgpu, d, "remembered from this machine's probe".to_string()),
+            (Ok(_), Some("cpu")) => (Backend::Cpu, Device::flex(), "remembered from this machine's probe".to_string()),
+            (Ok(d), _) => {
+                let cpu = Device::flex();
+                let g = backend::probe(&d).await.map_err(|e| JsError::new(&e))?;
+                let c = backend::probe(&cpu).await.map_err(|e| JsError::new(&e))?;
+                probe_ms = ProbeMs { webgpu: Some(g), cpu: Some(c) };
+                if g < c {
+                    (Backend::Wgpu, d, format!("probe: WebGPU {g:.0} ms vs CPU {c:.0} ms"))
+                } else {
+                    (Backend::Cpu, cpu, format!("probe: CPU {c:.0} ms vs WebGPU {g:.0} ms"))
+                }
+            }
+        },
+        other => return Err(JsError::new(&format!("unknown backend preference \"{other}\""))),
+    };
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.device = Some((chosen, device));
+        s.model = None; // a model lives on one device
+    });
+    let name = match chosen {
+        Backend::Wgpu => "webgpu",
+        Backend::Cpu => "cpu",
+    };
+    to_js(&BackendChoice { backend: name, reason, probe_ms, webgpu_error })
+}
+
+fn current_device() -> Result<(Backend, Device), JsError> {
+    STATE.with(|s| s.borrow().device.clone()).ok_or_else(|| JsError::new("no backend selected yet"))
+}
+
+/// Loads a model package (its `model.json` text and `weights.safetensors`
+/// bytes) onto the selected device, and returns its card.
+#[wasm_bindgen]
+pub async fn load_model(model_json: String, weights: Vec<u8>) -> Result<JsValue, JsError> {
+    let (_, device) = current_device()?;
+    let model = Model::from_package_bytes(&model_json, weights, &device).map_err(|e| JsError::new(&e.to_string()))?;
+    let m = &model.manifest;
+    #[derive(Serialize)]
+    struct Card<'a> {
+        id: &'a str,
+        name: &'a str,
+        params: u64,
+        flops: u64,
+        labels: &'a [crate::model::Label],
+        patch_size: [usize; 3],
+        target_spacing: [f64; 3],
+        licence: &'a str,
+    }
+    let card = to_js(&Card {
+        id: &m.id,
+        name: &m.name,
+        params: m.params,
+        flops: m.flops_per_patch,
+        labels: &m.labels,
+        patch_size: m.preprocessing.patch_size,
+        target_spacing: m.preprocessing.target_spacing,
+        licence: &m.licence,
+    })?;
+    STATE.with(|s| s.borrow_mut().model = Some(Rc::new(model)));
+    Ok(card)
+}
+
+#[derive(serde::Deserialize, Default)]
+struct JsOptions {
+    #[serde(default)]
+    tta: bool,
+}
+
+/// Segments a NIfTI file's bytes with the loaded model. Calls
+/// `on_progress(stage, fraction)` as it goes. Returns the mask as gzip NIfTI
+/// bytes in the input's own grid, the timings and the label volumes.
+#[wasm_bindgen]
+pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
+    let (backend, device) = current_device()?;
+    let model = STATE
+        .with(|s| s.borrow().model.clone())
+        .ok_or_else(|| JsError::new("no model loaded yet"))?;
+    let opts: JsOptions = if options.is_undefined() || options.is_null() {
+        JsOptions::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad options: {e}")))?
+    };
+    let mut progress = |stage: &str, fraction: f64| {
+        let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(fraction));
+        true
+    };
+    let options = SegmentOptions { mirror: opts.tta, ..SegmentOptions::default() };
+    let (vol, seg) = segment_bytes(&volume, &model, &device, options, &mut progress)
+        .await
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    drop(volume);
+    let mask = volume::write_label_nifti_gz(&vol, &seg.labels).map_err(|e| JsError::new(&e.to_string()))?;
+
+    #[derive(Serialize)]
+    struct Result<'a> {
+        timings_ms: &'a crate::inference::Timings,
+        label_volumes_mm3: &'a [crate::inference::LabelVolume],
+        backend: &'static str,
+        windows: usize,
+        dims: [usize; 3],
+    }
+    let out = to_js(&Result {
+        timings_ms: &seg.timings_ms,
+        label_volumes_mm3: &seg.label_volumes,
+        backend: match backend {
+            Backend::Wgpu => "webgpu",
+            Backend::Cpu => "cpu",
+        },
+        windows: seg.windows,
+        dims: vol.dims,
+    })?;
+    let bytes = js_sys::Uint8Array::from(mask.as_slice());
+    js_sys::Reflect::set(&out, &JsValue::from_str("mask_nii_gz"), &bytes).map_err(|_| JsError::new("cannot build the result"))?;
+    Ok(out)
+}

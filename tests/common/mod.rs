@@ -1,0 +1,52 @@
+//! Shared helpers for the integration tests: where the fetched data lives,
+//! and running the real `bedside` binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Folder with the fetched volumes (`scripts/fetch-data` fills it).
+/// A missing file is a failed test, never a skipped one: the setup scripts
+/// are responsible for providing it.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("BEDSIDE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/bedside/data"))
+}
+
+pub fn data(rel: &str) -> PathBuf {
+    let p = data_dir().join(rel);
+    assert!(p.is_file(), "missing test data {} (run ./scripts/fetch-data)", p.display());
+    p
+}
+
+/// The HD-BET package converted by the setup (`models/hd-bet`).
+pub fn hdbet_package() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/hd-bet");
+    assert!(
+        p.join("weights.safetensors").is_file(),
+        "missing {} (run ./scripts/fetch-data, which converts HD-BET)",
+        p.display()
+    );
+    p
+}
+
+pub fn bedside() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bedside"))
+}
+
+/// Runs `bedside` with `args`; returns (exit success, stdout, stderr).
+pub fn run(args: &[&str]) -> (bool, String, String) {
+    let out = bedside().args(args).output().expect("bedside runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}

@@ -1,0 +1,62 @@
+//! HD-BET, converted from its shipped PyTorch weights, extracts the brain of
+//! Colin27 (`ch2.nii.gz`, a real subject, with skull) with Dice ≥ 0.90 against
+//! the independent brain mask shipped beside it (`ch2bet.nii.gz > 0`), on the
+//! CPU (Burn flex) and on wgpu (lavapipe on a machine without a GPU), through
+//! the real CLI. The written mask must be on the input's grid.
+
+mod common;
+
+use bedside::metrics::dice;
+use bedside::volume::read_nifti_file;
+use common::*;
+
+fn segment_and_score(backend: &str) -> f64 {
+    let input = data("colin27/ch2.nii.gz");
+    let reference = data("colin27/ch2bet.nii.gz");
+    let model = hdbet_package();
+    let out = scratch_dir("hdbet").join(format!("ch2_mask_{backend}.nii.gz"));
+    let (ok, stdout, stderr) = run(&[
+        "segment",
+        input.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        backend,
+        "--json",
+    ]);
+    assert!(ok, "segment failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    for stage in ["read", "preprocess", "inference", "postprocess", "total"] {
+        assert!(report["timings_ms"][stage].as_f64().unwrap() >= 0.0, "{stage} timing");
+    }
+    let brain_mm3 = report["label_volumes_mm3"]["brain"].as_f64().unwrap();
+    // An adult brain mask is 1.0–1.8 litres.
+    assert!((1.0e6..1.8e6).contains(&brain_mm3), "brain volume {brain_mm3} mm³");
+
+    let image = read_nifti_file(&input).unwrap();
+    let mask = read_nifti_file(&out).unwrap();
+    assert_eq!(mask.dims, image.dims, "mask must be on the input's grid");
+    for r in 0..4 {
+        for c in 0..4 {
+            assert!((mask.affine[r][c] - image.affine[r][c]).abs() < 1e-6, "affine differs at {r},{c}");
+        }
+    }
+    let truth = read_nifti_file(&reference).unwrap();
+    let d = dice(&mask.data, &truth.data);
+    eprintln!("HD-BET on Colin27, {backend}: Dice {d:.4}, brain {brain_mm3:.0} mm³, timings {}", report["timings_ms"]);
+    d
+}
+
+#[test]
+fn hdbet_extracts_colin27_brain_on_cpu() {
+    let d = segment_and_score("cpu");
+    assert!(d >= 0.90, "Dice {d}");
+}
+
+#[test]
+fn hdbet_extracts_colin27_brain_on_wgpu() {
+    let d = segment_and_score("wgpu");
+    assert!(d >= 0.90, "Dice {d}");
+}

@@ -1,0 +1,706 @@
+// bedside main-thread UI glue: DOM <-> engine worker <-> viewer.
+// Thin on purpose: all parsing, inference and mask building happen in the wasm inside
+// www/worker.js. Image bytes go to the worker only (postMessage with transfer) and to the
+// in-page viewer; never into a network request.
+
+const FRONTEND_VERSION = '0.1.0';
+const AUTO_CACHE_KEY = 'bedside.autoBackend.v1';
+const STAGES = ['read', 'preprocess', 'inference', 'postprocess', 'total'];
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  input: $('volume-input'),
+  dropzone: $('dropzone'),
+  sample: $('sample-button'),
+  volumeInfo: $('volume-info'),
+  model: $('model-select'),
+  backend: $('backend-select'),
+  tta: $('tta-check'),
+  backendInfo: $('backend-info'),
+  run: $('run-button'),
+  cancel: $('cancel-button'),
+  progress: $('progress'),
+  status: $('status'),
+  error: $('error'),
+  canvas: $('viewer-canvas'),
+  opacity: $('opacity'),
+  opacityValue: $('opacity-value'),
+  viewerInfo: $('viewer-info'),
+  save: $('save-mask'),
+  copyDiag: $('copy-diagnostics'),
+  diagDetails: $('diagnostics-details'),
+  diagOutput: $('diagnostics-output'),
+  timings: $('timings'),
+  labelVolumes: $('label-volumes'),
+  device: $('device'),
+  appVersion: $('app-version'),
+  engineVersion: $('engine-version'),
+};
+
+const state = {
+  worker: null,
+  engineVersion: null,
+  engineReady: false,
+  models: [],
+  volume: null, // { name, bytes: ArrayBuffer, info }
+  busy: false, // a run is in flight
+  inspecting: false,
+  nextId: 1,
+  runId: null,
+  inspectId: null,
+  selection: null, // last select_backend result
+  selectionPreference: null,
+  modelInfo: null,
+  result: null, // { maskBytes: ArrayBuffer, timings_ms, label_volumes_mm3, backend, modelId }
+  device: null,
+  viewer: null,
+  runStartedAt: 0,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Status, errors, progress
+
+function setStatus(text) {
+  el.status.textContent = text;
+}
+
+function showError(message) {
+  el.error.textContent = message;
+  el.error.hidden = false;
+}
+
+function clearError() {
+  el.error.textContent = '';
+  el.error.hidden = true;
+}
+
+function setProgress(fraction) {
+  if (fraction === null || fraction === undefined || !Number.isFinite(fraction)) {
+    el.progress.removeAttribute('value'); // indeterminate
+  } else {
+    el.progress.value = Math.max(0, Math.min(1, fraction));
+  }
+}
+
+function updateControls() {
+  const idle = !state.busy && !state.inspecting;
+  el.run.disabled = !(idle && state.engineReady && state.volume && selectedModel());
+  el.cancel.disabled = !state.busy;
+  el.sample.disabled = !idle;
+  el.input.disabled = !idle;
+  el.model.disabled = state.busy || state.models.length === 0;
+  el.backend.disabled = state.busy;
+  el.tta.disabled = state.busy;
+  el.save.disabled = !(state.result && state.result.maskBytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker lifecycle
+
+function startWorker() {
+  state.engineReady = false;
+  state.selection = null;
+  state.modelInfo = null;
+  el.engineVersion.textContent = 'loading…';
+  let worker;
+  try {
+    worker = new Worker('./worker.js', { type: 'module', name: 'bedside-engine' });
+  } catch (e) {
+    showError(`Could not start the engine worker: ${e.message || e}`);
+    return;
+  }
+  state.worker = worker;
+  worker.onmessage = (ev) => onWorkerMessage(worker, ev.data);
+  worker.onerror = (ev) => {
+    if (worker !== state.worker) return;
+    ev.preventDefault?.();
+    const detail = ev.message ? `${ev.message}${ev.filename ? ` (${ev.filename}:${ev.lineno})` : ''}` : 'the worker script failed to load or threw outside a task';
+    workerCrashed(`The engine worker crashed: ${detail}.`);
+  };
+  worker.onmessageerror = () => {
+    if (worker !== state.worker) return;
+    workerCrashed('The engine worker sent a message that could not be read.');
+  };
+  worker.postMessage({ type: 'init' });
+  worker.postMessage({ type: 'device' });
+}
+
+function restartWorker() {
+  if (state.worker) state.worker.terminate();
+  state.worker = null;
+  startWorker();
+}
+
+function workerCrashed(message) {
+  const wasBusy = state.busy || state.inspecting;
+  state.busy = false;
+  state.inspecting = false;
+  state.runId = null;
+  state.inspectId = null;
+  setProgress(0);
+  showError(`${message} The engine has been restarted${wasBusy ? '; please try again' : ''}.`);
+  setStatus('Engine restarted after a crash.');
+  restartWorker();
+  updateControls();
+}
+
+function onWorkerMessage(worker, msg) {
+  if (worker !== state.worker || !msg) return; // a terminated worker's late messages
+  switch (msg.type) {
+    case 'ready':
+      state.engineReady = true;
+      state.engineVersion = msg.version;
+      el.engineVersion.textContent = msg.version;
+      if (!state.busy && !state.inspecting && /Starting|loading/i.test(el.status.textContent)) {
+        setStatus(state.volume ? 'Ready.' : 'Ready. Load a volume or try the sample.');
+      }
+      updateControls();
+      break;
+    case 'device':
+      state.device = msg.info;
+      renderDevice();
+      break;
+    case 'inspected':
+      if (msg.id !== state.inspectId) return;
+      onInspected(msg.info);
+      break;
+    case 'progress':
+      if (msg.id !== state.runId) return;
+      setStatus(msg.stage + (Number.isFinite(msg.fraction) && msg.fraction !== null ? ` ${Math.round(msg.fraction * 100)}%` : ''));
+      setProgress(msg.fraction);
+      break;
+    case 'backend':
+      if (msg.id !== state.runId) return;
+      onBackend(msg.selection, msg.preference);
+      break;
+    case 'model':
+      if (msg.id !== state.runId) return;
+      state.modelInfo = msg.info;
+      break;
+    case 'result':
+      if (msg.id !== state.runId) return;
+      onResult(msg.result);
+      break;
+    case 'error':
+      onWorkerError(msg);
+      break;
+    default:
+      break;
+  }
+}
+
+function onWorkerError(msg) {
+  if (msg.phase === 'init') {
+    showError(msg.message);
+    setStatus('The engine could not start.');
+    el.engineVersion.textContent = 'unavailable';
+    updateControls();
+    return;
+  }
+  if (msg.phase === 'inspect') {
+    if (msg.id !== state.inspectId) return;
+    state.inspecting = false;
+    state.inspectId = null;
+    const pending = state.pendingName || 'the file';
+    const keep = state.volume ? ` Still loaded: ${state.volume.name}.` : '';
+    showError(`Could not read ${pending}: ${msg.message}${keep}`);
+    setStatus(state.volume ? 'Ready.' : 'Load a volume or try the sample.');
+    setProgress(0);
+  } else if (msg.phase === 'run') {
+    if (msg.id !== state.runId) return;
+    state.busy = false;
+    state.runId = null;
+    showError(msg.message);
+    setStatus('Segmentation failed.');
+    setProgress(0);
+  } else if (msg.phase === 'device') {
+    state.device = { available: false, reason: msg.message };
+    renderDevice();
+  } else {
+    showError(msg.message);
+  }
+  if (msg.fatal) restartWorker();
+  updateControls();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Volume input
+
+async function loadFile(file) {
+  if (!file) return;
+  clearError();
+  if (file.size === 0) {
+    showError(`Could not read ${file.name}: the file is empty.`);
+    return;
+  }
+  if (file.size > 2 ** 31) {
+    showError(`Could not read ${file.name}: ${(file.size / 2 ** 30).toFixed(1)} GiB is too large for this tab.`);
+    return;
+  }
+  let bytes;
+  try {
+    bytes = await file.arrayBuffer();
+  } catch (e) {
+    showError(`Could not read ${file.name}: ${e.message || e}`);
+    return;
+  }
+  inspect(file.name, bytes);
+}
+
+async function loadSample() {
+  clearError();
+  setStatus('Loading the sample volume…');
+  setProgress(null);
+  el.sample.disabled = true;
+  try {
+    const res = await fetch('sample/ch2.nii.gz', { credentials: 'same-origin' });
+    if (!res.ok) throw new Error(`HTTP ${res.status} for sample/ch2.nii.gz (run the setup script to fetch it)`);
+    inspect('ch2.nii.gz', await res.arrayBuffer());
+  } catch (e) {
+    showError(`Could not load the sample: ${e.message || e}`);
+    setStatus('Load a volume or try the sample.');
+    setProgress(0);
+    updateControls();
+  }
+}
+
+function inspect(name, bytes) {
+  if (!state.worker) startWorker();
+  state.inspecting = true;
+  state.inspectId = state.nextId++;
+  state.pendingName = name;
+  state.pendingBytes = bytes;
+  setStatus(`Checking ${name}…`);
+  setProgress(null);
+  updateControls();
+  const copy = bytes.slice(0);
+  state.worker.postMessage({ type: 'inspect', id: state.inspectId, bytes: copy }, [copy]);
+}
+
+async function onInspected(info) {
+  state.inspecting = false;
+  state.inspectId = null;
+  const name = state.pendingName;
+  const bytes = state.pendingBytes;
+  state.pendingName = null;
+  state.pendingBytes = null;
+  state.volume = { name, bytes, info };
+  state.result = null;
+  clearResults();
+  el.volumeInfo.textContent = describeVolume(name, info);
+  setStatus('Ready. Choose a model and backend, then Run.');
+  setProgress(0);
+  updateControls();
+  if (state.viewer) {
+    try {
+      await state.viewer.showVolume(bytes.slice(0), name);
+      el.viewerInfo.textContent = '';
+    } catch (e) {
+      el.viewerInfo.textContent = `The viewer could not display this volume: ${e.message || e}`;
+    }
+  }
+}
+
+function describeVolume(name, info) {
+  const dims = (info.dims || []).join(' × ');
+  const sp = (info.spacing || []).map((v) => Number(v).toFixed(2)).join(' × ');
+  const parts = [`${name}: ${dims} voxels`];
+  if (sp) parts.push(`${sp} mm`);
+  if (info.datatype) parts.push(info.datatype);
+  if (info.orientation) parts.push(info.orientation);
+  if (Number.isFinite(info.min) && Number.isFinite(info.max)) parts.push(`range ${fmt(info.min)}…${fmt(info.max)}`);
+  return parts.join(', ');
+}
+
+function fmt(x, digits = 1) {
+  if (!Number.isFinite(x)) return String(x);
+  return Math.abs(x) >= 1000 || Number.isInteger(x) ? Math.round(x).toLocaleString('en-US') : x.toFixed(digits);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models and backend
+
+async function loadModels() {
+  try {
+    const res = await fetch('models/index.json', { credentials: 'same-origin' });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const list = await res.json();
+    if (!Array.isArray(list) || list.length === 0) throw new Error('the list is empty');
+    state.models = list.filter((m) => m && typeof m.id === 'string' && typeof m.path === 'string');
+    el.model.replaceChildren(
+      ...state.models.map((m) => {
+        const o = document.createElement('option');
+        o.value = m.id;
+        o.textContent = m.name || m.id;
+        return o;
+      }),
+    );
+  } catch (e) {
+    state.models = [];
+    showError(`Could not load the model list (models/index.json): ${e.message || e}. Run the setup script to install the models.`);
+  }
+  updateControls();
+}
+
+function selectedModel() {
+  return state.models.find((m) => m.id === el.model.value) || null;
+}
+
+function cachedAutoChoice() {
+  try {
+    const c = JSON.parse(localStorage.getItem(AUTO_CACHE_KEY) || 'null');
+    if (!c || (c.backend !== 'webgpu' && c.backend !== 'cpu')) return null;
+    if (c.userAgent !== navigator.userAgent) return null;
+    const adapter = state.device && state.device.available ? state.device.description || state.device.vendor || 'gpu' : null;
+    if (c.adapter !== adapter) return null;
+    if (c.backend === 'webgpu' && !(state.device && state.device.available)) return null;
+    return c;
+  } catch {
+    return null;
+  }
+}
+
+function storeAutoChoice(selection) {
+  try {
+    const adapter = state.device && state.device.available ? state.device.description || state.device.vendor || 'gpu' : null;
+    localStorage.setItem(
+      AUTO_CACHE_KEY,
+      JSON.stringify({
+        backend: selection.backend,
+        probe_ms: selection.probe_ms,
+        reason: selection.reason,
+        userAgent: navigator.userAgent,
+        adapter,
+        at: new Date().toISOString(),
+      }),
+    );
+  } catch {
+    /* storage may be disabled; then Auto measures again next time */
+  }
+}
+
+function onBackend(selection, preference) {
+  state.selection = selection;
+  state.selectionPreference = preference;
+  if (preference === 'auto' && selection.probe_ms && (selection.probe_ms.webgpu != null || selection.probe_ms.cpu != null)) {
+    storeAutoChoice(selection);
+  }
+  renderBackend();
+  renderDevice();
+}
+
+function backendName(b) {
+  return b === 'webgpu' ? 'WebGPU' : b === 'cpu' ? 'CPU' : String(b);
+}
+
+function renderBackend() {
+  const s = state.selection;
+  if (!s) {
+    el.backendInfo.textContent = 'Backend not chosen yet.';
+    return;
+  }
+  const pref = state.selectionPreference;
+  const why = pref === 'auto' ? `Auto: ${s.reason}` : `Your choice (${backendName(pref)})${s.reason ? `: ${s.reason}` : ''}`;
+  const probe = [];
+  if (s.probe_ms) {
+    if (s.probe_ms.webgpu != null) probe.push(`WebGPU ${fmt(s.probe_ms.webgpu)} ms`);
+    if (s.probe_ms.cpu != null) probe.push(`CPU ${fmt(s.probe_ms.cpu)} ms`);
+  }
+  let text = `Using ${backendName(s.backend)}. ${why}`;
+  if (probe.length) text += ` Probe: ${probe.join(', ')}.`;
+  if (s.webgpu_error) text += ` WebGPU unavailable: ${s.webgpu_error}`;
+  el.backendInfo.textContent = text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run / cancel / results
+
+function run() {
+  const model = selectedModel();
+  if (!state.volume || !model || state.busy) return;
+  clearError();
+  state.busy = true;
+  state.runId = state.nextId++;
+  state.runStartedAt = performance.now();
+  state.result = null;
+  clearResults();
+  if (state.viewer) state.viewer.removeMask();
+  setStatus('Starting…');
+  setProgress(null);
+  updateControls();
+  const preference = el.backend.value;
+  const cached = preference === 'auto' ? cachedAutoChoice() : null;
+  const copy = state.volume.bytes.slice(0);
+  state.worker.postMessage(
+    {
+      type: 'run',
+      id: state.runId,
+      bytes: copy,
+      model: { id: model.id, name: model.name, path: model.path },
+      backend: preference,
+      cachedChoice: cached ? cached.backend : null,
+      tta: el.tta.checked,
+    },
+    [copy],
+  );
+}
+
+function cancel() {
+  if (!state.busy) return;
+  state.busy = false;
+  state.runId = null;
+  restartWorker(); // terminating the worker is the only way to stop a running wasm call
+  setProgress(0);
+  setStatus('Cancelled');
+  updateControls();
+}
+
+async function onResult(result) {
+  state.busy = false;
+  state.runId = null;
+  const modelId = selectedModel()?.id ?? null;
+  state.result = {
+    maskBytes: result.mask,
+    timings_ms: result.timings_ms || {},
+    label_volumes_mm3: result.label_volumes_mm3 || [],
+    backend: result.backend,
+    modelId,
+  };
+  renderTimings(state.result.timings_ms);
+  renderLabelVolumes(state.result.label_volumes_mm3);
+  setProgress(1);
+  const total = state.result.timings_ms.total;
+  setStatus(`Done${Number.isFinite(total) ? ` in ${(total / 1000).toFixed(1)} s` : ''} on ${backendName(result.backend)}.`);
+  updateControls();
+  if (state.viewer && state.volume) {
+    try {
+      await state.viewer.showMask(result.mask.slice(0), state.modelInfo?.labels);
+      el.viewerInfo.textContent = '';
+    } catch (e) {
+      el.viewerInfo.textContent = `The viewer could not display the mask: ${e.message || e}`;
+    }
+  }
+}
+
+function clearResults() {
+  for (const stage of STAGES) {
+    const cell = el.timings.querySelector(`tr[data-stage="${stage}"] td`);
+    if (cell) cell.textContent = '–';
+  }
+  el.labelVolumes.tBodies[0].replaceChildren();
+  updateControls();
+}
+
+function renderTimings(t) {
+  for (const stage of STAGES) {
+    const cell = el.timings.querySelector(`tr[data-stage="${stage}"] td`);
+    const v = Number(t[stage]);
+    cell.textContent = Number.isFinite(v) ? v.toFixed(v < 100 ? 1 : 0) : '–';
+  }
+}
+
+function renderLabelVolumes(list) {
+  const colors = new Map((state.modelInfo?.labels || []).map((l) => [l.value, l.color]));
+  const rows = list.map((l) => {
+    const tr = document.createElement('tr');
+    tr.dataset.value = String(l.value);
+    const v = document.createElement('td');
+    v.textContent = String(l.value);
+    const n = document.createElement('td');
+    n.className = 'text';
+    const c = colors.get(l.value);
+    if (Array.isArray(c)) {
+      const sw = document.createElement('span');
+      sw.className = 'swatch';
+      sw.style.backgroundColor = `rgb(${c[0]}, ${c[1]}, ${c[2]})`; // CSSOM, allowed by style-src 'self'
+      n.append(sw);
+    }
+    n.append(String(l.name ?? ''));
+    const mm3 = document.createElement('td');
+    mm3.dataset.mm3 = String(l.mm3);
+    mm3.textContent = Math.round(Number(l.mm3)).toLocaleString('en-US');
+    const ml = document.createElement('td');
+    ml.textContent = (Number(l.mm3) / 1000).toFixed(1);
+    tr.append(v, n, mm3, ml);
+    return tr;
+  });
+  el.labelVolumes.tBodies[0].replaceChildren(...rows);
+}
+
+function saveMask() {
+  if (!state.result || !state.result.maskBytes) return;
+  const base = (state.volume?.name || 'volume').replace(/\.nii(\.gz)?$/i, '');
+  const blob = new Blob([state.result.maskBytes], { type: 'application/gzip' });
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `${base}_mask.nii.gz`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device panel and diagnostics
+
+function renderDevice() {
+  const d = state.device;
+  if (!d) return;
+  if (!d.available) {
+    const p = document.createElement('p');
+    p.textContent = `WebGPU unavailable: ${d.reason}`;
+    el.device.replaceChildren(p, backendLine());
+    return;
+  }
+  const dl = document.createElement('dl');
+  dl.className = 'kv';
+  const add = (k, v) => {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v;
+    dl.append(dt, dd);
+  };
+  add('Adapter', d.description || d.device || '(name hidden by the browser)');
+  add('Vendor', d.vendor || '–');
+  add('Architecture', d.architecture || '–');
+  add('isFallbackAdapter', String(d.isFallbackAdapter));
+  for (const [k, v] of Object.entries(d.limits || {})) add(k, formatLimit(k, v));
+  el.device.replaceChildren(dl, backendLine());
+}
+
+function backendLine() {
+  const p = document.createElement('p');
+  p.className = 'info';
+  p.id = 'device-backend';
+  p.textContent = state.selection
+    ? `Backend in use: ${backendName(state.selection.backend)}`
+    : 'Backend in use: not chosen yet (chosen at the first run)';
+  return p;
+}
+
+function formatLimit(k, v) {
+  if (/Size$/.test(k) && v >= 1024 * 1024) return `${v.toLocaleString('en-US')} (${(v / 2 ** 20).toFixed(0)} MiB)`;
+  return Number(v).toLocaleString('en-US');
+}
+
+function diagnostics() {
+  const s = state.selection;
+  const m = state.modelInfo;
+  return {
+    app: 'bedside',
+    app_version: state.engineVersion,
+    frontend_version: FRONTEND_VERSION,
+    user_agent: navigator.userAgent,
+    hardware_concurrency: navigator.hardwareConcurrency ?? null,
+    device_memory_gb: navigator.deviceMemory ?? null,
+    backend: s
+      ? { preference: state.selectionPreference, in_use: s.backend, reason: s.reason, webgpu_error: s.webgpu_error ?? null }
+      : { preference: el.backend.value, in_use: null },
+    probe_ms: s ? s.probe_ms ?? null : null,
+    webgpu: state.device
+      ? state.device.available
+        ? {
+            available: true,
+            vendor: state.device.vendor,
+            architecture: state.device.architecture,
+            device: state.device.device,
+            description: state.device.description,
+            isFallbackAdapter: state.device.isFallbackAdapter,
+            limits: state.device.allLimits || state.device.limits,
+            features: state.device.features,
+          }
+        : { available: false, reason: state.device.reason }
+      : null,
+    model: m
+      ? { id: m.id, name: m.name, params: m.params, flops: m.flops, patch_size: m.patch_size, target_spacing: m.target_spacing }
+      : { id: selectedModel()?.id ?? null },
+    timings_ms: state.result ? state.result.timings_ms : null,
+    // Geometry only (no pixel values, no file name, no volumes): enough to reproduce a timing.
+    volume_geometry: state.volume ? { dims: state.volume.info.dims, spacing: state.volume.info.spacing } : null,
+  };
+}
+
+async function copyDiagnostics() {
+  const text = JSON.stringify(diagnostics(), null, 2);
+  el.diagOutput.textContent = text;
+  el.diagDetails.hidden = false;
+  try {
+    await navigator.clipboard.writeText(text);
+    setStatus('Diagnostics copied to the clipboard (no image data).');
+  } catch {
+    el.diagDetails.open = true;
+    setStatus('Could not use the clipboard; the diagnostics are shown below for copying.');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
+
+function wire() {
+  el.appVersion.textContent = FRONTEND_VERSION;
+  el.input.addEventListener('change', () => {
+    const file = el.input.files && el.input.files[0];
+    loadFile(file);
+    el.input.value = ''; // picking the same file again fires change again
+  });
+  el.sample.addEventListener('click', loadSample);
+  el.run.addEventListener('click', run);
+  el.cancel.addEventListener('click', cancel);
+  el.save.addEventListener('click', saveMask);
+  el.copyDiag.addEventListener('click', copyDiagnostics);
+  el.model.addEventListener('change', updateControls);
+  el.opacity.addEventListener('input', () => {
+    const v = Number(el.opacity.value);
+    el.opacityValue.textContent = v.toFixed(2);
+    state.viewer?.setOpacity(v);
+  });
+
+  // Drag and drop: anywhere on the page, highlighted on the drop zone. Never let the browser
+  // navigate to a dropped file.
+  const hasFiles = (ev) => ev.dataTransfer && [...(ev.dataTransfer.types || [])].includes('Files');
+  window.addEventListener('dragover', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = state.busy || state.inspecting ? 'none' : 'copy';
+    el.dropzone.classList.add('dragover');
+  });
+  window.addEventListener('dragleave', (ev) => {
+    if (ev.target === document.documentElement || ev.clientX <= 0 || ev.clientY <= 0) el.dropzone.classList.remove('dragover');
+  });
+  window.addEventListener('drop', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    el.dropzone.classList.remove('dragover');
+    if (state.busy || state.inspecting) return;
+    loadFile(ev.dataTransfer.files[0]);
+  });
+  el.dropzone.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' || ev.key === ' ') {
+      ev.preventDefault();
+      el.input.click();
+    }
+  });
+}
+
+async function initViewer() {
+  try {
+    const { Viewer } = await import('./viewer.js');
+    const v = new Viewer(el.canvas);
+    await v.init();
+    state.viewer = v;
+    v.setOpacity(Number(el.opacity.value));
+  } catch (e) {
+    state.viewer = null;
+    el.viewerInfo.textContent = `Viewer unavailable (needs WebGL2): ${e.message || e}. Segmentation still works.`;
+  }
+}
+
+wire();
+setStatus('Starting…');
+startWorker();
+updateControls();
+await Promise.all([loadModels(), initViewer()]);
+updateControls();
+document.documentElement.dataset.appReady = 'true';

@@ -1,0 +1,327 @@
+// bedside engine worker (module Web Worker). Loads the wasm (./bedside.js + ./bedside_bg.wasm,
+// written by Trunk with fixed names) and does all heavy work off the main thread.
+//
+// Protocol (main -> worker):            (worker -> main)
+//   {type:'init'}                        {type:'ready', version} | {type:'error', phase:'init', ...}
+//   {type:'device'}                      {type:'device', info}
+//   {type:'inspect', id, bytes}          {type:'inspected', id, info} | {type:'error', id, ...}
+//   {type:'run', id, bytes, model:{id,path}, backend, cachedChoice, tta}
+//                                        {type:'progress', id, stage, fraction|null}
+//                                        {type:'backend', id, selection, preference}
+//                                        {type:'model', id, info}
+//                                        {type:'result', id, result}  (mask buffer transferred)
+//                                        {type:'error', id, message, fatal}
+// Image bytes arrive here by transfer and are never sent anywhere else. The only network requests
+// made here are same-origin GETs of the wasm and the model package.
+
+let bedside = null;
+let initPromise = null;
+let lastPanic = null;
+let gpuInfoPromise = null;
+
+// Selected backend and loaded model in this wasm instance.
+const engine = { preference: null, cachedChoice: undefined, selection: null, modelKey: null, modelInfo: null };
+
+// console_error_panic_hook prints the Rust panic message with console.error before the wasm traps
+// with an opaque "unreachable"; keep it so the page can show a human message.
+const consoleError = console.error.bind(console);
+console.error = (...args) => {
+  const text = args.map((a) => (a instanceof Error ? a.message : String(a))).join(' ');
+  if (/panicked at/.test(text)) lastPanic = text;
+  consoleError(...args);
+};
+
+const LIMIT_KEYS = [
+  'maxBufferSize',
+  'maxStorageBufferBindingSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+  'maxUniformBufferBindingSize',
+  'maxBindGroups',
+];
+
+class UserError extends Error {}
+
+function post(msg, transfer) {
+  self.postMessage(msg, transfer || []);
+}
+
+function errorMessage(e) {
+  if (e instanceof WebAssembly.RuntimeError || (e && e.name === 'RuntimeError')) {
+    const detail = lastPanic ? lastPanic.replace(/\s+/g, ' ').slice(0, 600) : e.message;
+    return `The engine crashed (${detail}). It has been restarted; you can try again.`;
+  }
+  if (e && typeof e.message === 'string' && e.message) return e.message;
+  if (typeof e === 'string' && e) return e;
+  try {
+    return JSON.stringify(e);
+  } catch {
+    return String(e);
+  }
+}
+
+function isFatal(e) {
+  return e instanceof WebAssembly.RuntimeError || (e && e.name === 'RuntimeError');
+}
+
+/** Convert serde-wasm-bindgen output (may contain Maps) into plain JSON-like objects. */
+function plain(x) {
+  if (x instanceof Map) {
+    const o = {};
+    for (const [k, v] of x) o[k] = plain(v);
+    return o;
+  }
+  if (Array.isArray(x)) return x.map(plain);
+  if (ArrayBuffer.isView(x) || x instanceof ArrayBuffer) return x;
+  if (x && typeof x === 'object') {
+    const o = {};
+    for (const k of Object.keys(x)) o[k] = plain(x[k]);
+    return o;
+  }
+  return x;
+}
+
+function toU8(x) {
+  if (x instanceof Uint8Array) return x;
+  if (x instanceof ArrayBuffer) return new Uint8Array(x);
+  if (ArrayBuffer.isView(x)) return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+  if (Array.isArray(x)) return Uint8Array.from(x);
+  throw new Error('engine returned no mask bytes');
+}
+
+async function ensureEngine() {
+  if (!initPromise) {
+    initPromise = (async () => {
+      try {
+        bedside = await import('./bedside.js');
+      } catch (e) {
+        throw new UserError(`Could not load the engine script bedside.js: ${errorMessage(e)}`);
+      }
+      try {
+        await bedside.default(); // fetches ./bedside_bg.wasm next to bedside.js
+      } catch (e) {
+        throw new UserError(`Could not start the engine (bedside_bg.wasm): ${errorMessage(e)}`);
+      }
+      return bedside.version();
+    })();
+    initPromise.catch(() => {
+      initPromise = null;
+    });
+  }
+  return initPromise;
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms / 1000} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** WebGPU adapter facts, queried from JS (independent of the engine). */
+async function queryGpu() {
+  const t0 = performance.now();
+  const gpu = self.navigator && self.navigator.gpu;
+  if (!gpu) {
+    return {
+      available: false,
+      reason: 'navigator.gpu is not defined (this browser or context has no WebGPU)',
+      query_ms: 0,
+    };
+  }
+  let adapter;
+  try {
+    adapter = await withTimeout(gpu.requestAdapter(), 15000, 'navigator.gpu.requestAdapter()');
+  } catch (e) {
+    return { available: false, reason: `requestAdapter() failed: ${errorMessage(e)}`, query_ms: performance.now() - t0 };
+  }
+  if (!adapter) {
+    return {
+      available: false,
+      reason:
+        'navigator.gpu.requestAdapter() returned no adapter (no usable GPU, WebGPU disabled, or a ' +
+        'blocklisted driver; Chromium on Linux may need --enable-unsafe-webgpu)',
+      query_ms: performance.now() - t0,
+    };
+  }
+  let info = adapter.info;
+  if (!info && typeof adapter.requestAdapterInfo === 'function') {
+    try {
+      info = await adapter.requestAdapterInfo();
+    } catch {
+      info = {};
+    }
+  }
+  info = info || {};
+  const limits = {};
+  for (const k of LIMIT_KEYS) if (adapter.limits && k in adapter.limits) limits[k] = adapter.limits[k];
+  const allLimits = {};
+  for (const k in adapter.limits) {
+    const v = adapter.limits[k];
+    if (typeof v === 'number') allLimits[k] = v;
+  }
+  return {
+    available: true,
+    vendor: info.vendor || '',
+    architecture: info.architecture || '',
+    device: info.device || '',
+    description: info.description || '',
+    isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false),
+    features: adapter.features ? [...adapter.features].sort() : [],
+    limits,
+    allLimits,
+    query_ms: performance.now() - t0,
+  };
+}
+
+function gpuInfo() {
+  if (!gpuInfoPromise) gpuInfoPromise = queryGpu();
+  return gpuInfoPromise;
+}
+
+async function fetchBytes(url, id, stage) {
+  const res = await fetch(url, { credentials: 'same-origin', cache: 'no-cache' });
+  if (!res.ok) throw new UserError(`Could not load ${url}: HTTP ${res.status}`);
+  const total = Number(res.headers.get('content-length')) || 0;
+  if (!res.body || !total) return new Uint8Array(await res.arrayBuffer());
+  const out = new Uint8Array(total);
+  const reader = res.body.getReader();
+  let got = 0;
+  let lastPost = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (got + value.length > total) throw new UserError(`Could not load ${url}: more bytes than announced`);
+    out.set(value, got);
+    got += value.length;
+    const now = performance.now();
+    if (now - lastPost > 100) {
+      lastPost = now;
+      post({ type: 'progress', id, stage, fraction: got / total });
+    }
+  }
+  if (got !== total) throw new UserError(`Could not load ${url}: truncated download (${got} of ${total} bytes)`);
+  return out;
+}
+
+function modelUrl(path, file) {
+  const base = new URL(path, self.location.href);
+  if (base.origin !== self.location.origin) throw new UserError(`Model path ${path} is not on this origin; refusing to load it`);
+  return new URL(file, base).href;
+}
+
+async function selectBackend(id, preference, cachedChoice) {
+  // Reuse the selection made in this wasm instance unless the user changed the preference.
+  if (
+    engine.selection &&
+    engine.preference === preference &&
+    (cachedChoice == null || cachedChoice === engine.cachedChoice || cachedChoice === engine.selection.backend)
+  ) {
+    return engine.selection;
+  }
+  if (preference === 'webgpu') {
+    const g = await gpuInfo();
+    if (!g.available) throw new UserError(`WebGPU unavailable: ${g.reason}. Choose Auto or CPU.`);
+  }
+  post({ type: 'progress', id, stage: preference === 'auto' && !cachedChoice ? 'Measuring backends (WebGPU vs CPU)…' : 'Selecting backend…', fraction: null });
+  const selection = plain(await bedside.select_backend(preference, cachedChoice ?? null));
+  if (preference === 'webgpu' && selection.backend !== 'webgpu') {
+    throw new UserError(`WebGPU unavailable: ${selection.webgpu_error || selection.reason || 'the engine could not start WebGPU'}. Choose Auto or CPU.`);
+  }
+  engine.preference = preference;
+  engine.cachedChoice = cachedChoice;
+  engine.selection = selection;
+  engine.modelKey = null; // a model lives on one backend; reload after switching
+  engine.modelInfo = null;
+  return selection;
+}
+
+async function loadModel(id, model, backend) {
+  const key = `${model.id}|${model.path}|${backend}`;
+  if (engine.modelKey === key && engine.modelInfo) return engine.modelInfo;
+  post({ type: 'progress', id, stage: `Loading model ${model.name || model.id}…`, fraction: null });
+  const jsonBytes = await fetchBytes(modelUrl(model.path, 'model.json'), id, 'Loading model description…');
+  const weights = await fetchBytes(modelUrl(model.path, 'weights.safetensors'), id, 'Loading model weights…');
+  post({ type: 'progress', id, stage: `Preparing model on ${backend === 'webgpu' ? 'WebGPU' : 'CPU'}…`, fraction: null });
+  const info = plain(await bedside.load_model(new TextDecoder().decode(jsonBytes), weights));
+  engine.modelKey = key;
+  engine.modelInfo = info;
+  return info;
+}
+
+async function handle(msg) {
+  switch (msg.type) {
+    case 'init': {
+      const version = await ensureEngine();
+      post({ type: 'ready', version });
+      return;
+    }
+    case 'device': {
+      post({ type: 'device', info: await gpuInfo() });
+      return;
+    }
+    case 'inspect': {
+      await ensureEngine();
+      const info = plain(await bedside.inspect_volume(new Uint8Array(msg.bytes)));
+      post({ type: 'inspected', id: msg.id, info });
+      return;
+    }
+    case 'run': {
+      const { id } = msg;
+      post({ type: 'progress', id, stage: 'Starting engine…', fraction: null });
+      await ensureEngine();
+      const selection = await selectBackend(id, msg.backend, msg.cachedChoice);
+      post({ type: 'backend', id, selection, preference: msg.backend });
+      const info = await loadModel(id, msg.model, selection.backend);
+      post({ type: 'model', id, info });
+      post({ type: 'progress', id, stage: 'Segmenting…', fraction: 0 });
+      let lastPost = 0;
+      const onProgress = (stage, fraction) => {
+        const now = performance.now();
+        if (now - lastPost < 50 && fraction !== 1) return;
+        lastPost = now;
+        post({ type: 'progress', id, stage: String(stage), fraction: Number.isFinite(fraction) ? fraction : null });
+      };
+      const raw = await bedside.segment(new Uint8Array(msg.bytes), { tta: Boolean(msg.tta) }, onProgress);
+      const mask = toU8(raw.mask_nii_gz ?? (raw instanceof Map ? raw.get('mask_nii_gz') : undefined));
+      const rest = plain(raw instanceof Map ? Object.fromEntries(raw) : raw);
+      delete rest.mask_nii_gz;
+      const maskBuffer =
+        mask.byteOffset === 0 && mask.byteLength === mask.buffer.byteLength && mask.buffer instanceof ArrayBuffer
+          ? mask.buffer
+          : mask.slice().buffer;
+      post({ type: 'result', id, result: { ...rest, mask: maskBuffer } }, [maskBuffer]);
+      return;
+    }
+    default:
+      throw new Error(`unknown message type ${msg.type}`);
+  }
+}
+
+// Handle one message at a time: the wasm engine is not re-entrant.
+let queue = Promise.resolve();
+self.onmessage = (event) => {
+  const msg = event.data || {};
+  queue = queue.then(async () => {
+    lastPanic = null;
+    try {
+      await handle(msg);
+    } catch (e) {
+      post({
+        type: 'error',
+        id: msg.id ?? null,
+        phase: msg.type,
+        message: errorMessage(e),
+        fatal: isFatal(e),
+      });
+    }
+  });
+};
