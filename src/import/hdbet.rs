@@ -66,7 +66,7 @@ pub fn hdbet_manifest(fold: Option<u8>, source: &str, sha256: &str, params: u64)
 }
 
 /// Reads one HD-BET fold file and returns it as a model on `device`.
-#[cfg(not(target_arch = "wasm32"))]
+/// (Compiled on every target; in a browser there is no file path to read.)
 pub fn import_hdbet_file(path: &std::path::Path, device: &Device) -> Result<Model, ModelError> {
     let io = |e: std::io::Error| ModelError::Io { path: path.display().to_string(), message: e.to_string() };
     let bytes = std::fs::read(path).map_err(io)?;

@@ -4,11 +4,8 @@
 //   BEDSIDE_DIST        directory to serve (default: dist, the Trunk release build)
 //   BEDSIDE_ARTIFACTS   where screenshots and logs go (default: target/artifacts)
 //   BEDSIDE_CHROMIUM    browser binary (default: /usr/bin/chromium)
-//   BEDSIDE_E2E_ENGINE  "real" (default: the wasm engine in dist/) or "mock": serve the front end
-//                       from the sources with tests/e2e/fixtures/mock_bedside.js as the engine, to
-//                       check the UI plumbing in seconds without a wasm build.
-//   BEDSIDE_E2E_BACKENDS comma list of backends for the sample runs (default: cpu,webgpu)
-//   BEDSIDE_E2E_RUN_TIMEOUT_MS  per segmentation run (default 20 min real, 1 min mock)
+//   BEDSIDE_E2E_BACKENDS comma list of backends for the sample runs (default: cpu)
+//   BEDSIDE_E2E_RUN_TIMEOUT_MS  per segmentation run (default 20 min)
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,11 +19,10 @@ export { CSP };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '..', '..');
-export const ENGINE = process.env.BEDSIDE_E2E_ENGINE === 'mock' ? 'mock' : 'real';
 export const ARTIFACTS = path.resolve(REPO, process.env.BEDSIDE_ARTIFACTS || 'target/artifacts');
 export const CHROMIUM = process.env.BEDSIDE_CHROMIUM || '/usr/bin/chromium';
 // HD-BET on a 2-core CPU (or SwiftShader WebGPU) takes minutes; be generous.
-export const RUN_TIMEOUT_MS = Number(process.env.BEDSIDE_E2E_RUN_TIMEOUT_MS || (ENGINE === 'mock' ? 60_000 : 20 * 60_000));
+export const RUN_TIMEOUT_MS = Number(process.env.BEDSIDE_E2E_RUN_TIMEOUT_MS || 20 * 60_000);
 export const TEST_TIMEOUT_MS = RUN_TIMEOUT_MS + 5 * 60_000;
 
 export const SAMPLE_CANDIDATES = [
@@ -40,37 +36,12 @@ fs.mkdirSync(ARTIFACTS, { recursive: true });
 // ---------------------------------------------------------------------------------------------
 // What to serve
 
-function copy(src, dst) {
-  fs.mkdirSync(path.dirname(dst), { recursive: true });
-  fs.copyFileSync(src, dst);
-}
-
-/** Assemble a dist-like folder from the sources with the mock engine (mock mode only). */
-export function buildMockDist() {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'bedside-mock-dist-'));
-  let html = fs.readFileSync(path.join(REPO, 'index.html'), 'utf8');
-  html = html.replace(/<link\s+data-trunk\s+rel="css"\s+href="www\/style\.css"\s*>/, '<link rel="stylesheet" href="./style.css">');
-  html = html.replace(/<link\s+data-trunk\b[^>]*>/g, '');
-  fs.writeFileSync(path.join(out, 'index.html'), html);
-  for (const f of ['app.js', 'worker.js', 'viewer.js', 'style.css']) copy(path.join(REPO, 'www', f), path.join(out, f));
-  copy(path.join(REPO, 'node_modules/@niivue/niivue/dist/index.js'), path.join(out, 'vendor/niivue/index.js'));
-  copy(path.join(here, 'fixtures/mock_bedside.js'), path.join(out, 'bedside.js'));
-  const sample = SAMPLE_CANDIDATES.find((p) => fs.existsSync(p));
-  if (sample) copy(sample, path.join(out, 'sample/ch2.nii.gz'));
-  fs.mkdirSync(path.join(out, 'models/hd-bet'), { recursive: true });
-  fs.writeFileSync(path.join(out, 'models/index.json'), JSON.stringify([{ id: 'hd-bet', name: 'HD-BET (fold 0) [mock]', path: 'models/hd-bet/' }]));
-  fs.writeFileSync(path.join(out, 'models/hd-bet/model.json'), JSON.stringify({ id: 'hd-bet', name: 'mock', labels: [{ value: 1, name: 'brain', color: [255, 80, 80] }] }));
-  fs.writeFileSync(path.join(out, 'models/hd-bet/weights.safetensors'), Buffer.alloc(1024, 1));
-  return out;
-}
-
 export function distDir() {
-  if (ENGINE === 'mock') return buildMockDist();
   const dist = path.resolve(REPO, process.env.BEDSIDE_DIST || 'dist');
   const need = ['index.html', 'app.js', 'worker.js', 'viewer.js', 'bedside.js', 'bedside_bg.wasm', 'vendor/niivue/index.js', 'models/index.json', 'sample/ch2.nii.gz'];
   const missing = need.filter((f) => !fs.existsSync(path.join(dist, f)));
   if (missing.length) {
-    throw new Error(`${dist} is incomplete (missing ${missing.join(', ')}): run \`trunk build\` (scripts/setup) first, or set BEDSIDE_E2E_ENGINE=mock`);
+    throw new Error(`${dist} is incomplete (missing ${missing.join(', ')}): run \`trunk build\` (scripts/setup) first`);
   }
   return dist;
 }
@@ -157,7 +128,6 @@ export async function openApp({ webgpu = true } = {}) {
     fs.writeFileSync(path.join(ARTIFACTS, `e2e-log-${Date.now()}.json`), JSON.stringify({ ...log, server: server.requests }, null, 1));
     await closeBrowser();
     await server.close();
-    if (ENGINE === 'mock') fs.rmSync(root, { recursive: true, force: true });
   };
   return { page, context, server, log, response, close, root };
 }

@@ -6,13 +6,17 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ENGINE, ARTIFACTS, TEST_TIMEOUT_MS, CSP, tid, openApp, loadSample, runAndWait, readTimings,
+  ARTIFACTS, TEST_TIMEOUT_MS, CSP, tid, openApp, loadSample, runAndWait, readTimings,
   readLabelVolumes, screenshot, niftiHeader, networkProblems,
 } from './lib.mjs';
 
 const CH2_DIMS = [181, 217, 181];
-// BEDSIDE_E2E_BACKENDS=cpu skips the (slow, SwiftShader) WebGPU run on machines without a GPU.
-const BACKENDS = (process.env.BEDSIDE_E2E_BACKENDS || 'cpu,webgpu').split(',').map((s) => s.trim()).filter(Boolean);
+// The full run is on the CPU backend by default: on a machine without a GPU, Chromium's WebGPU is
+// SwiftShader, a CPU emulation about 6x slower than wasm flex (STACK.md), which would put HD-BET's
+// ~2 TFLOP beyond any CI budget. WebGPU in the browser is covered by the wasm-bindgen test
+// (same output as the CPU, tests/wasm_backend_agreement.rs) and by webgpu_unavailable.test.mjs.
+// BEDSIDE_E2E_BACKENDS=cpu,webgpu adds the full WebGPU run (use it on a machine with a GPU).
+const BACKENDS = (process.env.BEDSIDE_E2E_BACKENDS || 'cpu').split(',').map((s) => s.trim()).filter(Boolean);
 
 for (const backend of BACKENDS) {
   describe(`sample (Colin27 T1) on ${backend}`, { timeout: TEST_TIMEOUT_MS }, () => {
@@ -49,15 +53,12 @@ for (const backend of BACKENDS) {
       assert.ok(volumes.length >= 1, 'no label volumes');
       const brain = volumes.find((v) => /brain/i.test(v.name)) ?? volumes.find((v) => v.value === 1);
       assert.ok(brain, `no brain label in ${JSON.stringify(volumes)}`);
-      if (ENGINE === 'mock') {
-        assert.ok(brain.mm3 > 0);
-      } else {
-        assert.ok(brain.mm3 > 1_000_000 && brain.mm3 < 2_500_000, `brain volume ${brain.mm3} mm³ is not a human brain`);
-      }
+      assert.ok(brain.mm3 > 1_000_000 && brain.mm3 < 2_500_000, `brain volume ${brain.mm3} mm³ is not a human brain`);
     });
 
-    test('the timings table has numbers for every stage', async () => {
+    test('the timings table has numbers for every stage', async (t0) => {
       const t = await readTimings(app.page);
+      t0.diagnostic(`timings on ${backend} (ms): ${JSON.stringify(t)}`);
       for (const stage of ['read', 'preprocess', 'inference', 'postprocess', 'total']) {
         const v = Number(t[stage]);
         assert.ok(Number.isFinite(v) && v >= 0, `timing ${stage} = ${JSON.stringify(t[stage])}`);
