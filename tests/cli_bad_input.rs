@@ -28,7 +28,7 @@ fn nifti1_header(dims: &[i16], datatype: i16, bitpix: i16) -> Vec<u8> {
     h[0..4].copy_from_slice(&348i32.to_le_bytes());
     h[40..42].copy_from_slice(&(dims.len() as i16).to_le_bytes());
     for (i, d) in dims.iter().enumerate() {
-        h[42 + 2 * (i + 1)..44 + 2 * (i + 1)].copy_from_slice(&d.to_le_bytes());
+        h[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
     }
     h[70..72].copy_from_slice(&datatype.to_le_bytes());
     h[72..74].copy_from_slice(&bitpix.to_le_bytes());
@@ -78,7 +78,7 @@ fn truncated_gzip_is_refused() {
 
 #[test]
 fn truncated_voxel_data_is_refused() {
-    let mut bytes = nifti1_header(&[3, 10, 10, 10], 2, 8);
+    let mut bytes = nifti1_header(&[10, 10, 10], 2, 8);
     bytes.extend(vec![1u8; 500]); // 1000 voxels declared
     let msg = info_fails(&write("short.nii", &bytes));
     assert!(msg.contains("truncated"), "{msg}");
@@ -93,17 +93,17 @@ fn four_d_with_several_volumes_is_refused() {
 #[test]
 fn absurd_dimensions_are_refused_before_allocating() {
     // 30000³ uint8 = 27 TB: allocating it would abort the process.
-    let mut bytes = nifti1_header(&[3, 30000, 30000, 30000], 2, 8);
+    let mut bytes = nifti1_header(&[30000, 30000, 30000], 2, 8);
     bytes.extend(vec![0u8; 64]);
     let msg = info_fails(&write("huge.nii.gz", &gzip(&bytes)));
-    assert!(msg.contains("too large") || msg.contains("dimension"), "{msg}");
+    assert!(msg.contains("more than the"), "{msg}");
 }
 
 #[test]
 fn negative_dimensions_are_refused() {
-    let bytes = nifti1_header(&[3, 10, -5, 10], 2, 8);
+    let bytes = nifti1_header(&[10, -5, 10], 2, 8);
     let msg = info_fails(&write("negative.nii", &bytes));
-    assert!(msg.contains("dimension"), "{msg}");
+    assert!(msg.contains("invalid image dimensions") && msg.contains("-5"), "{msg}");
 }
 
 /// A copy of the HD-BET package with `init_conv.weight` replaced by
