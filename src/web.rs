@@ -11,13 +11,14 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::inference::pipeline::{segment_bytes, SegmentOptions};
+use crate::inference::backend::OpenedDevice;
 use crate::inference::{backend, Backend};
 use crate::model::Model;
 use crate::volume;
 
 #[derive(Default)]
 struct State {
-    device: Option<(Backend, Device)>,
+    device: Option<OpenedDevice>,
     model: Option<Rc<Model>>,
 }
 
@@ -92,33 +93,35 @@ pub async fn select_backend(preference: String, cached_choice: Option<String>) -
     let gpu = backend::open_device(Backend::Wgpu).await;
     let webgpu_error = gpu.as_ref().err().map(|e| e.to_string());
 
-    let (chosen, device, reason) = match preference.as_str() {
-        "cpu" => (Backend::Cpu, Device::flex(), "chosen by the user".to_string()),
+    let cpu = || OpenedDevice { backend: Backend::Cpu, device: Device::flex(), max_buffer_bytes: None, adapter: None };
+    let (opened, reason) = match preference.as_str() {
+        "cpu" => (cpu(), "chosen by the user".to_string()),
         "webgpu" | "wgpu" => match gpu {
-            Ok(d) => (Backend::Wgpu, d, "chosen by the user".to_string()),
+            Ok(d) => (d, "chosen by the user".to_string()),
             Err(e) => return Err(JsError::new(&e.to_string())),
         },
         "auto" => match (gpu, cached_choice.as_deref()) {
-            (Err(_), _) => (Backend::Cpu, Device::flex(), "WebGPU is unavailable".to_string()),
-            (Ok(d), Some("webgpu")) => (Backend::Wgpu, d, "remembered from this machine's probe".to_string()),
-            (Ok(_), Some("cpu")) => (Backend::Cpu, Device::flex(), "remembered from this machine's probe".to_string()),
+            (Err(_), _) => (cpu(), "WebGPU is unavailable".to_string()),
+            (Ok(d), Some("webgpu")) => (d, "remembered from this machine's probe".to_string()),
+            (Ok(_), Some("cpu")) => (cpu(), "remembered from this machine's probe".to_string()),
             (Ok(d), _) => {
-                let cpu = Device::flex();
-                let g = backend::probe(&d).await.map_err(|e| JsError::new(&e))?;
-                let c = backend::probe(&cpu).await.map_err(|e| JsError::new(&e))?;
+                let c_dev = cpu();
+                let g = backend::probe(&d.device).await.map_err(|e| JsError::new(&e))?;
+                let c = backend::probe(&c_dev.device).await.map_err(|e| JsError::new(&e))?;
                 probe_ms = ProbeMs { webgpu: Some(g), cpu: Some(c) };
                 if g < c {
-                    (Backend::Wgpu, d, format!("probe: WebGPU {g:.0} ms vs CPU {c:.0} ms"))
+                    (d, format!("probe: WebGPU {g:.0} ms vs CPU {c:.0} ms"))
                 } else {
-                    (Backend::Cpu, cpu, format!("probe: CPU {c:.0} ms vs WebGPU {g:.0} ms"))
+                    (c_dev, format!("probe: CPU {c:.0} ms vs WebGPU {g:.0} ms"))
                 }
             }
         },
         other => return Err(JsError::new(&format!("unknown backend preference \"{other}\""))),
     };
+    let chosen = opened.backend;
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        s.device = Some((chosen, device));
+        s.device = Some(opened);
         s.model = None; // a model lives on one device
     });
     let name = match chosen {
@@ -128,7 +131,7 @@ pub async fn select_backend(preference: String, cached_choice: Option<String>) -
     to_js(&BackendChoice { backend: name, reason, probe_ms, webgpu_error })
 }
 
-fn current_device() -> Result<(Backend, Device), JsError> {
+fn current_device() -> Result<OpenedDevice, JsError> {
     STATE.with(|s| s.borrow().device.clone()).ok_or_else(|| JsError::new("no backend selected yet"))
 }
 
@@ -136,8 +139,8 @@ fn current_device() -> Result<(Backend, Device), JsError> {
 /// bytes) onto the selected device, and returns its card.
 #[wasm_bindgen]
 pub async fn load_model(model_json: String, weights: Vec<u8>) -> Result<JsValue, JsError> {
-    let (_, device) = current_device()?;
-    let model = Model::from_package_bytes(&model_json, weights, &device).map_err(|e| JsError::new(&e.to_string()))?;
+    let opened = current_device()?;
+    let model = Model::from_package_bytes(&model_json, weights, &opened.device).map_err(|e| JsError::new(&e.to_string()))?;
     let m = &model.manifest;
     #[derive(Serialize)]
     struct Card<'a> {
@@ -175,7 +178,8 @@ struct JsOptions {
 /// bytes in the input's own grid, the timings and the label volumes.
 #[wasm_bindgen]
 pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
-    let (backend, device) = current_device()?;
+    let opened = current_device()?;
+    let backend = opened.backend;
     let model = STATE
         .with(|s| s.borrow().model.clone())
         .ok_or_else(|| JsError::new("no model loaded yet"))?;
@@ -188,8 +192,8 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
         let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(fraction));
         true
     };
-    let options = SegmentOptions { mirror: opts.tta, ..SegmentOptions::default() };
-    let (vol, seg) = segment_bytes(&volume, &model, &device, options, &mut progress)
+    let options = SegmentOptions { mirror: opts.tta, max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
+    let (vol, seg) = segment_bytes(&volume, &model, &opened.device, options, &mut progress)
         .await
         .map_err(|e| JsError::new(&e.to_string()))?;
     drop(volume);
@@ -201,6 +205,7 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
         label_volumes_mm3: &'a [crate::inference::LabelVolume],
         backend: &'static str,
         windows: usize,
+        patch: [usize; 3],
         dims: [usize; 3],
     }
     let out = to_js(&Result {
@@ -211,6 +216,7 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
             Backend::Cpu => "cpu",
         },
         windows: seg.windows,
+        patch: seg.patch,
         dims: vol.dims,
     })?;
     let bytes = js_sys::Uint8Array::from(mask.as_slice());

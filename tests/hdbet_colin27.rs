@@ -48,7 +48,10 @@ fn segment_and_score(backend: &str) -> f64 {
     }
     let truth = read_nifti_file(&reference).unwrap();
     let d = dice(&mask.data, &truth.data);
-    eprintln!("HD-BET on Colin27, {backend}: Dice {d:.4}, brain {brain_mm3:.0} mm³, timings {}", report["timings_ms"]);
+    eprintln!(
+        "HD-BET on Colin27, {backend} ({}): Dice {d:.4}, brain {brain_mm3:.0} mm³, {} windows of {}, timings {}",
+        report["adapter"], report["windows"], report["patch"], report["timings_ms"]
+    );
     d
 }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::CliError;
 use crate::import::hdbet::import_hdbet_file;
 use crate::inference::pipeline::{segment_bytes, SegmentOptions, Segmentation};
+use crate::inference::backend::OpenedDevice;
 use crate::inference::{backend, Backend};
 use crate::metrics::dice as dice_score;
 use crate::model::Model;
@@ -75,10 +76,9 @@ fn resolve_model_dir(model: &str) -> Result<PathBuf, CliError> {
     )))
 }
 
-fn open_device(name: &str) -> Result<(Backend, Device), CliError> {
+fn open_device(name: &str) -> Result<OpenedDevice, CliError> {
     let backend = Backend::parse(name)?;
-    let device = pollster::block_on(backend::open_device(backend))?;
-    Ok((backend, device))
+    Ok(pollster::block_on(backend::open_device(backend))?)
 }
 
 fn load_model(model: &str, device: &Device) -> Result<Model, CliError> {
@@ -89,19 +89,20 @@ fn load_model(model: &str, device: &Device) -> Result<Model, CliError> {
 fn run_segmentation(
     bytes: &[u8],
     model: &Model,
-    device: &Device,
-    options: SegmentOptions,
+    opened: &OpenedDevice,
+    mirror: bool,
 ) -> Result<(Volume, Segmentation), CliError> {
     let mut quiet = |_: &str, _: f64| true;
-    Ok(pollster::block_on(segment_bytes(bytes, model, device, options, &mut quiet))?)
+    let options = SegmentOptions { mirror, max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
+    Ok(pollster::block_on(segment_bytes(bytes, model, &opened.device, options, &mut quiet))?)
 }
 
 pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, json: bool) -> Result<(), CliError> {
-    let (backend, device) = open_device(backend)?;
-    let model = load_model(model, &device)?;
+    let opened = open_device(backend)?;
+    let model = load_model(model, &opened.device)?;
     let bytes = read_file(path)?;
-    let options = SegmentOptions { mirror: tta, ..SegmentOptions::default() };
-    let (volume, seg) = run_segmentation(&bytes, &model, &device, options)?;
+    let (volume, seg) = run_segmentation(&bytes, &model, &opened, tta)?;
+    let backend = opened.backend;
     let mask = volume::write_label_nifti_gz(&volume, &seg.labels)?;
     std::fs::write(out, mask).map_err(|e| CliError(format!("cannot write {}: {e}", out.display())))?;
 
@@ -111,7 +112,9 @@ pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, j
         "model": model.manifest.id,
         "backend": backend.name(),
         "out": out.display().to_string(),
+        "adapter": opened.adapter,
         "windows": seg.windows,
+        "patch": seg.patch,
         "timings_ms": seg.timings_ms,
         "label_volumes_mm3": volumes,
     });
@@ -162,7 +165,7 @@ pub fn bench(path: &Path, model: &str, backends: &str, repeat: usize, json: bool
     let bytes = read_file(path)?;
     let mut rows = Vec::new();
     for name in backends.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (backend, device) = match open_device(name) {
+        let opened = match open_device(name) {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("skipping {name}: {}", e.0);
@@ -170,12 +173,13 @@ pub fn bench(path: &Path, model: &str, backends: &str, repeat: usize, json: bool
                 continue;
             }
         };
-        let model = load_model(model, &device)?;
+        let backend = opened.backend;
+        let model = load_model(model, &opened.device)?;
         // The first run compiles kernels and warms allocators; it is reported apart.
-        let (_, warm) = run_segmentation(&bytes, &model, &device, SegmentOptions::default())?;
+        let (_, warm) = run_segmentation(&bytes, &model, &opened, false)?;
         let mut runs = Vec::new();
         for _ in 0..repeat.max(1) {
-            let (_, seg) = run_segmentation(&bytes, &model, &device, SegmentOptions::default())?;
+            let (_, seg) = run_segmentation(&bytes, &model, &opened, false)?;
             runs.push(seg.timings_ms);
         }
         if !json {
@@ -186,7 +190,7 @@ pub fn bench(path: &Path, model: &str, backends: &str, repeat: usize, json: bool
                 );
             }
         }
-        rows.push(json!({ "backend": backend.name(), "warmup_ms": warm.timings_ms, "runs_ms": runs }));
+        rows.push(json!({ "backend": backend.name(), "adapter": opened.adapter, "patch": warm.patch, "windows": warm.windows, "warmup_ms": warm.timings_ms, "runs_ms": runs }));
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&json!({ "volume": path.display().to_string(), "results": rows })).expect("serialises"));

@@ -43,15 +43,38 @@ pub enum BackendError {
     GpuUnavailable(String),
 }
 
+/// A device ready for work, with what the inference needs to know about it.
+#[derive(Debug, Clone)]
+pub struct OpenedDevice {
+    pub backend: Backend,
+    pub device: Device,
+    /// The largest single buffer the device can bind, in bytes (wgpu only).
+    /// Lavapipe allows 128 MiB, browsers 256 MiB to a few GiB: the sliding
+    /// window shrinks its patch so that no activation exceeds it.
+    pub max_buffer_bytes: Option<u64>,
+    /// Adapter name and driver, for the device panel and diagnostics.
+    pub adapter: Option<String>,
+}
+
 /// Opens the device for `backend`. wgpu may fail (no adapter, blocked by the
 /// browser); the error says why so the caller can fall back to the CPU.
-pub async fn open_device(backend: Backend) -> Result<Device, BackendError> {
+pub async fn open_device(backend: Backend) -> Result<OpenedDevice, BackendError> {
     match backend {
-        Backend::Cpu => Ok(Device::flex()),
-        Backend::Wgpu => Device::wgpu_options()
-            .init_async()
-            .await
-            .map_err(|e| BackendError::GpuUnavailable(e.to_string())),
+        Backend::Cpu => Ok(OpenedDevice { backend, device: Device::flex(), max_buffer_bytes: None, adapter: None }),
+        Backend::Wgpu => {
+            let (device, setup) = Device::wgpu_options()
+                .init_with_setup_async()
+                .await
+                .map_err(|e| BackendError::GpuUnavailable(e.to_string()))?;
+            let limits = setup.device.limits();
+            let info = setup.adapter.get_info();
+            Ok(OpenedDevice {
+                backend,
+                device,
+                max_buffer_bytes: Some(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)),
+                adapter: Some(format!("{} ({:?}, {})", info.name, info.backend, info.driver).trim().to_string()),
+            })
+        }
     }
 }
 

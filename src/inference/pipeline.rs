@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::clock::now_ms;
 use super::components::keep_largest_component;
 use super::preprocess::{prepare, PreprocessError};
-use super::sliding_window::{predict_probabilities, WindowError, WindowPlan};
+use super::sliding_window::{fit_patch, predict_probabilities, WindowError, WindowPlan};
 use crate::model::Model;
 use crate::volume::{self, resample, Volume, VolumeError};
 
@@ -14,13 +14,18 @@ use crate::volume::{self, resample, Volume, VolumeError};
 pub struct SegmentOptions {
     /// Average over the 8 mirrorings of each patch (HD-BET's `do_tta`); 8× slower.
     pub mirror: bool,
-    /// Fraction of a patch between sliding-window starts.
+    /// Largest fraction of a patch between sliding-window starts. 0.75 keeps a
+    /// quarter of overlap (blended) while adding as few windows as possible:
+    /// HD-BET itself never tiles, so windows exist only to bound memory.
     pub step_fraction: f64,
+    /// The device's largest buffer (`OpenedDevice::max_buffer_bytes`): the
+    /// patch shrinks until the network's biggest activation fits in it.
+    pub max_buffer_bytes: Option<u64>,
 }
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        Self { mirror: false, step_fraction: 0.5 }
+        Self { mirror: false, step_fraction: 0.75, max_buffer_bytes: None }
     }
 }
 
@@ -48,8 +53,9 @@ pub struct Segmentation {
     pub labels: Vec<u8>,
     pub timings_ms: Timings,
     pub label_volumes: Vec<LabelVolume>,
-    /// Number of sliding windows the volume needed.
+    /// Number of sliding windows the volume needed, and their size (storage order).
     pub windows: usize,
+    pub patch: [usize; 3],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +113,15 @@ pub async fn segment(
 
     let mark = now_ms();
     let p = manifest.preprocessing.patch_size;
+    let patch = fit_patch(
+        [p[2], p[1], p[0]],
+        manifest.preprocessing.divisible_by,
+        model.network.peak_bytes_per_voxel(),
+        options.max_buffer_bytes,
+    );
     let plan = WindowPlan {
         dims: prepared.padded_dims,
-        patch: [p[2], p[1], p[0]],
+        patch,
         step_fraction: options.step_fraction,
         mirror: options.mirror,
     };
@@ -139,7 +151,7 @@ pub async fn segment(
     t.postprocess = now_ms() - mark;
     t.total = now_ms() - start;
     progress(stage::POSTPROCESS, 1.0);
-    Ok(Segmentation { labels, timings_ms: t, label_volumes, windows })
+    Ok(Segmentation { labels, timings_ms: t, label_volumes, windows, patch })
 }
 
 /// Most probable class per voxel, over the unpadded region only.

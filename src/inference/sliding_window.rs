@@ -51,6 +51,24 @@ pub fn gaussian_weights(patch: [usize; 3]) -> Vec<f32> {
     w
 }
 
+/// The largest patch, no bigger than `patch` and a multiple of `multiple` on
+/// every axis, whose biggest activation (`bytes_per_voxel` at full
+/// resolution) fits in one device buffer of `max_bytes`. The longest axis is
+/// shrunk first, so the patch stays as cubic as it can.
+pub fn fit_patch(patch: [usize; 3], multiple: usize, bytes_per_voxel: u64, max_bytes: Option<u64>) -> [usize; 3] {
+    let Some(max) = max_bytes else { return patch };
+    let m = multiple.max(1);
+    let mut p = patch;
+    while p.iter().map(|&v| v as u64).product::<u64>() * bytes_per_voxel > max {
+        let longest = (0..3).max_by_key(|&i| (p[i], i)).expect("three axes");
+        if p[longest] <= m {
+            break; // cannot shrink further; the device will report the failure
+        }
+        p[longest] -= m;
+    }
+    p
+}
+
 /// What [`predict_probabilities`] needs to know besides the data.
 pub struct WindowPlan {
     /// Storage-order dims of the (padded) input.
@@ -195,6 +213,18 @@ mod tests {
         assert_eq!(*s.first().unwrap(), 0);
         assert_eq!(*s.last().unwrap(), 300 - 128);
         assert!(s.windows(2).all(|p| p[1] - p[0] <= 64));
+    }
+
+    #[test]
+    fn patch_shrinks_to_fit_the_device_buffer_limit() {
+        // HD-BET's widest full-resolution activation is 42 channels of f32.
+        let bpv = 42 * 4;
+        assert_eq!(fit_patch([128, 128, 128], 16, bpv, None), [128, 128, 128]);
+        assert_eq!(fit_patch([128, 128, 128], 16, bpv, Some(1 << 30)), [128, 128, 128]);
+        // lavapipe: 128 MiB per storage buffer
+        let p = fit_patch([128, 128, 128], 16, bpv, Some(128 << 20));
+        assert_eq!(p, [96, 96, 80]);
+        assert!(p.iter().product::<usize>() as u64 * bpv <= 128 << 20);
     }
 
     #[test]

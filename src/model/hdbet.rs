@@ -264,6 +264,12 @@ impl HdBetConfig {
 }
 
 impl HdBet {
+    /// Channels of the widest tensor at full resolution (the skip concatenated
+    /// with the upsampled features, 2 × base_filters): it sets the memory peak.
+    pub fn widest_full_resolution_channels(&self) -> usize {
+        2 * self.init_conv.weight.val().dims()[0]
+    }
+
     /// Logits `[batch, classes, d, h, w]` (no softmax) for `[batch, 1, d, h, w]`.
     /// Each spatial size must be divisible by 16.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {

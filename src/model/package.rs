@@ -45,6 +45,15 @@ impl Network {
         }
     }
 
+    /// Bytes per input voxel of the largest single activation: what one
+    /// device buffer must hold for a patch of a given size.
+    pub fn peak_bytes_per_voxel(&self) -> u64 {
+        let channels = match self {
+            Network::HdBet(net) => net.widest_full_resolution_channels(),
+        };
+        4 * channels as u64
+    }
+
     pub fn num_params(&self) -> usize {
         match self {
             Network::HdBet(net) => net.num_params(),
