@@ -160,3 +160,11 @@ fn a_missing_model_is_a_clear_error() {
     let msg = segment_fails("no-such-model");
     assert!(msg.contains("no model package"), "{msg}");
 }
+
+#[test]
+fn bench_with_no_usable_backend_fails() {
+    let input = data("colin27/ch2.nii.gz");
+    let (ok, _, stderr) = run(&["bench", input.to_str().unwrap(), "--model", "no-such-model", "--backends", "tpu"]);
+    assert!(!ok, "bench should fail when no backend can run");
+    assert!(stderr.contains("unknown backend \"tpu\"") && stderr.contains("no backend could run"), "{stderr}");
+}

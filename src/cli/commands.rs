@@ -195,5 +195,8 @@ pub fn bench(path: &Path, model: &str, backends: &str, repeat: usize, json: bool
     if json {
         println!("{}", serde_json::to_string_pretty(&json!({ "volume": path.display().to_string(), "results": rows })).expect("serialises"));
     }
+    if rows.iter().all(|r| r.get("error").is_some()) {
+        return Err(CliError(format!("no backend could run (asked for: {backends})")));
+    }
     Ok(())
 }
