@@ -124,11 +124,15 @@ pub async fn select_backend(preference: String, cached_choice: Option<String>) -
         s.device = Some(opened);
         s.model = None; // a model lives on one device
     });
-    let name = match chosen {
+    to_js(&BackendChoice { backend: page_name(chosen), reason, probe_ms, webgpu_error })
+}
+
+/// The page calls wgpu by the browser API it runs on.
+fn page_name(backend: Backend) -> &'static str {
+    match backend {
         Backend::Wgpu => "webgpu",
         Backend::Cpu => "cpu",
-    };
-    to_js(&BackendChoice { backend: name, reason, probe_ms, webgpu_error })
+    }
 }
 
 fn current_device() -> Result<OpenedDevice, JsError> {
@@ -211,10 +215,7 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
     let out = to_js(&Result {
         timings_ms: &seg.timings_ms,
         label_volumes_mm3: &seg.label_volumes,
-        backend: match backend {
-            Backend::Wgpu => "webgpu",
-            Backend::Cpu => "cpu",
-        },
+        backend: page_name(backend),
         windows: seg.windows,
         patch: seg.patch,
         dims: vol.dims,

@@ -37,11 +37,7 @@ pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, Preproc
     // target_spacing is given in (z, y, x); storage axis i pairs with entry 2 - i.
     let target = [pre.target_spacing[2], pre.target_spacing[1], pre.target_spacing[0]];
     let new_dims = resample::shape_for_spacing(volume.dims, volume.spacing, target);
-    let mut data = if new_dims == volume.dims {
-        volume.data.clone()
-    } else {
-        resample::trilinear(&volume.data, volume.dims, new_dims)
-    };
+    let mut data = resample::trilinear(&volume.data, volume.dims, new_dims);
 
     zscore(&mut data)?;
 
