@@ -6,7 +6,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -93,19 +92,18 @@ pub async fn select_backend(preference: String, cached_choice: Option<String>) -
     let gpu = backend::open_device(Backend::Wgpu).await;
     let webgpu_error = gpu.as_ref().err().map(|e| e.to_string());
 
-    let cpu = || OpenedDevice { backend: Backend::Cpu, device: Device::flex(), max_buffer_bytes: None, adapter: None };
     let (opened, reason) = match preference.as_str() {
-        "cpu" => (cpu(), "chosen by the user".to_string()),
+        "cpu" => (OpenedDevice::cpu(), "chosen by the user".to_string()),
         "webgpu" | "wgpu" => match gpu {
             Ok(d) => (d, "chosen by the user".to_string()),
             Err(e) => return Err(JsError::new(&e.to_string())),
         },
         "auto" => match (gpu, cached_choice.as_deref()) {
-            (Err(_), _) => (cpu(), "WebGPU is unavailable".to_string()),
+            (Err(_), _) => (OpenedDevice::cpu(), "WebGPU is unavailable".to_string()),
             (Ok(d), Some("webgpu")) => (d, "remembered from this machine's probe".to_string()),
-            (Ok(_), Some("cpu")) => (cpu(), "remembered from this machine's probe".to_string()),
+            (Ok(_), Some("cpu")) => (OpenedDevice::cpu(), "remembered from this machine's probe".to_string()),
             (Ok(d), _) => {
-                let c_dev = cpu();
+                let c_dev = OpenedDevice::cpu();
                 let g = backend::probe(&d.device).await.map_err(|e| JsError::new(&e))?;
                 let c = backend::probe(&c_dev.device).await.map_err(|e| JsError::new(&e))?;
                 probe_ms = ProbeMs { webgpu: Some(g), cpu: Some(c) };

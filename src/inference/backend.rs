@@ -56,11 +56,18 @@ pub struct OpenedDevice {
     pub adapter: Option<String>,
 }
 
+impl OpenedDevice {
+    /// Burn's flex CPU backend: always available, no buffer limit to respect.
+    pub fn cpu() -> Self {
+        OpenedDevice { backend: Backend::Cpu, device: Device::flex(), max_buffer_bytes: None, adapter: None }
+    }
+}
+
 /// Opens the device for `backend`. wgpu may fail (no adapter, blocked by the
 /// browser); the error says why so the caller can fall back to the CPU.
 pub async fn open_device(backend: Backend) -> Result<OpenedDevice, BackendError> {
     match backend {
-        Backend::Cpu => Ok(OpenedDevice { backend, device: Device::flex(), max_buffer_bytes: None, adapter: None }),
+        Backend::Cpu => Ok(OpenedDevice::cpu()),
         Backend::Wgpu => {
             let (device, setup) = Device::wgpu_options()
                 .init_with_setup_async()

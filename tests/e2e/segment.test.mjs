@@ -14,7 +14,7 @@ const CH2_DIMS = [181, 217, 181];
 // The full run is on the CPU backend by default: on a machine without a GPU, Chromium's WebGPU is
 // SwiftShader, a CPU emulation about 6x slower than wasm flex (STACK.md), which would put HD-BET's
 // ~2 TFLOP beyond any CI budget. WebGPU in the browser is covered by the wasm-bindgen test
-// (same output as the CPU, tests/wasm_backend_agreement.rs) and by webgpu_unavailable.test.mjs.
+// (same output as the CPU, tests/backend_agreement.rs) and by webgpu_unavailable.test.mjs.
 // BEDSIDE_E2E_BACKENDS=cpu,webgpu adds the full WebGPU run (use it on a machine with a GPU).
 const BACKENDS = (process.env.BEDSIDE_E2E_BACKENDS || 'cpu').split(',').map((s) => s.trim()).filter(Boolean);
 
