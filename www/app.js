@@ -64,6 +64,11 @@ function setStatus(text) {
   el.status.textContent = text;
 }
 
+/** The status line when nothing is running: what the user can do next. */
+function setIdleStatus() {
+  setStatus(state.volume ? 'Ready.' : 'Load a volume or try the sample.');
+}
+
 function showError(message) {
   el.error.textContent = message;
   el.error.hidden = false;
@@ -204,7 +209,7 @@ function onWorkerError(msg) {
     const pending = state.pendingName || 'the file';
     const keep = state.volume ? ` Still loaded: ${state.volume.name}.` : '';
     showError(`Could not read ${pending}: ${msg.message}${keep}`);
-    setStatus(state.volume ? 'Ready.' : 'Load a volume or try the sample.');
+    setIdleStatus();
     setProgress(0);
   } else if (msg.phase === 'run') {
     if (msg.id !== state.runId) return;
@@ -229,12 +234,17 @@ function onWorkerError(msg) {
 async function loadFile(file) {
   if (!file) return;
   clearError();
+  // Say so at once: reading a large file takes a moment, and until then the page must not look
+  // idle with the previous status (the e2e tests, like a user, wait for "Checking" to end).
+  setStatus(`Checking ${file.name}…`);
   if (file.size === 0) {
     showError(`Could not read ${file.name}: the file is empty.`);
+    setIdleStatus();
     return;
   }
   if (file.size > 2 ** 31) {
     showError(`Could not read ${file.name}: ${(file.size / 2 ** 30).toFixed(1)} GiB is too large for this tab.`);
+    setIdleStatus();
     return;
   }
   let bytes;
@@ -242,6 +252,7 @@ async function loadFile(file) {
     bytes = await file.arrayBuffer();
   } catch (e) {
     showError(`Could not read ${file.name}: ${e.message || e}`);
+    setIdleStatus();
     return;
   }
   inspect(file.name, bytes);
@@ -258,7 +269,7 @@ async function loadSample() {
     inspect('ch2.nii.gz', await res.arrayBuffer());
   } catch (e) {
     showError(`Could not load the sample: ${e.message || e}`);
-    setStatus('Load a volume or try the sample.');
+    setIdleStatus();
     setProgress(0);
     updateControls();
   }
