@@ -137,25 +137,22 @@ fn current_device() -> Result<OpenedDevice, JsError> {
     STATE.with(|s| s.borrow().device.clone()).ok_or_else(|| JsError::new("no backend selected yet"))
 }
 
-/// Loads a model package (its `model.json` text and `weights.safetensors`
-/// bytes) onto the selected device, and returns its card.
-#[wasm_bindgen]
-pub async fn load_model(model_json: String, weights: Vec<u8>) -> Result<JsValue, JsError> {
-    let opened = current_device()?;
-    let model = Model::from_package_bytes(&model_json, weights, &opened.device).map_err(|e| JsError::new(&e.to_string()))?;
-    let m = &model.manifest;
-    #[derive(Serialize)]
-    struct Card<'a> {
-        id: &'a str,
-        name: &'a str,
-        params: u64,
-        flops: u64,
-        labels: &'a [crate::model::Label],
-        patch_size: [usize; 3],
-        target_spacing: [f64; 3],
-        licence: &'a str,
-    }
-    let card = to_js(&Card {
+/// What the page shows about a model.
+#[derive(Serialize)]
+struct Card<'a> {
+    id: &'a str,
+    name: &'a str,
+    params: u64,
+    flops: u64,
+    labels: &'a [crate::model::Label],
+    patch_size: [usize; 3],
+    target_spacing: [f64; 3],
+    licence: &'a str,
+    source: &'a str,
+}
+
+fn card(m: &crate::model::Manifest) -> Card<'_> {
+    Card {
         id: &m.id,
         name: &m.name,
         params: m.params,
@@ -164,9 +161,42 @@ pub async fn load_model(model_json: String, weights: Vec<u8>) -> Result<JsValue,
         patch_size: m.preprocessing.patch_size,
         target_spacing: m.preprocessing.target_spacing,
         licence: &m.licence,
-    })?;
+        source: &m.provenance.source,
+    }
+}
+
+/// Loads a model package (its `model.json` text and `weights.safetensors`
+/// bytes) onto the selected device, and returns its card.
+#[wasm_bindgen]
+pub async fn load_model(model_json: String, weights: Vec<u8>) -> Result<JsValue, JsError> {
+    let opened = current_device()?;
+    let model = Model::from_package_bytes(&model_json, weights, &opened.device).map_err(|e| JsError::new(&e.to_string()))?;
+    let out = to_js(&card(&model.manifest))?;
     STATE.with(|s| s.borrow_mut().model = Some(Rc::new(model)));
-    Ok(card)
+    Ok(out)
+}
+
+/// Converts an HD-BET fold file as it ships (legacy PyTorch checkpoint bytes)
+/// into a bedside package, checked by loading it into the network on the CPU.
+/// Returns `{card, model_json, weights}`; the page keeps the package in memory
+/// and loads it like a fetched one. Nothing is sent anywhere.
+#[wasm_bindgen]
+pub fn import_hdbet(bytes: Vec<u8>, file_name: String) -> Result<JsValue, JsError> {
+    let device = OpenedDevice::cpu().device;
+    let source = format!("uploaded file {file_name}");
+    let model = crate::import::hdbet::import_hdbet_bytes(&bytes, &file_name, &source, &device)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    drop(bytes);
+    let model_json = serde_json::to_string_pretty(&model.manifest).map_err(|e| JsError::new(&e.to_string()))?;
+    let weights = model.network.to_safetensors().map_err(|e| JsError::new(&e.to_string()))?;
+    let out = js_sys::Object::new();
+    let set = |key: &str, value: &JsValue| {
+        js_sys::Reflect::set(&out, &JsValue::from_str(key), value).map_err(|_| JsError::new("cannot build the result"))
+    };
+    set("card", &to_js(&card(&model.manifest))?)?;
+    set("model_json", &JsValue::from_str(&model_json))?;
+    set("weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
+    Ok(out.into())
 }
 
 #[derive(serde::Deserialize, Default)]

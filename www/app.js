@@ -14,6 +14,8 @@ const el = {
   sample: $('sample-button'),
   volumeInfo: $('volume-info'),
   model: $('model-select'),
+  weightsInput: $('weights-input'),
+  modelInfo: $('model-info'),
   backend: $('backend-select'),
   tta: $('tta-check'),
   backendInfo: $('backend-info'),
@@ -41,7 +43,7 @@ const state = {
   worker: null,
   engineVersion: null,
   engineReady: false,
-  models: [],
+  models: [], // {id, name, path} from models/index.json, or {id, name, uploaded: {json, weights}}
   volume: null, // { name, bytes: ArrayBuffer, info }
   busy: false, // a run is in flight
   inspecting: false,
@@ -94,6 +96,7 @@ function updateControls() {
   el.sample.disabled = !idle;
   el.input.disabled = !idle;
   el.model.disabled = state.busy || state.models.length === 0;
+  el.weightsInput.disabled = !idle;
   el.backend.disabled = state.busy;
   el.tta.disabled = state.busy;
   el.save.disabled = !(state.result && state.result.maskBytes);
@@ -186,6 +189,10 @@ function onWorkerMessage(worker, msg) {
       if (msg.id !== state.runId) return;
       onResult(msg.result);
       break;
+    case 'imported':
+      if (msg.id !== state.runId) return;
+      onImported(msg);
+      break;
     case 'error':
       onWorkerError(msg);
       break;
@@ -217,6 +224,13 @@ function onWorkerError(msg) {
     state.runId = null;
     showError(msg.message);
     setStatus('Segmentation failed.');
+    setProgress(0);
+  } else if (msg.phase === 'import') {
+    if (msg.id !== state.runId) return;
+    state.busy = false;
+    state.runId = null;
+    showError(`Could not import ${state.pendingName || 'the weights'}: ${msg.message} The model list is unchanged.`);
+    setIdleStatus();
     setProgress(0);
   } else if (msg.phase === 'device') {
     state.device = { available: false, reason: msg.message };
@@ -338,18 +352,70 @@ async function loadModels() {
     const list = await res.json();
     if (!Array.isArray(list) || list.length === 0) throw new Error('the list is empty');
     state.models = list.filter((m) => m && typeof m.id === 'string' && typeof m.path === 'string');
-    el.model.replaceChildren(
-      ...state.models.map((m) => {
-        const o = document.createElement('option');
-        o.value = m.id;
-        o.textContent = m.name || m.id;
-        return o;
-      }),
-    );
+    renderModels();
   } catch (e) {
     state.models = [];
     showError(`Could not load the model list (models/index.json): ${e.message || e}. Run the setup script to install the models.`);
   }
+  updateControls();
+}
+
+function renderModels(selectId) {
+  const previous = selectId ?? el.model.value;
+  el.model.replaceChildren(
+    ...state.models.map((m) => {
+      const o = document.createElement('option');
+      o.value = m.id;
+      o.textContent = m.name || m.id;
+      return o;
+    }),
+  );
+  if (state.models.some((m) => m.id === previous)) el.model.value = previous;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Importing weights as they ship (HD-BET's PyTorch fold files): converted in the worker, kept in
+// this tab's memory, never uploaded anywhere.
+
+async function importWeights(file) {
+  if (!file || state.busy || state.inspecting) return;
+  clearError();
+  setStatus(`Reading ${file.name}…`);
+  if (file.size === 0 || file.size > 2 ** 30) {
+    showError(`Could not import ${file.name}: ${file.size === 0 ? 'the file is empty' : 'more than 1 GiB is not a model this page can hold'}.`);
+    setIdleStatus();
+    return;
+  }
+  let bytes;
+  try {
+    bytes = await file.arrayBuffer();
+  } catch (e) {
+    showError(`Could not import ${file.name}: ${e.message || e}`);
+    setIdleStatus();
+    return;
+  }
+  if (!state.worker) startWorker();
+  state.busy = true;
+  state.runId = state.nextId++;
+  state.pendingName = file.name;
+  setStatus(`Converting ${file.name} (PyTorch checkpoint → bedside package)…`);
+  setProgress(null);
+  updateControls();
+  state.worker.postMessage({ type: 'import', id: state.runId, bytes, name: file.name }, [bytes]);
+}
+
+function onImported(msg) {
+  state.busy = false;
+  state.runId = null;
+  const card = msg.card;
+  const id = `uploaded-${state.nextId++}`;
+  state.models.push({ id, name: `${card.name}, from ${state.pendingName}`, uploaded: { json: msg.model_json, weights: msg.weights } });
+  renderModels(id);
+  el.modelInfo.textContent =
+    `Imported ${state.pendingName}: ${card.name}, ${fmt(card.params)} parameters, ` +
+    `${fmt(card.flops / 1e9)} GFLOP per ${card.patch_size.join('×')} patch. Kept in this tab only.`;
+  setStatus(`Imported ${state.pendingName}. Selected it as the model.`);
+  setProgress(1);
   updateControls();
 }
 
@@ -442,18 +508,25 @@ function run() {
   const preference = el.backend.value;
   const cached = preference === 'auto' ? cachedAutoChoice() : null;
   const copy = state.volume.bytes.slice(0);
+  const modelMsg = modelMessage(model);
   state.worker.postMessage(
     {
       type: 'run',
       id: state.runId,
       bytes: copy,
-      model: { id: model.id, name: model.name, path: model.path },
+      model: modelMsg,
       backend: preference,
       cachedChoice: cached ? cached.backend : null,
       tta: el.tta.checked,
     },
-    [copy],
+    modelMsg.weights ? [copy, modelMsg.weights] : [copy],
   );
+}
+
+/** How the worker finds the model: a same-origin package path, or the converted bytes themselves. */
+function modelMessage(model) {
+  if (!model.uploaded) return { id: model.id, name: model.name, path: model.path };
+  return { id: model.id, name: model.name, json: model.uploaded.json, weights: model.uploaded.weights.slice(0) };
 }
 
 function cancel() {
@@ -662,6 +735,10 @@ function wire() {
   el.save.addEventListener('click', saveMask);
   el.copyDiag.addEventListener('click', copyDiagnostics);
   el.model.addEventListener('change', updateControls);
+  el.weightsInput.addEventListener('change', () => {
+    importWeights(el.weightsInput.files && el.weightsInput.files[0]);
+    el.weightsInput.value = '';
+  });
   el.opacity.addEventListener('input', () => {
     const v = Number(el.opacity.value);
     el.opacityValue.textContent = v.toFixed(2);

