@@ -35,12 +35,17 @@ enum Command {
         /// Test-time mirroring (8 passes per window).
         #[arg(long)]
         tta: bool,
+        /// Average every ensemble member the package lists (HD-BET: all 5 folds, 5× slower).
+        #[arg(long)]
+        ensemble: bool,
     },
     /// Dice coefficient between the foregrounds (> 0) of two volumes on the same grid.
     Dice { a: PathBuf, b: PathBuf },
-    /// Convert an HD-BET fold (PyTorch legacy pickle) into a bedside model package.
+    /// Convert HD-BET folds (PyTorch legacy pickle) into a bedside model package:
+    /// the first is the default weights, any further ones are its ensemble members.
     ImportHdbet {
-        weights: PathBuf,
+        #[arg(required = true)]
+        weights: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -62,8 +67,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { volume } => commands::info(&volume, cli.json),
-        Command::Segment { volume, model, out, backend, tta } => {
-            commands::segment(&volume, &model, &out, &backend, tta, cli.json)
+        Command::Segment { volume, model, out, backend, tta, ensemble } => {
+            commands::segment(&volume, &model, &out, &backend, tta, ensemble, cli.json)
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),
         Command::ImportHdbet { weights, out } => commands::import_hdbet(&weights, &out, cli.json),

@@ -149,6 +149,7 @@ struct Card<'a> {
     target_spacing: [f64; 3],
     licence: &'a str,
     source: &'a str,
+    ensemble_members: usize,
 }
 
 fn card(m: &crate::model::Manifest) -> Card<'_> {
@@ -162,15 +163,24 @@ fn card(m: &crate::model::Manifest) -> Card<'_> {
         target_spacing: m.preprocessing.target_spacing,
         licence: &m.licence,
         source: &m.provenance.source,
+        ensemble_members: m.ensemble.len(),
     }
 }
 
 /// Loads a model package (its `model.json` text and `weights.safetensors`
-/// bytes) onto the selected device, and returns its card.
+/// bytes) onto the selected device, and returns its card. `members` holds the
+/// ensemble members' weights (Uint8Arrays) when the ensemble is wanted, else
+/// is empty.
 #[wasm_bindgen]
-pub async fn load_model(model_json: String, weights: Vec<u8>) -> Result<JsValue, JsError> {
+pub async fn load_model(model_json: String, weights: Vec<u8>, members: js_sys::Array) -> Result<JsValue, JsError> {
     let opened = current_device()?;
-    let model = Model::from_package_bytes(&model_json, weights, &opened.device).map_err(|e| JsError::new(&e.to_string()))?;
+    let mut model = Model::from_package_bytes(&model_json, weights, &opened.device).map_err(|e| JsError::new(&e.to_string()))?;
+    for (i, member) in members.iter().enumerate() {
+        let bytes = js_sys::Uint8Array::new(&member).to_vec();
+        model
+            .add_member(bytes, &opened.device)
+            .map_err(|e| JsError::new(&format!("ensemble member {}: {e}", i + 1)))?;
+    }
     let out = to_js(&card(&model.manifest))?;
     STATE.with(|s| s.borrow_mut().model = Some(Rc::new(model)));
     Ok(out)
@@ -237,6 +247,7 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
         label_volumes_mm3: &'a [crate::inference::LabelVolume],
         backend: &'static str,
         windows: usize,
+        networks: usize,
         patch: [usize; 3],
         dims: [usize; 3],
     }
@@ -245,6 +256,7 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
         label_volumes_mm3: &seg.label_volumes,
         backend: page_name(backend),
         windows: seg.windows,
+        networks: model.networks().count(),
         patch: seg.patch,
         dims: vol.dims,
     })?;

@@ -18,6 +18,7 @@ const el = {
   modelInfo: $('model-info'),
   backend: $('backend-select'),
   tta: $('tta-check'),
+  ensemble: $('ensemble-check'),
   backendInfo: $('backend-info'),
   run: $('run-button'),
   cancel: $('cancel-button'),
@@ -99,6 +100,9 @@ function updateControls() {
   el.weightsInput.disabled = !idle;
   el.backend.disabled = state.busy;
   el.tta.disabled = state.busy;
+  const members = selectedModel()?.ensemble ?? 0;
+  el.ensemble.disabled = state.busy || !(members > 0);
+  if (!(members > 0)) el.ensemble.checked = false;
   el.save.disabled = !(state.result && state.result.maskBytes);
 }
 
@@ -518,6 +522,7 @@ function run() {
       backend: preference,
       cachedChoice: cached ? cached.backend : null,
       tta: el.tta.checked,
+      ensemble: el.ensemble.checked,
     },
     modelMsg.weights ? [copy, modelMsg.weights] : [copy],
   );
@@ -554,7 +559,9 @@ async function onResult(result) {
   renderLabelVolumes(state.result.label_volumes_mm3);
   setProgress(1);
   const total = state.result.timings_ms.total;
-  setStatus(`Done${Number.isFinite(total) ? ` in ${(total / 1000).toFixed(1)} s` : ''} on ${backendName(result.backend)}.`);
+  const work = result.windows ? `: ${result.windows} window${result.windows > 1 ? 's' : ''} of ${result.patch.join('×')}` : '';
+  const nets = result.networks > 1 ? `, ensemble of ${result.networks} networks` : '';
+  setStatus(`Done${Number.isFinite(total) ? ` in ${(total / 1000).toFixed(1)} s` : ''} on ${backendName(result.backend)}${work}${nets}.`);
   updateControls();
   if (state.viewer && state.volume) {
     try {

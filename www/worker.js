@@ -6,7 +6,7 @@
 //   {type:'device'}                      {type:'device', info}
 //   {type:'inspect', id, bytes}          {type:'inspected', id, info} | {type:'error', id, ...}
 //   {type:'import', id, bytes, name}      {type:'imported', id, card, model_json, weights} (transferred)
-//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta}
+//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, ensemble}
 //                                        {type:'progress', id, stage, fraction|null}
 //                                        {type:'backend', id, selection, preference}
 //                                        {type:'model', id, info}
@@ -251,8 +251,8 @@ async function selectBackend(id, preference, cachedChoice) {
   return selection;
 }
 
-async function loadModel(id, model, backend) {
-  const key = `${model.id}|${model.path ?? 'uploaded'}|${backend}`;
+async function loadModel(id, model, backend, ensemble) {
+  const key = `${model.id}|${model.path ?? 'uploaded'}|${backend}|${ensemble ? 'ensemble' : 'single'}`;
   if (engine.modelKey === key && engine.modelInfo) return engine.modelInfo;
   post({ type: 'progress', id, stage: `Loading model ${model.name || model.id}…`, fraction: null });
   let json;
@@ -265,8 +265,17 @@ async function loadModel(id, model, backend) {
     json = new TextDecoder().decode(await fetchBytes(modelUrl(model.path, 'model.json'), id, 'Loading model description…'));
     weights = await fetchBytes(modelUrl(model.path, 'weights.safetensors'), id, 'Loading model weights…');
   }
+  const members = [];
+  if (ensemble) {
+    const listed = JSON.parse(json).ensemble || [];
+    if (!model.path || listed.length === 0) throw new UserError(`${model.name || model.id} has no ensemble members; untick "Ensemble".`);
+    for (const [i, m] of listed.entries()) {
+      const stage = `Loading ensemble member ${i + 1} of ${listed.length} (${m.weights})…`;
+      members.push(await fetchBytes(modelUrl(model.path, m.weights), id, stage));
+    }
+  }
   post({ type: 'progress', id, stage: `Preparing model on ${backend === 'webgpu' ? 'WebGPU' : 'CPU'}…`, fraction: null });
-  const info = plain(await bedside.load_model(json, weights));
+  const info = plain(await bedside.load_model(json, weights, members));
   engine.modelKey = key;
   engine.modelInfo = info;
   return info;
@@ -302,7 +311,7 @@ async function handle(msg) {
       await ensureEngine();
       const selection = await selectBackend(id, msg.backend, msg.cachedChoice);
       post({ type: 'backend', id, selection, preference: msg.backend });
-      const info = await loadModel(id, msg.model, selection.backend);
+      const info = await loadModel(id, msg.model, selection.backend, Boolean(msg.ensemble));
       post({ type: 'model', id, info });
       post({ type: 'progress', id, stage: 'Segmenting…', fraction: 0 });
       let lastPost = 0;

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use serde_json::json;
 
 use super::CliError;
-use crate::import::hdbet::import_hdbet_file;
+use crate::import::hdbet::import_hdbet_files;
 use crate::inference::pipeline::{segment_bytes, SegmentOptions, Segmentation};
 use crate::inference::backend::OpenedDevice;
 use crate::inference::{backend, Backend};
@@ -81,9 +81,9 @@ fn open_device(name: &str) -> Result<OpenedDevice, CliError> {
     Ok(pollster::block_on(backend::open_device(backend))?)
 }
 
-fn load_model(model: &str, device: &Device) -> Result<Model, CliError> {
+fn load_model(model: &str, ensemble: bool, device: &Device) -> Result<Model, CliError> {
     let dir = resolve_model_dir(model)?;
-    Model::load_dir(&dir, device).map_err(|e| CliError(format!("{}: {e}", dir.display())))
+    Model::load_dir(&dir, ensemble, device).map_err(|e| CliError(format!("{}: {e}", dir.display())))
 }
 
 fn run_segmentation(
@@ -97,9 +97,9 @@ fn run_segmentation(
     Ok(pollster::block_on(segment_bytes(bytes, model, &opened.device, options, &mut quiet))?)
 }
 
-pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, json: bool) -> Result<(), CliError> {
+pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, ensemble: bool, json: bool) -> Result<(), CliError> {
     let opened = open_device(backend)?;
-    let model = load_model(model, &opened.device)?;
+    let model = load_model(model, ensemble, &opened.device)?;
     let bytes = read_file(path)?;
     let (volume, seg) = run_segmentation(&bytes, &model, &opened, tta)?;
     let backend = opened.backend;
@@ -114,6 +114,7 @@ pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, j
         "out": out.display().to_string(),
         "adapter": opened.adapter,
         "windows": seg.windows,
+        "networks": model.networks().count(),
         "patch": seg.patch,
         "timings_ms": seg.timings_ms,
         "label_volumes_mm3": volumes,
@@ -149,9 +150,9 @@ pub fn dice(a: &Path, b: &Path, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn import_hdbet(weights: &Path, out: &Path, json: bool) -> Result<(), CliError> {
+pub fn import_hdbet(weights: &[PathBuf], out: &Path, json: bool) -> Result<(), CliError> {
     let device = Device::flex();
-    let model = import_hdbet_file(weights, &device)?;
+    let model = import_hdbet_files(weights, &device)?;
     model.save_dir(out)?;
     let m = &model.manifest;
     let value = json!({ "out": out.display().to_string(), "params": m.params, "flops_per_patch": m.flops_per_patch, "source_sha256": m.provenance.source_sha256 });
@@ -174,7 +175,7 @@ pub fn bench(path: &Path, model: &str, backends: &str, repeat: usize, json: bool
             }
         };
         let backend = opened.backend;
-        let model = load_model(model, &opened.device)?;
+        let model = load_model(model, false, &opened.device)?;
         // The first run compiles kernels and warms allocators; it is reported apart.
         let (_, warm) = run_segmentation(&bytes, &model, &opened, false)?;
         let mut runs = Vec::new();

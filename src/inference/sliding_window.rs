@@ -106,15 +106,16 @@ pub enum WindowError {
 }
 
 /// Class probabilities `[classes][voxel]` (voxel x fastest) over the whole
-/// input. `on_window(done, total)` is called after each window; returning
+/// input, averaged over `networks` (an ensemble; usually one). `on_step(done,
+/// total)` is called after each network's pass over each window; returning
 /// false cancels.
 pub async fn predict_probabilities(
-    network: &Network,
+    networks: &[&Network],
     device: &Device,
     data: &[f32],
     plan: &WindowPlan,
     num_classes: usize,
-    on_window: &mut dyn FnMut(usize, usize) -> bool,
+    on_step: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Vec<Vec<f32>>, WindowError> {
     let [nx, ny, nz] = plan.dims;
     let n = nx * ny * nz;
@@ -124,8 +125,10 @@ pub async fn predict_probabilities(
     let weights = if single { vec![1.0; px * py * pz] } else { gaussian_weights(plan.patch) };
     let mut acc = vec![vec![0.0f32; n]; num_classes];
     let mut norm = vec![0.0f32; n];
+    let steps = windows.len() * networks.len();
+    let mut done = 0;
 
-    for (done, &[x0, y0, z0]) in windows.iter().enumerate() {
+    for &[x0, y0, z0] in &windows {
         let mut patch = Vec::with_capacity(px * py * pz);
         for z in z0..z0 + pz {
             for y in y0..y0 + py {
@@ -133,24 +136,30 @@ pub async fn predict_probabilities(
                 patch.extend_from_slice(&data[row..row + px]);
             }
         }
-        let probs = predict_patch(network, device, patch, [pz, py, px], plan.mirror).await?;
-        let pv = px * py * pz;
-        let mut i = 0;
-        for z in z0..z0 + pz {
-            for y in y0..y0 + py {
-                let row = x0 + nx * (y + ny * z);
-                for x in 0..px {
-                    let w = weights[i + x];
-                    norm[row + x] += w;
-                    for c in 0..num_classes {
-                        acc[c][row + x] += probs[c * pv + i + x] * w;
+        // The Gaussian weight of each voxel counts once per window; each
+        // network adds its share of it, so the ensemble is the plain mean.
+        let share = 1.0 / networks.len() as f32;
+        for network in networks {
+            let probs = predict_patch(network, device, patch.clone(), [pz, py, px], plan.mirror).await?;
+            let pv = px * py * pz;
+            let mut i = 0;
+            for z in z0..z0 + pz {
+                for y in y0..y0 + py {
+                    let row = x0 + nx * (y + ny * z);
+                    for x in 0..px {
+                        let w = weights[i + x] * share;
+                        norm[row + x] += w;
+                        for c in 0..num_classes {
+                            acc[c][row + x] += probs[c * pv + i + x] * w;
+                        }
                     }
+                    i += px;
                 }
-                i += px;
             }
-        }
-        if !on_window(done + 1, windows.len()) {
-            return Err(WindowError::Cancelled);
+            done += 1;
+            if !on_step(done, steps) {
+                return Err(WindowError::Cancelled);
+            }
         }
     }
     for c in acc.iter_mut() {
@@ -225,6 +234,31 @@ mod tests {
         let p = fit_patch([128, 128, 128], 16, bpv, Some(128 << 20));
         assert_eq!(p, [96, 96, 80]);
         assert!(p.iter().product::<usize>() as u64 * bpv <= 128 << 20);
+    }
+
+    /// An ensemble's probabilities are the mean of its members', blending included.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn ensemble_is_the_mean_of_its_members() {
+        use crate::model::hdbet::HdBetConfig;
+        let device = crate::inference::backend::OpenedDevice::cpu().device;
+        let tiny = || Network::HdBet(HdBetConfig::new().with_base_filters(2).init(&device));
+        let (a, b) = (tiny(), tiny());
+        // Two overlapping windows along x, so the Gaussian blending takes part.
+        let plan = WindowPlan { dims: [48, 32, 32], patch: [32, 32, 32], step_fraction: 0.5, mirror: false };
+        assert_eq!(plan.windows().len(), 2);
+        let data: Vec<f32> = (0..48 * 32 * 32).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
+        let run = |nets: &[&Network]| {
+            pollster::block_on(predict_probabilities(nets, &device, &data, &plan, 2, &mut |_, _| true)).unwrap()
+        };
+        let (pa, pb, pab, paa) = (run(&[&a]), run(&[&b]), run(&[&a, &b]), run(&[&a, &a]));
+        let max_diff = |x: &[Vec<f32>], y: &dyn Fn(usize, usize) -> f32| {
+            x.iter().enumerate().flat_map(|(c, v)| v.iter().enumerate().map(move |(i, p)| (c, i, *p))).map(|(c, i, p)| (p - y(c, i)).abs()).fold(0.0f32, f32::max)
+        };
+        assert!(max_diff(&pab, &|c, i| (pa[c][i] + pb[c][i]) / 2.0) < 1e-5);
+        assert!(max_diff(&paa, &|c, i| pa[c][i]) < 1e-6);
+        // The members differ, or the test would prove nothing.
+        assert!(max_diff(&pa, &|c, i| pb[c][i]) > 1e-3);
     }
 
     #[test]

@@ -29,6 +29,20 @@ pub struct Manifest {
     pub params: u64,
     /// FLOPs of one forward pass on one `patch_size` patch.
     pub flops_per_patch: u64,
+    /// Further weight sets for the same network (HD-BET's other cross-validation
+    /// folds). Off by default; when asked for, their probabilities are averaged
+    /// with the main weights', as HD-BET's own ensemble does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<EnsembleMember>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct EnsembleMember {
+    /// safetensors file beside `model.json`.
+    pub weights: String,
+    /// Where these weights came from, and the sha256 of that file.
+    pub source: String,
+    pub source_sha256: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

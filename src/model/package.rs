@@ -132,6 +132,9 @@ fn check_safetensors_finite(bytes: &[u8]) -> Result<(), ModelError> {
 pub struct Model {
     pub manifest: Manifest,
     pub network: Network,
+    /// The ensemble members' networks (`manifest.ensemble`), when they were
+    /// asked for: predictions average `network` and all of these.
+    pub members: Vec<Network>,
 }
 
 impl Model {
@@ -141,29 +144,81 @@ impl Model {
         let manifest = parse_manifest(model_json)?;
         let mut network = Network::build(&manifest, device)?;
         network.load_safetensors(weights)?;
-        Ok(Self { manifest, network })
+        Ok(Self { manifest, network, members: Vec::new() })
     }
 
+    /// Adds one ensemble member from its weights (the file the manifest names).
+    pub fn add_member(&mut self, weights: Vec<u8>, device: &Device) -> Result<(), ModelError> {
+        let mut network = Network::build(&self.manifest, device)?;
+        network.load_safetensors(weights)?;
+        self.members.push(network);
+        Ok(())
+    }
+
+    /// The networks whose predictions are averaged: the main one, then the members.
+    pub fn networks(&self) -> impl Iterator<Item = &Network> {
+        std::iter::once(&self.network).chain(&self.members)
+    }
+
+    /// Loads a package folder; with `ensemble`, every member the manifest lists too.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<Self, ModelError> {
+    pub fn load_dir(dir: &std::path::Path, ensemble: bool, device: &Device) -> Result<Self, ModelError> {
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|e| ModelError::Io { path: path.display().to_string(), message: e.to_string() })
         };
         let json = String::from_utf8(read("model.json")?)
             .map_err(|_| ModelError::Manifest("model.json is not UTF-8".into()))?;
-        Self::from_package_bytes(&json, read("weights.safetensors")?, device)
+        let mut model = Self::from_package_bytes(&json, read("weights.safetensors")?, device)?;
+        if ensemble {
+            if model.manifest.ensemble.is_empty() {
+                return Err(ModelError::Manifest(format!("{} lists no ensemble members", dir.join("model.json").display())));
+            }
+            for member in model.manifest.ensemble.clone() {
+                check_file_name(&member.weights)?;
+                model.add_member(read(&member.weights)?, device)?;
+            }
+        }
+        Ok(model)
     }
 
+    /// Writes the package: `model.json`, `weights.safetensors`, and one file per loaded member.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save_dir(&self, dir: &std::path::Path) -> Result<(), ModelError> {
         let io = |path: &std::path::Path, e: std::io::Error| ModelError::Io { path: path.display().to_string(), message: e.to_string() };
+        if self.members.len() != self.manifest.ensemble.len() {
+            return Err(ModelError::Manifest(format!(
+                "the manifest lists {} ensemble members but {} are loaded",
+                self.manifest.ensemble.len(),
+                self.members.len()
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut files = vec![("weights.safetensors", &self.network)];
+        for (entry, network) in self.manifest.ensemble.iter().zip(&self.members) {
+            check_file_name(&entry.weights)?;
+            files.push((entry.weights.as_str(), network));
+        }
+        for (name, network) in files {
+            let p = dir.join(name);
+            std::fs::write(&p, network.to_safetensors()?).map_err(|e| io(&p, e))?;
+        }
         let json = serde_json::to_string_pretty(&self.manifest).map_err(|e| ModelError::Manifest(e.to_string()))?;
         let p = dir.join("model.json");
-        std::fs::write(&p, json + "\n").map_err(|e| io(&p, e))?;
-        let p = dir.join("weights.safetensors");
-        std::fs::write(&p, self.network.to_safetensors()?).map_err(|e| io(&p, e))
+        std::fs::write(&p, json + "\n").map_err(|e| io(&p, e))
+    }
+}
+
+/// A member's weights file must sit beside `model.json`: a manifest may not
+/// point the loader (or the page's fetch) anywhere else.
+pub fn check_file_name(name: &str) -> Result<(), ModelError> {
+    let ok = name.ends_with(".safetensors")
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::Manifest(format!("ensemble weights \"{name}\" must be a plain .safetensors file name")))
     }
 }
 

@@ -1,5 +1,6 @@
-// Importing HD-BET's weights as they ship (a legacy PyTorch .model file) in the page: converted in
-// the worker, listed as a model, usable for a run, never uploaded; bad files get a clear message.
+// Models in the page beyond the default: importing HD-BET's weights as they ship (a legacy PyTorch
+// .model file), converted in the worker, listed, usable for a run, never uploaded, with clear
+// messages for bad files; and HD-BET's optional 5-fold ensemble.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -22,7 +23,7 @@ async function importFile(page, file) {
 
 const modelOptions = (page) => page.$$eval(`${tid('model-select')} option`, (os) => os.map((o) => o.textContent));
 
-describe('import HD-BET weights in the page', { timeout: 15 * 60_000 }, () => {
+describe('models: imported weights and the ensemble', { timeout: 15 * 60_000 }, () => {
   let app;
   let fold0;
   before(async () => {
@@ -75,6 +76,26 @@ describe('import HD-BET weights in the page', { timeout: 15 * 60_000 }, () => {
     assert.equal(await errorText(app.page), '');
     const fetched = app.server.requests.slice(served).map((r) => r.url);
     assert.ok(!fetched.some((u) => /weights\.safetensors/.test(u)), `the served weights were fetched: ${fetched}`);
+    await app.page.click(tid('cancel-button'));
+    assert.equal(await app.page.textContent(tid('status')), 'Cancelled');
+  });
+
+  test('the ensemble option is off for an imported single fold', async () => {
+    assert.equal(await app.page.$eval(tid('ensemble'), (c) => c.disabled), true);
+  });
+
+  test('HD-BET offers its 5-fold ensemble: a run fetches the 4 member files and starts segmenting (then Cancel)', async () => {
+    await app.page.selectOption(tid('model-select'), 'hd-bet');
+    assert.equal(await app.page.$eval(tid('ensemble'), (c) => c.disabled), false);
+    await app.page.check(tid('ensemble'));
+    const served = app.server.requests.length;
+    await app.page.click(tid('run-button'));
+    await app.page.waitForFunction(() => /Segmenting|inference/i.test(document.querySelector('[data-testid="status"]').textContent) || !document.querySelector('[data-testid="error"]').hidden, null, { timeout: 5 * 60_000 });
+    assert.equal(await errorText(app.page), '');
+    const fetched = app.server.requests.slice(served).map((r) => r.url);
+    for (const f of ['weights.safetensors', 'fold1.safetensors', 'fold2.safetensors', 'fold3.safetensors', 'fold4.safetensors']) {
+      assert.ok(fetched.some((u) => u.endsWith(`/models/hd-bet/${f}`)), `${f} not fetched: ${fetched}`);
+    }
     await app.page.click(tid('cancel-button'));
     assert.equal(await app.page.textContent(tid('status')), 'Cancelled');
   });
