@@ -89,16 +89,20 @@ struct ProbeMs {
 #[wasm_bindgen]
 pub async fn select_backend(preference: String, cached_choice: Option<String>) -> Result<JsValue, JsError> {
     let mut probe_ms = ProbeMs::default();
-    let gpu = backend::open_device(Backend::Wgpu).await;
-    let webgpu_error = gpu.as_ref().err().map(|e| e.to_string());
+    // With "cpu" WebGPU is not touched at all: opening it can take seconds, or hang in a bad driver.
+    let gpu = match preference.as_str() {
+        "cpu" => None,
+        _ => Some(backend::open_device(Backend::Wgpu).await),
+    };
+    let webgpu_error = gpu.as_ref().and_then(|g| g.as_ref().err()).map(|e| e.to_string());
 
-    let (opened, reason) = match preference.as_str() {
-        "cpu" => (OpenedDevice::cpu(), "chosen by the user".to_string()),
-        "webgpu" | "wgpu" => match gpu {
+    let (opened, reason) = match (preference.as_str(), gpu) {
+        ("cpu", _) => (OpenedDevice::cpu(), "chosen by the user".to_string()),
+        ("webgpu" | "wgpu", Some(gpu)) => match gpu {
             Ok(d) => (d, "chosen by the user".to_string()),
             Err(e) => return Err(JsError::new(&e.to_string())),
         },
-        "auto" => match (gpu, cached_choice.as_deref()) {
+        ("auto", Some(gpu)) => match (gpu, cached_choice.as_deref()) {
             (Err(_), _) => (OpenedDevice::cpu(), "WebGPU is unavailable".to_string()),
             (Ok(d), Some("webgpu")) => (d, "remembered from this machine's probe".to_string()),
             (Ok(_), Some("cpu")) => (OpenedDevice::cpu(), "remembered from this machine's probe".to_string()),
@@ -114,7 +118,7 @@ pub async fn select_backend(preference: String, cached_choice: Option<String>) -
                 }
             }
         },
-        other => return Err(JsError::new(&format!("unknown backend preference \"{other}\""))),
+        (other, _) => return Err(JsError::new(&format!("unknown backend preference \"{other}\""))),
     };
     let chosen = opened.backend;
     STATE.with(|s| {

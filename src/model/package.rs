@@ -73,8 +73,8 @@ impl Network {
     /// Replaces the weights with those in `bytes`. Every tensor of the network
     /// must be present with the right shape, and every value finite: a model
     /// with NaN weights would produce a confident-looking empty mask.
-    pub fn load_safetensors(&mut self, bytes: Vec<u8>) -> Result<(), ModelError> {
-        check_safetensors_finite(&bytes)?;
+    pub fn load_safetensors(&mut self, mut bytes: Vec<u8>) -> Result<(), ModelError> {
+        check_and_flush_weights(&mut bytes)?;
         let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true);
         let result = match self {
             Network::HdBet(net) => net.load_from(&mut store),
@@ -108,20 +108,39 @@ fn describe_apply_problems(
     Ok(())
 }
 
-/// Rejects weights containing NaN or infinity before they reach the network.
-fn check_safetensors_finite(bytes: &[u8]) -> Result<(), ModelError> {
+/// Rejects weights containing NaN or infinity before they reach the network,
+/// and flushes subnormal values to zero.
+///
+/// Why flush: 45% of HD-BET's published weights are subnormal (below 1.2e-38,
+/// left there by weight decay). x86 CPUs compute with subnormals up to 100×
+/// slower, and wasm cannot switch on flush-to-zero, so these weights made a
+/// 128³ window take 7× longer on the CPU backends. Their contribution to any
+/// output is below f32's resolution: zero is the same network.
+fn check_and_flush_weights(bytes: &mut [u8]) -> Result<(), ModelError> {
+    let base = bytes.as_ptr() as usize;
     let tensors = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| ModelError::Weights(format!("not a valid safetensors file: {e}")))?;
+    let mut ranges = Vec::new();
     for (name, view) in tensors.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {
             continue;
         }
-        let bad = view
-            .data()
+        let data = view.data();
+        let bad = data
             .chunks_exact(4)
             .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite());
         if bad {
             return Err(ModelError::Weights(format!("tensor {name} contains NaN or infinite values")));
+        }
+        let start = data.as_ptr() as usize - base;
+        ranges.push(start..start + data.len());
+    }
+    drop(tensors);
+    for range in ranges {
+        for b in bytes[range].chunks_exact_mut(4) {
+            if f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_subnormal() {
+                b.copy_from_slice(&0.0f32.to_le_bytes());
+            }
         }
     }
     Ok(())
