@@ -1,5 +1,7 @@
 //! Knowledge distillation: training small students from a teacher's outputs.
 //!
-//! This module is being built (issue 3). So far: the losses.
+//! Being built (issue 3). So far: the losses, and augmentation that keeps the
+//! teacher's cached outputs aligned with the image.
 
+pub mod augment;
 pub mod losses;

@@ -7,6 +7,7 @@
 pub mod hdbet;
 pub mod manifest;
 pub mod package;
+pub mod unet3d;
 pub mod upsample;
 
 pub use manifest::{Label, Manifest};

@@ -5,6 +5,7 @@ use burn_store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor};
 
 use super::hdbet::{HdBet, HdBetConfig};
+use super::unet3d::{Unet3d, Unet3dConfig};
 use super::manifest::{Manifest, FORMAT};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum ModelError {
 #[derive(Debug)]
 pub enum Network {
     HdBet(HdBet),
+    /// The student family.
+    Unet3d(Unet3d),
 }
 
 impl Network {
@@ -34,6 +37,11 @@ impl Network {
                     .map_err(|e| ModelError::Manifest(format!("hd-bet hyperparameters: {e}")))?;
                 Ok(Network::HdBet(cfg.init(device)))
             }
+            "unet3d" => {
+                let cfg: Unet3dConfig = serde_json::from_value(manifest.hyperparameters.clone())
+                    .map_err(|e| ModelError::Manifest(format!("unet3d hyperparameters: {e}")))?;
+                Ok(Network::Unet3d(cfg.init(device)))
+            }
             other => Err(ModelError::UnknownFamily(other.to_string())),
         }
     }
@@ -42,6 +50,7 @@ impl Network {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
             Network::HdBet(net) => net.forward(x),
+            Network::Unet3d(net) => net.forward(x),
         }
     }
 
@@ -50,6 +59,7 @@ impl Network {
     pub fn peak_bytes_per_voxel(&self) -> u64 {
         let channels = match self {
             Network::HdBet(net) => net.widest_full_resolution_channels(),
+            Network::Unet3d(net) => net.widest_full_resolution_channels(),
         };
         4 * channels as u64
     }
@@ -57,6 +67,7 @@ impl Network {
     pub fn num_params(&self) -> usize {
         match self {
             Network::HdBet(net) => net.num_params(),
+            Network::Unet3d(net) => net.num_params(),
         }
     }
 
@@ -65,6 +76,7 @@ impl Network {
         let mut store = SafetensorsStore::from_bytes(None);
         let saved = match self {
             Network::HdBet(net) => net.save_into(&mut store),
+            Network::Unet3d(net) => net.save_into(&mut store),
         };
         saved.map_err(|e| ModelError::Weights(e.to_string()))?;
         store.get_bytes().map_err(|e| ModelError::Weights(e.to_string()))
@@ -78,6 +90,7 @@ impl Network {
         let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true);
         let result = match self {
             Network::HdBet(net) => net.load_from(&mut store),
+            Network::Unet3d(net) => net.load_from(&mut store),
         }
         .map_err(|e| ModelError::Weights(e.to_string()))?;
         describe_apply_problems(&result.missing.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), &result.errors)
@@ -250,4 +263,35 @@ pub fn parse_manifest(model_json: &str) -> Result<Manifest, ModelError> {
         )));
     }
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tensor};
+
+    /// A `unet3d` student travels through a package (manifest + safetensors) unchanged.
+    #[test]
+    fn unet3d_package_round_trip() {
+        let device = Device::flex();
+        let cfg = Unet3dConfig::new().with_base_filters(2).with_depth(2);
+        let manifest = serde_json::json!({
+            "format": FORMAT, "id": "student-test", "name": "test student", "family": "unet3d",
+            "hyperparameters": cfg,
+            "preprocessing": {"target_spacing": [1.5, 1.5, 1.5], "axis_order": "zyx", "normalisation": "zscore",
+                              "interpolation": "trilinear", "patch_size": [32, 32, 32], "divisible_by": 4},
+            "postprocessing": {"largest_component": true},
+            "labels": [{"value": 0, "name": "background", "color": [0, 0, 0]}, {"value": 1, "name": "brain", "color": [255, 80, 60]}],
+            "provenance": {"source": "test", "source_sha256": "", "citation": "", "converted_by": "test"},
+            "licence": "Apache-2.0", "params": 0, "flops_per_patch": 0
+        })
+        .to_string();
+        let original = Network::Unet3d(cfg.init(&device));
+        let weights = original.to_safetensors().unwrap();
+        let loaded = Model::from_package_bytes(&manifest, weights, &device).unwrap();
+        let x = Tensor::<5>::random([1, 1, 8, 8, 8], Distribution::Default, &device);
+        let (a, b) = (original.forward(x.clone()), loaded.network.forward(x));
+        let diff = (a - b).abs().max().into_scalar::<f32>();
+        assert_eq!(diff, 0.0);
+    }
 }
