@@ -203,14 +203,11 @@ pub fn import_hdbet(bytes: Vec<u8>, file_name: String) -> Result<JsValue, JsErro
     drop(bytes);
     let model_json = serde_json::to_string_pretty(&model.manifest).map_err(|e| JsError::new(&e.to_string()))?;
     let weights = model.network.to_safetensors().map_err(|e| JsError::new(&e.to_string()))?;
-    let out = js_sys::Object::new();
-    let set = |key: &str, value: &JsValue| {
-        js_sys::Reflect::set(&out, &JsValue::from_str(key), value).map_err(|_| JsError::new("cannot build the result"))
-    };
-    set("card", &to_js(&card(&model.manifest))?)?;
-    set("model_json", &JsValue::from_str(&model_json))?;
-    set("weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
-    Ok(out.into())
+    let out: JsValue = js_sys::Object::new().into();
+    set_field(&out, "card", &to_js(&card(&model.manifest))?)?;
+    set_field(&out, "model_json", &JsValue::from_str(&model_json))?;
+    set_field(&out, "weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
+    Ok(out)
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -264,7 +261,14 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
         patch: seg.patch,
         dims: vol.dims,
     })?;
-    let bytes = js_sys::Uint8Array::from(mask.as_slice());
-    js_sys::Reflect::set(&out, &JsValue::from_str("mask_nii_gz"), &bytes).map_err(|_| JsError::new("cannot build the result"))?;
+    set_field(&out, "mask_nii_gz", &js_sys::Uint8Array::from(mask.as_slice()))?;
     Ok(out)
+}
+
+/// Sets `object[key] = value`. Byte arrays go this way rather than through
+/// serde, which would turn them into arrays of numbers.
+fn set_field(object: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
+    js_sys::Reflect::set(object, &JsValue::from_str(key), value)
+        .map(|_| ())
+        .map_err(|_| JsError::new("cannot build the result"))
 }

@@ -255,25 +255,29 @@ async function loadFile(file) {
   // Say so at once: reading a large file takes a moment, and until then the page must not look
   // idle with the previous status (the e2e tests, like a user, wait for "Checking" to end).
   setStatus(`Checking ${file.name}…`);
-  if (file.size === 0) {
-    showError(`Could not read ${file.name}: the file is empty.`);
+  const tooLarge = `${(file.size / 2 ** 30).toFixed(1)} GiB is too large for this tab.`;
+  const bytes = await readPickedFile(file, 'read', 2 ** 31, tooLarge);
+  if (bytes) inspect(file.name, bytes);
+}
+
+/**
+ * The bytes of a file the user picked, or null after saying why not ("Could not <verb> <name>: …")
+ * and returning the status line to idle: empty, larger than `maxBytes` (`tooLarge` says so), or
+ * unreadable.
+ */
+async function readPickedFile(file, verb, maxBytes, tooLarge) {
+  const fail = (why) => {
+    showError(`Could not ${verb} ${file.name}: ${why}`);
     setIdleStatus();
-    return;
-  }
-  if (file.size > 2 ** 31) {
-    showError(`Could not read ${file.name}: ${(file.size / 2 ** 30).toFixed(1)} GiB is too large for this tab.`);
-    setIdleStatus();
-    return;
-  }
-  let bytes;
+    return null;
+  };
+  if (file.size === 0) return fail('the file is empty.');
+  if (file.size > maxBytes) return fail(tooLarge);
   try {
-    bytes = await file.arrayBuffer();
+    return await file.arrayBuffer();
   } catch (e) {
-    showError(`Could not read ${file.name}: ${e.message || e}`);
-    setIdleStatus();
-    return;
+    return fail(e.message || e);
   }
-  inspect(file.name, bytes);
 }
 
 async function loadSample() {
@@ -385,19 +389,8 @@ async function importWeights(file) {
   if (!file || state.busy || state.inspecting) return;
   clearError();
   setStatus(`Reading ${file.name}…`);
-  if (file.size === 0 || file.size > 2 ** 30) {
-    showError(`Could not import ${file.name}: ${file.size === 0 ? 'the file is empty' : 'more than 1 GiB is not a model this page can hold'}.`);
-    setIdleStatus();
-    return;
-  }
-  let bytes;
-  try {
-    bytes = await file.arrayBuffer();
-  } catch (e) {
-    showError(`Could not import ${file.name}: ${e.message || e}`);
-    setIdleStatus();
-    return;
-  }
+  const bytes = await readPickedFile(file, 'import', 2 ** 30, 'more than 1 GiB is not a model this page can hold.');
+  if (!bytes) return;
   if (!state.worker) startWorker();
   state.busy = true;
   state.runId = state.nextId++;

@@ -92,7 +92,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         return Err(CheckpointError::Malformed("the checkpoint holds no state dict (no name → tensor mapping)".into()));
     }
     let mut out = Checkpoint::default();
-    collect_tensors(&state, "", bytes, &storages, &mut out)?;
+    collect_tensors(&state, "", &storages, &mut out)?;
     if out.tensors.is_empty() {
         return Err(CheckpointError::Malformed("the state dict holds no floating-point tensors".into()));
     }
@@ -308,7 +308,6 @@ impl<'a> Machine<'a> {
         let mut stack: Vec<Value> = Vec::new();
         let mut marks: Vec<usize> = Vec::new();
         let mut memo: HashMap<u32, Value> = HashMap::new();
-        let start = self.pos;
         loop {
             let at = self.pos;
             let op = self.u8()?;
@@ -332,11 +331,7 @@ impl<'a> Machine<'a> {
                     self.u64()?; // FRAME: a length hint only
                 }
                 b'.' => {
-                    let value = pop(&mut stack)?;
-                    if self.pos - start == 0 {
-                        return Err(malformed("empty pickle"));
-                    }
-                    return Ok(value);
+                    return pop(&mut stack);
                 }
                 b'(' => {
                     if marks.len() >= MAX_MARK_DEPTH {
@@ -667,7 +662,6 @@ fn locate_storages<'b>(
 fn collect_tensors(
     value: &Value,
     prefix: &str,
-    bytes: &[u8],
     storages: &HashMap<String, &[u8]>,
     out: &mut Checkpoint,
 ) -> Result<(), CheckpointError> {
@@ -684,7 +678,7 @@ fn collect_tensors(
                 }
                 None => out.skipped.push(name),
             },
-            Value::Dict(_) => collect_tensors(value, &name, bytes, storages, out)?,
+            Value::Dict(_) => collect_tensors(value, &name, storages, out)?,
             _ => {}
         }
     }

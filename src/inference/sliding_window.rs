@@ -127,6 +127,10 @@ pub async fn predict_probabilities(
     let mut norm = vec![0.0f32; n];
     let steps = windows.len() * networks.len();
     let mut done = 0;
+    let pv = px * py * pz;
+    // The Gaussian weight of each voxel counts once per window; each network
+    // adds its share of it, so the ensemble is the plain mean.
+    let share = 1.0 / networks.len() as f32;
 
     for &[x0, y0, z0] in &windows {
         let mut patch = Vec::with_capacity(px * py * pz);
@@ -136,12 +140,8 @@ pub async fn predict_probabilities(
                 patch.extend_from_slice(&data[row..row + px]);
             }
         }
-        // The Gaussian weight of each voxel counts once per window; each
-        // network adds its share of it, so the ensemble is the plain mean.
-        let share = 1.0 / networks.len() as f32;
         for network in networks {
             let probs = predict_patch(network, device, patch.clone(), [pz, py, px], plan.mirror).await?;
-            let pv = px * py * pz;
             let mut i = 0;
             for z in z0..z0 + pz {
                 for y in y0..y0 + py {

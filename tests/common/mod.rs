@@ -45,6 +45,18 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs `bedside` with `args`, which must fail with a message rather than a
+/// panic and leave `output` (when given) unwritten. Returns stderr, lowercased.
+pub fn run_fails(args: &[&str], output: Option<&std::path::Path>) -> String {
+    let (ok, _, stderr) = run(args);
+    assert!(!ok, "bedside {args:?} should fail");
+    assert!(!stderr.contains("panicked"), "panic instead of a message: {stderr}");
+    if let Some(out) = output {
+        assert!(!out.exists(), "{} may not be written on failure", out.display());
+    }
+    stderr.to_lowercase()
+}
+
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&dir).expect("scratch dir");
