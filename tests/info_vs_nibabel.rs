@@ -8,27 +8,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-
-fn python() -> String {
-    std::env::var("BEDSIDE_PYTHON").unwrap_or_else(|_| {
-        format!("{}/.cache/bedside/venv/bin/python", std::env::var("HOME").expect("HOME"))
-    })
-}
-
-fn reference_script(name: &str) -> String {
-    format!("{}/tests/reference/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs a reference Python script; its failure fails the test.
-fn run_python(args: &[String]) -> String {
-    let out = Command::new(python()).args(args).output().expect("python runs (BEDSIDE_PYTHON)");
-    assert!(out.status.success(), "python {:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)

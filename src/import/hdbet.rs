@@ -23,7 +23,7 @@ fn hdbet_preprocessing() -> Preprocessing {
         target_spacing: [1.5, 1.5, 1.5],
         axis_order: "zyx".into(),
         normalisation: "zscore".into(),
-        interpolation: "trilinear".into(),
+        interpolation: "cubic".into(),
         patch_size: [128, 128, 128],
         divisible_by: 16,
     }

@@ -5,10 +5,10 @@ use serde::Serialize;
 
 use super::clock::now_ms;
 use super::components::keep_largest_component;
-use super::preprocess::{prepare, PreprocessError};
+use super::preprocess::{labels_to_native, prepare, PreprocessError};
 use super::sliding_window::{fit_patch, predict_probabilities, WindowError, WindowPlan};
 use crate::model::Model;
-use crate::volume::{self, resample, Volume, VolumeError};
+use crate::volume::{self, Volume, VolumeError};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentOptions {
@@ -143,11 +143,7 @@ pub async fn segment(
     if manifest.postprocessing.largest_component {
         keep_largest_component(&mut labels, prepared.resampled_dims);
     }
-    let labels = if prepared.resampled_dims == volume.dims {
-        labels
-    } else {
-        resample::nearest(&labels, prepared.resampled_dims, volume.dims)
-    };
+    let labels = labels_to_native(&labels, &prepared, volume);
     let label_volumes = measure_labels(&labels, volume.voxel_volume_mm3(), &manifest.labels);
     t.postprocess = now_ms() - mark;
     t.total = now_ms() - start;

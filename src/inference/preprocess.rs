@@ -3,7 +3,7 @@
 //! `predict_case.py`).
 
 use crate::model::manifest::Preprocessing;
-use crate::volume::{resample, Volume};
+use crate::volume::{resample, spline, Volume};
 
 /// A volume ready for the network. Arrays are in the file's storage order,
 /// x fastest, which is the network's (z, y, x) C-order array.
@@ -13,6 +13,8 @@ pub struct Prepared {
     pub resampled_dims: [usize; 3],
     /// Storage-order dims after padding.
     pub padded_dims: [usize; 3],
+    /// The model's spacing along the storage axes.
+    pub spacing: [f64; 3],
     /// Normalised, padded intensities.
     pub data: Vec<f32>,
 }
@@ -34,10 +36,17 @@ pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, Preproc
     if pre.normalisation != "zscore" {
         return Err(PreprocessError::Unsupported(format!("normalisation {}", pre.normalisation)));
     }
+    let resize = match pre.interpolation.as_str() {
+        // HD-BET's own choice (skimage order 3); `trilinear` is cheaper, for
+        // models trained with it.
+        "cubic" => spline::cubic,
+        "trilinear" => resample::trilinear,
+        other => return Err(PreprocessError::Unsupported(format!("interpolation {other}"))),
+    };
     // target_spacing is given in (z, y, x); storage axis i pairs with entry 2 - i.
     let target = [pre.target_spacing[2], pre.target_spacing[1], pre.target_spacing[0]];
     let new_dims = resample::shape_for_spacing(volume.dims, volume.spacing, target);
-    let mut data = resample::trilinear(&volume.data, volume.dims, new_dims);
+    let mut data = resize(&volume.data, volume.dims, new_dims);
 
     zscore(&mut data)?;
 
@@ -47,7 +56,18 @@ pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, Preproc
     let m = pre.divisible_by.max(1);
     let padded_dims: [usize; 3] = std::array::from_fn(|i| (new_dims[i].div_ceil(m) * m).max(patch[i]));
     let data = resample::pad_upper(&data, new_dims, padded_dims, 0.0);
-    Ok(Prepared { resampled_dims: new_dims, padded_dims, data })
+    Ok(Prepared { resampled_dims: new_dims, padded_dims, spacing: target, data })
+}
+
+/// Brings labels from the model's grid (`prepared.resampled_dims`) back to the
+/// volume's, as HD-BET's `run.py` does: a nearest-neighbour resize to
+/// round(n · model spacing / native spacing), then `padorcut` (centred) to the
+/// native shape, which the rounding can miss by a voxel.
+pub fn labels_to_native(labels: &[u8], prepared: &Prepared, volume: &Volume) -> Vec<u8> {
+    let from = prepared.resampled_dims;
+    let back = resample::shape_for_spacing(from, prepared.spacing, volume.spacing);
+    let resized = resample::nearest(labels, from, back);
+    resample::centre_pad_or_crop(&resized, back, volume.dims, 0)
 }
 
 /// Subtracts the mean and divides by the (population) standard deviation, in

@@ -7,6 +7,7 @@
 pub mod nifti;
 pub mod orientation;
 pub mod resample;
+pub mod spline;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use nifti::read_nifti_file;
@@ -14,7 +15,8 @@ pub use nifti::{
     read_nifti, write_label_nifti_gz, Endianness, NiftiHeader, NiftiVersion, MAX_VOXELS,
 };
 pub use orientation::{axis_codes, io_orientation, orientation_string};
-pub use resample::{nearest, pad_or_crop, pad_upper, shape_for_spacing, trilinear};
+pub use resample::{centre_pad_or_crop, nearest, pad_or_crop, pad_upper, shape_for_spacing, trilinear};
+pub use spline::cubic;
 
 /// One 3D image as read from a NIfTI file.
 #[derive(Debug, Clone, PartialEq)]

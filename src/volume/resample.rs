@@ -17,7 +17,7 @@ struct Tap {
 }
 
 /// skimage/scipy grid-mode source coordinate for output index `out_index`.
-fn source_position(out_index: usize, in_len: usize, out_len: usize) -> f64 {
+pub(super) fn source_position(out_index: usize, in_len: usize, out_len: usize) -> f64 {
     (out_index as f64 + 0.5) * (in_len as f64 / out_len as f64) - 0.5
 }
 
@@ -57,7 +57,7 @@ fn nearest_indices(in_len: usize, out_len: usize) -> Vec<usize> {
 /// These functions take grids the program built itself, never raw file
 /// input, so a length mismatch is a bug in the caller and panics with a
 /// clear message (like an out-of-range slice index would).
-fn checked_counts(what: &str, len: usize, dims: [usize; 3], new_dims: [usize; 3]) -> usize {
+pub(super) fn checked_counts(what: &str, len: usize, dims: [usize; 3], new_dims: [usize; 3]) -> usize {
     let count = |d: [usize; 3]| d.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n));
     let expected = count(dims).unwrap_or_else(|| panic!("{what}: grid {dims:?} overflows usize"));
     assert_eq!(
@@ -193,6 +193,33 @@ pub fn pad_or_crop<T: Copy>(data: &[T], dims: [usize; 3], new_dims: [usize; 3], 
     out
 }
 
+/// Pads or crops each axis symmetrically (the odd voxel at the upper end), as
+/// HD-BET's `padorcut`: the centres of the two grids stay aligned.
+///
+/// Panics if `data.len()` is not the product of `dims`.
+pub fn centre_pad_or_crop<T: Copy>(data: &[T], dims: [usize; 3], new_dims: [usize; 3], fill: T) -> Vec<T> {
+    let out_count = checked_counts("centre_pad_or_crop", data.len(), dims, new_dims);
+    // Per axis: (first source index, first destination index, count).
+    let span = |axis: usize| {
+        let (old, new) = (dims[axis], new_dims[axis]);
+        if old >= new {
+            ((old - new) / 2, 0, new)
+        } else {
+            (0, (new - old) / 2, old)
+        }
+    };
+    let ((sx, dx, cx), (sy, dy, cy), (sz, dz, cz)) = (span(0), span(1), span(2));
+    let mut out = vec![fill; out_count];
+    for z in 0..cz {
+        for y in 0..cy {
+            let src = ((sz + z) * dims[1] + sy + y) * dims[0] + sx;
+            let dst = ((dz + z) * new_dims[1] + dy + y) * new_dims[0] + dx;
+            out[dst..dst + cx].copy_from_slice(&data[src..src + cx]);
+        }
+    }
+    out
+}
+
 /// Pads the upper end of each axis up to `new_dims` (the name callers use
 /// when growing a grid to a network-friendly size); same as [`pad_or_crop`].
 pub fn pad_upper<T: Copy>(data: &[T], dims: [usize; 3], new_dims: [usize; 3], fill: T) -> Vec<T> {
@@ -285,6 +312,20 @@ mod tests {
         assert_eq!(&padded[4..8], &[3, 4, 5, -1]);
         assert_eq!(&padded[8..12], &[-1, -1, -1, -1]);
         assert_eq!(pad_or_crop(&padded, [4, 3, 3], dims, 0), data);
+    }
+
+    #[test]
+    fn centre_pad_or_crop_is_padorcut() {
+        // padorcut(np.arange(5), [3]) -> [1, 2, 3]; padorcut(np.arange(4), [3]) -> [0, 1, 2];
+        // padorcut(np.arange(2), [5]) -> [0, 0, 1, 0, 0].
+        let row = |v: &[i32], n: usize| centre_pad_or_crop(v, [v.len(), 1, 1], [n, 1, 1], 0);
+        assert_eq!(row(&[0, 1, 2, 3, 4], 3), vec![1, 2, 3]);
+        assert_eq!(row(&[0, 1, 2, 3], 3), vec![0, 1, 2]);
+        assert_eq!(row(&[7, 8], 5), vec![0, 7, 8, 0, 0]);
+        // 3D: crop x by one (upper end), pad y by one (upper end), crop z 3 → 1.
+        let data: Vec<i32> = (0..3 * 2 * 3).collect();
+        let out = centre_pad_or_crop(&data, [3, 2, 3], [2, 3, 1], -1);
+        assert_eq!(out, vec![6, 7, 9, 10, -1, -1]);
     }
 
     #[test]

