@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bedside::cli::commands;
+use bedside::cli::{commands, train};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -49,6 +49,44 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train a student from a teacher (knowledge distillation) as a config file describes;
+    /// writes a model package, losses.csv and a checkpoint to --out.
+    Distill {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Teacher-output cache (default ~/.cache/bedside/teacher).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Continue from the checkpoint in --out (same config).
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Dice and HD95 of a model per volume, against reference masks and/or another model.
+    /// Volumes are given as IMAGE or IMAGE:REFERENCE_MASK.
+    Evaluate {
+        #[arg(long)]
+        model: String,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+        /// A second model to compare with (e.g. the teacher).
+        #[arg(long)]
+        against: Option<String>,
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Write the rows against reference masks into the model's model.json.
+        #[arg(long)]
+        record: bool,
+    },
+    /// Write models/index.json (the page's model list and cards) from the packages in a folder.
+    Catalog {
+        #[arg(default_value = "models")]
+        models_dir: PathBuf,
+        /// Only check that index.json is up to date.
+        #[arg(long)]
+        check: bool,
+    },
     /// Milliseconds per stage, per backend.
     Bench {
         volume: PathBuf,
@@ -72,6 +110,20 @@ fn main() -> ExitCode {
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),
         Command::ImportHdbet { weights, out } => commands::import_hdbet(&weights, &out, cli.json),
+        Command::Distill { config, out, cache, resume } => {
+            train::distill(&config, &out, cache.as_deref(), resume, cli.json)
+        }
+        Command::Evaluate { model, volumes, against, backend, record } => {
+            let volumes: Vec<train::EvalVolume> = volumes
+                .iter()
+                .map(|v| match v.split_once(':') {
+                    Some((image, reference)) => train::EvalVolume { image: image.into(), reference: Some(reference.into()) },
+                    None => train::EvalVolume { image: v.into(), reference: None },
+                })
+                .collect();
+            train::evaluate(&model, &volumes, against.as_deref(), &backend, record, cli.json)
+        }
+        Command::Catalog { models_dir, check } => commands::catalog(&models_dir, check, cli.json),
         Command::Bench { volume, model, backends, repeat } => {
             commands::bench(&volume, &model, &backends, repeat, cli.json)
         }

@@ -265,6 +265,25 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
     Ok(out)
 }
 
+/// How far two masks of the same volume agree (the page's Compare): Dice and
+/// the 95th-percentile surface distance, from the two gzip NIfTI masks.
+#[wasm_bindgen]
+pub fn mask_agreement(a: &[u8], b: &[u8]) -> Result<JsValue, JsError> {
+    let read = |bytes: &[u8]| volume::read_nifti(bytes).map_err(|e| JsError::new(&e.to_string()));
+    let (va, vb) = (read(a)?, read(b)?);
+    if va.dims != vb.dims {
+        return Err(JsError::new(&format!("the masks are on different grids: {:?} vs {:?}", va.dims, vb.dims)));
+    }
+    let binary = |v: &volume::Volume| v.data.iter().map(|&x| (x > 0.0) as u8).collect::<Vec<u8>>();
+    let (ma, mb) = (binary(&va), binary(&vb));
+    #[derive(Serialize)]
+    struct Agreement {
+        dice: f64,
+        hd95_mm: Option<f64>,
+    }
+    to_js(&Agreement { dice: crate::metrics::dice(&ma, &mb), hd95_mm: crate::metrics::hd95(&ma, &mb, va.dims, va.spacing) })
+}
+
 /// Sets `object[key] = value`. Byte arrays go this way rather than through
 /// serde, which would turn them into arrays of numbers.
 fn set_field(object: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {

@@ -21,7 +21,16 @@ const el = {
   ensemble: $('ensemble-check'),
   backendInfo: $('backend-info'),
   run: $('run-button'),
+  compare: $('compare-button'),
   cancel: $('cancel-button'),
+  modelCard: $('model-card'),
+  comparePanel: $('compare-panel'),
+  compareTable: $('compare-table'),
+  compareAgreement: $('compare-agreement'),
+  compareLeft: $('compare-left'),
+  compareRight: $('compare-right'),
+  compareRightCaption: $('compare-right-caption'),
+  compareLeftCaption: $('compare-left-caption'),
   progress: $('progress'),
   status: $('status'),
   error: $('error'),
@@ -58,6 +67,9 @@ const state = {
   device: null,
   viewer: null,
   runStartedAt: 0,
+  // A Compare in flight: { teacher, student, step: 'teacher' | 'student' | 'agreement', results }.
+  compare: null,
+  compareViewers: null, // [left, right] Viewer instances, made on first use
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -93,6 +105,7 @@ function setProgress(fraction) {
 function updateControls() {
   const idle = !state.busy && !state.inspecting;
   el.run.disabled = !(idle && state.engineReady && state.volume && selectedModel());
+  el.compare.disabled = !(idle && state.engineReady && state.volume && teacherOf(selectedModel()));
   el.cancel.disabled = !state.busy;
   el.sample.disabled = !idle;
   el.input.disabled = !idle;
@@ -197,6 +210,10 @@ function onWorkerMessage(worker, msg) {
       if (msg.id !== state.runId) return;
       onImported(msg);
       break;
+    case 'agreement':
+      if (msg.id !== state.runId) return;
+      onAgreement(msg);
+      break;
     case 'error':
       onWorkerError(msg);
       break;
@@ -222,12 +239,14 @@ function onWorkerError(msg) {
     showError(`Could not read ${pending}: ${msg.message}${keep}`);
     setIdleStatus();
     setProgress(0);
-  } else if (msg.phase === 'run') {
+  } else if (msg.phase === 'run' || msg.phase === 'agreement') {
     if (msg.id !== state.runId) return;
     state.busy = false;
     state.runId = null;
-    showError(msg.message);
-    setStatus('Segmentation failed.');
+    const during = state.compare ? ` (while comparing: ${state.compare.step})` : '';
+    state.compare = null;
+    showError(msg.message + during);
+    setStatus(msg.phase === 'run' ? 'Segmentation failed.' : 'Comparison failed.');
     setProgress(0);
   } else if (msg.phase === 'import') {
     if (msg.id !== state.runId) return;
@@ -379,6 +398,7 @@ function renderModels(selectId) {
     }),
   );
   if (state.models.some((m) => m.id === previous)) el.model.value = previous;
+  renderModelCard();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,6 +438,25 @@ function onImported(msg) {
 
 function selectedModel() {
   return state.models.find((m) => m.id === el.model.value) || null;
+}
+
+/** The model a student was distilled from, when it is in the list. */
+function teacherOf(model) {
+  if (!model || !model.teacher) return null;
+  return state.models.find((m) => m.id === model.teacher) || null;
+}
+
+/** The card facts of the selected model: size, cost, measured Dice. */
+function renderModelCard() {
+  const m = selectedModel();
+  if (!m || m.uploaded || !Number.isFinite(m.params)) {
+    el.modelCard.textContent = '';
+    return;
+  }
+  const parts = [`${fmt(m.params)} parameters`, `${fmt(m.flops_per_patch / 1e9)} GFLOP per ${m.patch.join('×')} window`];
+  if (m.teacher) parts.push(`distilled from ${teacherOf(m)?.name ?? m.teacher}`);
+  const dice = (m.evaluation || []).map((e) => `${e.volume} ${Number(e.dice).toFixed(3)} (vs ${e.reference})`);
+  el.modelCard.textContent = parts.join(', ') + '.' + (dice.length ? ` Dice: ${dice.join('; ')}.` : '');
 }
 
 function cachedAutoChoice() {
@@ -490,7 +529,11 @@ function renderBackend() {
 // Run / cancel / results
 
 function run() {
-  const model = selectedModel();
+  state.compare = null;
+  runModel(selectedModel());
+}
+
+function runModel(model) {
   if (!state.volume || !model || state.busy) return;
   clearError();
   state.busy = true;
@@ -531,6 +574,7 @@ function cancel() {
   if (!state.busy) return;
   state.busy = false;
   state.runId = null;
+  state.compare = null;
   restartWorker(); // terminating the worker is the only way to stop a running wasm call
   setProgress(0);
   setStatus('Cancelled');
@@ -540,6 +584,10 @@ function cancel() {
 async function onResult(result) {
   state.busy = false;
   state.runId = null;
+  if (state.compare) {
+    onCompareResult(result);
+    return;
+  }
   const modelId = selectedModel()?.id ?? null;
   state.result = {
     maskBytes: result.mask,
@@ -563,6 +611,106 @@ async function onResult(result) {
     } catch (e) {
       el.viewerInfo.textContent = `The viewer could not display the mask: ${e.message || e}`;
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compare: the teacher, then the student, on the loaded volume; then their agreement.
+
+function compare() {
+  const student = selectedModel();
+  const teacher = teacherOf(student);
+  if (!state.volume || !student || !teacher || state.busy) return;
+  state.compare = { teacher, student, step: 'teacher', results: {} };
+  el.comparePanel.hidden = true;
+  runModel(teacher);
+  setStatus(`Comparing: running the teacher (${teacher.name}) first…`);
+}
+
+async function onCompareResult(result) {
+  const c = state.compare;
+  c.results[c.step] = result;
+  if (c.step === 'teacher') {
+    c.step = 'student';
+    runModel(c.student);
+    setStatus(`Comparing: teacher done in ${(result.timings_ms.total / 1000).toFixed(1)} s; running ${c.student.name}…`);
+    return;
+  }
+  // The student's result is also the page's current result (Save mask saves it).
+  state.result = {
+    maskBytes: result.mask,
+    timings_ms: result.timings_ms || {},
+    label_volumes_mm3: result.label_volumes_mm3 || [],
+    backend: result.backend,
+    modelId: c.student.id,
+  };
+  renderTimings(state.result.timings_ms);
+  renderLabelVolumes(state.result.label_volumes_mm3);
+  c.step = 'agreement';
+  state.busy = true;
+  state.runId = state.nextId++;
+  setStatus('Comparing: measuring the agreement of the two masks…');
+  const a = c.results.teacher.mask.slice(0);
+  const b = result.mask.slice(0);
+  state.worker.postMessage({ type: 'agreement', id: state.runId, a, b }, [a, b]);
+  updateControls();
+}
+
+async function onAgreement(msg) {
+  const c = state.compare;
+  state.busy = false;
+  state.runId = null;
+  state.compare = null;
+  const row = (model, r) => {
+    const tr = document.createElement('tr');
+    tr.dataset.model = model.id;
+    const brain = (r.label_volumes_mm3 || []).filter((l) => l.value > 0).reduce((s, l) => s + Number(l.mm3), 0);
+    for (const text of [model.name, fmt(model.params), fmt(r.timings_ms.total), fmt(brain)]) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      tr.append(td);
+    }
+    return tr;
+  };
+  el.compareTable.tBodies[0].replaceChildren(row(c.teacher, c.results.teacher), row(c.student, c.results.student));
+  const speedup = c.results.teacher.timings_ms.total / c.results.student.timings_ms.total;
+  const hd = Number.isFinite(msg.hd95_mm) ? `, HD95 ${msg.hd95_mm.toFixed(1)} mm` : '';
+  el.compareAgreement.dataset.dice = String(msg.dice);
+  el.compareAgreement.textContent =
+    `Agreement of the student with the teacher: Dice ${msg.dice.toFixed(4)}${hd}. ` +
+    `The student took ${fmt(c.results.student.timings_ms.total)} ms, ${speedup.toFixed(1)}× faster than the teacher.`;
+  el.compareLeftCaption.textContent = `Teacher: ${c.teacher.name}`;
+  el.compareRightCaption.textContent = `Student: ${c.student.name}`;
+  el.comparePanel.hidden = false;
+  setStatus(`Compared ${c.student.name} with ${c.teacher.name}: Dice ${msg.dice.toFixed(3)}, ${speedup.toFixed(1)}× faster.`);
+  setProgress(1);
+  updateControls();
+  if (state.viewer) {
+    try {
+      await state.viewer.showMask(c.results.student.mask.slice(0), state.modelInfo?.labels);
+    } catch (e) {
+      el.viewerInfo.textContent = `The viewer could not display the mask: ${e.message || e}`;
+    }
+  }
+  await showCompareMasks(c);
+}
+
+async function showCompareMasks(c) {
+  try {
+    if (!state.compareViewers) {
+      const { Viewer } = await import('./viewer.js');
+      const views = [new Viewer(el.compareLeft), new Viewer(el.compareRight)];
+      for (const v of views) await v.init();
+      state.compareViewers = views;
+    }
+    const [left, right] = state.compareViewers;
+    for (const [v, r] of [[left, c.results.teacher], [right, c.results.student]]) {
+      await v.showVolume(state.volume.bytes.slice(0), state.volume.name);
+      v.setOpacity(Number(el.opacity.value));
+      await v.showMask(r.mask.slice(0), state.modelInfo?.labels);
+    }
+  } catch (e) {
+    el.compareAgreement.textContent += ` (The masks cannot be shown: ${e.message || e}.)`;
   }
 }
 
@@ -734,7 +882,11 @@ function wire() {
   el.cancel.addEventListener('click', cancel);
   el.save.addEventListener('click', saveMask);
   el.copyDiag.addEventListener('click', copyDiagnostics);
-  el.model.addEventListener('change', updateControls);
+  el.model.addEventListener('change', () => {
+    renderModelCard();
+    updateControls();
+  });
+  el.compare.addEventListener('click', compare);
   el.weightsInput.addEventListener('change', () => {
     importWeights(el.weightsInput.files && el.weightsInput.files[0]);
     el.weightsInput.value = '';
@@ -743,6 +895,7 @@ function wire() {
     const v = Number(el.opacity.value);
     el.opacityValue.textContent = v.toFixed(2);
     state.viewer?.setOpacity(v);
+    for (const cv of state.compareViewers || []) cv.setOpacity(v);
   });
 
   // Drag and drop: anywhere on the page, highlighted on the drop zone. Never let the browser

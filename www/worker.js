@@ -12,6 +12,7 @@
 //                                        {type:'model', id, info}
 //                                        {type:'result', id, result}  (mask buffer transferred)
 //                                        {type:'error', id, message, fatal}
+//   {type:'agreement', id, a, b}         {type:'agreement', id, dice, hd95_mm}  (two gzip NIfTI masks)
 // Image bytes arrive here by transfer and are never sent anywhere else. The only network requests
 // made here are same-origin GETs of the wasm and the model package.
 
@@ -296,6 +297,12 @@ async function handle(msg) {
       await ensureEngine();
       const info = plain(await bedside.inspect_volume(new Uint8Array(msg.bytes)));
       post({ type: 'inspected', id: msg.id, info });
+      return;
+    }
+    case 'agreement': {
+      await ensureEngine();
+      const r = plain(bedside.mask_agreement(new Uint8Array(msg.a), new Uint8Array(msg.b)));
+      post({ type: 'agreement', id: msg.id, dice: r.dice, hd95_mm: r.hd95_mm ?? null });
       return;
     }
     case 'import': {

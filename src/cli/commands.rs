@@ -18,11 +18,11 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))
 }
 
-fn read_volume(path: &Path) -> Result<Volume, CliError> {
+pub(super) fn read_volume(path: &Path) -> Result<Volume, CliError> {
     volume::read_nifti(&read_file(path)?).map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
-fn print(value: serde_json::Value, json: bool, human: impl FnOnce() -> String) {
+pub(super) fn print(value: serde_json::Value, json: bool, human: impl FnOnce() -> String) {
     if json {
         println!("{}", serde_json::to_string_pretty(&value).expect("JSON values serialise"));
     } else {
@@ -62,7 +62,7 @@ pub fn info(path: &Path, json: bool) -> Result<(), CliError> {
 }
 
 /// A model given as a folder, or by name as a folder under `./models`.
-fn resolve_model_dir(model: &str) -> Result<PathBuf, CliError> {
+pub(super) fn resolve_model_dir(model: &str) -> Result<PathBuf, CliError> {
     let direct = PathBuf::from(model);
     if direct.join("model.json").is_file() {
         return Ok(direct);
@@ -76,17 +76,17 @@ fn resolve_model_dir(model: &str) -> Result<PathBuf, CliError> {
     )))
 }
 
-fn open_device(name: &str) -> Result<OpenedDevice, CliError> {
+pub(super) fn open_device(name: &str) -> Result<OpenedDevice, CliError> {
     let backend = Backend::parse(name)?;
     Ok(pollster::block_on(backend::open_device(backend))?)
 }
 
-fn load_model(model: &str, ensemble: bool, device: &Device) -> Result<Model, CliError> {
+pub(super) fn load_model(model: &str, ensemble: bool, device: &Device) -> Result<Model, CliError> {
     let dir = resolve_model_dir(model)?;
     Model::load_dir(&dir, ensemble, device).map_err(|e| CliError(format!("{}: {e}", dir.display())))
 }
 
-fn run_segmentation(
+pub(super) fn run_segmentation(
     bytes: &[u8],
     model: &Model,
     opened: &OpenedDevice,
@@ -199,5 +199,26 @@ pub fn bench(path: &Path, model: &str, backends: &str, repeat: usize, json: bool
     if rows.iter().all(|r| r.get("error").is_some()) {
         return Err(CliError(format!("no backend could run (asked for: {backends})")));
     }
+    Ok(())
+}
+
+/// Writes `<models_dir>/index.json` from the packages there; with `check`,
+/// only verifies that the file on disk is up to date.
+pub fn catalog(models_dir: &Path, check: bool, json: bool) -> Result<(), CliError> {
+    let entries = crate::model::catalog::build_catalog(models_dir)?;
+    let text = serde_json::to_string_pretty(&entries).expect("catalog serialises") + "\n";
+    let path = models_dir.join("index.json");
+    if check {
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        if on_disk != text {
+            return Err(CliError(format!("{} is out of date: run `bedside catalog {}`", path.display(), models_dir.display())));
+        }
+    } else {
+        std::fs::write(&path, &text).map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    print(json!({ "index": path.display().to_string(), "models": ids }), json, || {
+        format!("{} {}: {}", if check { "checked" } else { "wrote" }, path.display(), ids.join(", "))
+    });
     Ok(())
 }

@@ -1,8 +1,9 @@
-//! The native command line: `bedside info|segment|dice|import-hdbet|bench`.
+//! The native command line: `bedside info|segment|dice|import-hdbet|bench|distill|evaluate`.
 //! Each command prints human text, or JSON with `--json`, and fails with a
 //! clear message and a non-zero exit status.
 
 pub mod commands;
+pub mod train;
 
 /// An error to print for the user, then exit non-zero.
 #[derive(Debug)]

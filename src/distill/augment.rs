@@ -65,13 +65,50 @@ impl Default for AugmentConfig {
     }
 }
 
-/// An image and its aligned targets (e.g. teacher logits, `channels` of them).
+impl AugmentConfig {
+    /// No augmentation at all (every probability zero), e.g. to overfit a check.
+    pub fn none() -> Self {
+        Self {
+            flip_probability: 0.0,
+            affine_probability: 0.0,
+            gamma_probability: 0.0,
+            intensity_probability: 0.0,
+            bias_field_probability: 0.0,
+            noise_probability: 0.0,
+            low_resolution_probability: 0.0,
+            ..Self::default()
+        }
+    }
+}
+
+/// An image and its aligned targets (e.g. teacher logits, `channels` of them),
+/// plus targets on coarser grids (e.g. teacher features at 1/2 and 1/16).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub dims: [usize; 3],
     pub image: Vec<f32>,
     pub channels: usize,
     pub target: Vec<f32>,
+    /// Each covers the image: voxel j of a grid at stride s stands for image
+    /// voxels s·j … s·j + s − 1, so the grids share the image's centre.
+    pub coarse: Vec<Grid>,
+}
+
+/// `channels` volumes of `dims` back to back (channel-major, x fastest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub dims: [usize; 3],
+    pub channels: usize,
+    pub data: Vec<f32>,
+}
+
+impl Grid {
+    /// Applies `f` to each channel's volume.
+    fn map_channels(&self, f: impl Fn(&[f32]) -> Vec<f32>) -> Grid {
+        let n: usize = self.dims.iter().product();
+        let data = if n == 0 { Vec::new() } else { self.data.chunks_exact(n).flat_map(f).collect() };
+        Grid { dims: self.dims, channels: self.channels, data }
+    }
 }
 
 /// A seeded augmenter: the same seed gives the same sequence of samples.
@@ -138,12 +175,13 @@ impl Augmenter {
     }
 }
 
-/// Mirrors `axis` of the image and of every target channel.
+/// Mirrors `axis` of the image and of every target channel and grid.
 pub fn flip(s: &Sample, axis: usize) -> Sample {
     let map = |v: &[f32]| flip_volume(v, s.dims, axis);
     let n: usize = s.dims.iter().product();
     let target = s.target.chunks_exact(n).flat_map(map).collect();
-    Sample { dims: s.dims, image: map(&s.image), channels: s.channels, target }
+    let coarse = s.coarse.iter().map(|g| g.map_channels(|v| flip_volume(v, g.dims, axis))).collect();
+    Sample { dims: s.dims, image: map(&s.image), channels: s.channels, target, coarse }
 }
 
 fn flip_volume(v: &[f32], [nx, ny, nz]: [usize; 3], axis: usize) -> Vec<f32> {
@@ -184,14 +222,31 @@ fn matmul3(a: [[f64; 3]; 3], b: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
 
 /// Rotates and scales about the volume's centre; every output voxel samples
 /// the input trilinearly at the same source point for the image and the
-/// targets (edge values outside). Written by hand because it is a few lines
-/// over the existing trilinear sampler, not worth a dependency.
+/// targets (edge values outside). Coarse grids get the same rotation and
+/// scale about their own centre, which is the image's. Written by hand
+/// because it is a few lines over a trilinear sampler, not worth a dependency.
 pub fn affine(s: &Sample, rotation: [[f64; 3]; 3], scale: f64) -> Sample {
-    let [nx, ny, nz] = s.dims;
+    let n: usize = s.dims.iter().product();
+    let sources = affine_sources(s.dims, rotation, scale);
+    let map = |v: &[f32]| sources.iter().map(|&p| sample_trilinear(v, s.dims, p)).collect::<Vec<f32>>();
+    let target = s.target.chunks_exact(n).flat_map(map).collect();
+    let coarse = s
+        .coarse
+        .iter()
+        .map(|g| {
+            let sources = affine_sources(g.dims, rotation, scale);
+            g.map_channels(|v| sources.iter().map(|&p| sample_trilinear(v, g.dims, p)).collect())
+        })
+        .collect();
+    Sample { dims: s.dims, image: map(&s.image), channels: s.channels, target, coarse }
+}
+
+/// For each output voxel, the input position it samples.
+fn affine_sources(dims: [usize; 3], rotation: [[f64; 3]; 3], scale: f64) -> Vec<[f64; 3]> {
+    let [nx, ny, nz] = dims;
     let centre = [(nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0, (nz as f64 - 1.0) / 2.0];
-    let n = nx * ny * nz;
     // Output → input: the inverse of "scale then rotate" is "rotate back, unscale".
-    let mut sources = Vec::with_capacity(n);
+    let mut sources = Vec::with_capacity(nx * ny * nz);
     for z in 0..nz {
         for y in 0..ny {
             for x in 0..nx {
@@ -201,9 +256,7 @@ pub fn affine(s: &Sample, rotation: [[f64; 3]; 3], scale: f64) -> Sample {
             }
         }
     }
-    let map = |v: &[f32]| sources.iter().map(|&p| sample_trilinear(v, s.dims, p)).collect::<Vec<f32>>();
-    let target = s.target.chunks_exact(n).flat_map(map).collect();
-    Sample { dims: s.dims, image: map(&s.image), channels: s.channels, target }
+    sources
 }
 
 fn sample_trilinear(v: &[f32], [nx, ny, nz]: [usize; 3], p: [f64; 3]) -> f32 {
@@ -275,7 +328,7 @@ mod tests {
             })
             .collect();
         let target = image.iter().copied().chain(image.iter().map(|v| -v)).collect();
-        Sample { dims, image, channels: 2, target }
+        Sample { dims, image, channels: 2, target, coarse: Vec::new() }
     }
 
     fn assert_aligned(s: &Sample) {
@@ -303,6 +356,49 @@ mod tests {
     }
 
     #[test]
+    fn coarse_grids_follow_the_image() {
+        // A linear image, and a stride-2 grid holding the same function at
+        // each coarse voxel's centre (fine position 2j + 0.5). After any
+        // spatial transform, a coarse voxel must equal the mean of the fine
+        // voxels it covers (exact for a linear function away from the edges).
+        let f = |x: f64, y: f64, z: f64| (x + 2.0 * y - 0.5 * z) as f32;
+        let grid = |n: usize, at: &dyn Fn(usize) -> f64| -> Vec<f32> {
+            let mut v = Vec::new();
+            for z in 0..n {
+                for y in 0..n {
+                    for x in 0..n {
+                        v.push(f(at(x), at(y), at(z)));
+                    }
+                }
+            }
+            v
+        };
+        let image = grid(16, &|i| i as f64);
+        let coarse = Grid { dims: [8; 3], channels: 1, data: grid(8, &|j| 2.0 * j as f64 + 0.5) };
+        let s = Sample { dims: [16; 3], image, channels: 0, target: Vec::new(), coarse: vec![coarse] };
+        let check = |t: &Sample, interior: std::ops::Range<usize>| {
+            let c = &t.coarse[0].data;
+            for z in interior.clone() {
+                for y in interior.clone() {
+                    for x in interior.clone() {
+                        let mut mean = 0.0;
+                        for (dx, dy, dz) in (0..8).map(|k| (k & 1, (k >> 1) & 1, k >> 2)) {
+                            mean += t.image[(2 * x + dx) + 16 * ((2 * y + dy) + 16 * (2 * z + dz))] / 8.0;
+                        }
+                        let got = c[x + 8 * (y + 8 * z)];
+                        assert!((got - mean).abs() < 1e-3, "({x},{y},{z}): coarse {got} vs fine mean {mean}");
+                    }
+                }
+            }
+        };
+        check(&s, 0..8);
+        for axis in 0..3 {
+            check(&flip(&s, axis), 0..8);
+        }
+        check(&affine(&s, rotation([0.05, -0.04, 0.03]), 1.03), 2..6);
+    }
+
+    #[test]
     fn intensity_transforms_leave_the_target_alone() {
         let s = aligned_sample();
         let all = AugmentConfig {
@@ -324,16 +420,7 @@ mod tests {
     #[test]
     fn every_augmentation_at_once_keeps_alignment_up_to_intensity() {
         // Spatial only, with every spatial transform forced: still aligned.
-        let spatial = AugmentConfig {
-            flip_probability: 1.0,
-            affine_probability: 1.0,
-            gamma_probability: 0.0,
-            intensity_probability: 0.0,
-            bias_field_probability: 0.0,
-            noise_probability: 0.0,
-            low_resolution_probability: 0.0,
-            ..AugmentConfig::default()
-        };
+        let spatial = AugmentConfig { flip_probability: 1.0, affine_probability: 1.0, ..AugmentConfig::none() };
         let mut augmenter = Augmenter::new(spatial, 3);
         for _ in 0..4 {
             assert_aligned(&augmenter.augment(&aligned_sample()));

@@ -1,7 +1,46 @@
 //! Knowledge distillation: training small students from a teacher's outputs.
 //!
-//! Being built (issue 3). So far: the losses, and augmentation that keeps the
-//! teacher's cached outputs aligned with the image.
+//! - [`config`]: the run as a file (teacher, student, volumes, losses, seed);
+//! - [`teacher`]: the teacher's outputs, computed once per volume and cached;
+//! - [`dataset`]: volumes on the teacher's grid and random patches from them;
+//! - [`augment`]: augmentation that keeps the cached outputs aligned;
+//! - [`losses`]: hard, response-KD and contrastive feature-KD losses;
+//! - [`trainer`]: the autodiff loop, with checkpoints and a loss log;
+//! - [`run`] (native): a whole run, from config file to model package.
 
 pub mod augment;
 pub mod losses;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod config;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod dataset;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod run;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod teacher;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod trainer;
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistillError {
+    #[error("distillation config: {0}")]
+    Config(String),
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("volume: {0}")]
+    Volume(String),
+    #[error("teacher cache or checkpoint: {0}")]
+    Cache(String),
+    #[error("model: {0}")]
+    Model(String),
+    #[error("training diverged at step {0} (the loss is not finite); lower learning_rate")]
+    Diverged(usize),
+}
+
+impl DistillError {
+    pub fn io(path: &Path, e: impl std::fmt::Display) -> Self {
+        DistillError::Io { path: path.display().to_string(), message: e.to_string() }
+    }
+}

@@ -57,6 +57,8 @@ pub fn hdbet_manifest(folds: &[u8], source: &str, sha256: &str, params: u64) -> 
         licence: "Apache-2.0".into(),
         params,
         ensemble: Vec::new(),
+        training: None,
+        evaluation: Vec::new(),
     }
 }
 

@@ -21,6 +21,7 @@ use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig3d};
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
+use super::taps::Taps;
 use super::upsample::upsample_trilinear_x2;
 
 /// Hyperparameters of the HD-BET network (`config.py`, `HD_BET_Config`).
@@ -273,9 +274,17 @@ impl HdBet {
     /// Logits `[batch, classes, d, h, w]` (no softmax) for `[batch, 1, d, h, w]`.
     /// Each spatial size must be divisible by 16.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        self.forward_taps(x).logits
+    }
+
+    /// The logits plus the features distillation compares: the second
+    /// encoder level (1/2), the bottleneck after its norm (1/16) and the last
+    /// localisation module before full resolution (1/2).
+    pub fn forward_taps(&self, x: Tensor<5>) -> Taps {
         let x = self.context1.forward(self.init_conv.forward(x));
         let (skip1, x) = self.down1.forward(x);
         let x = self.context2.forward(x);
+        let encoder = x.clone();
         let (skip2, x) = self.down2.forward(x);
         let x = self.context3.forward(x);
         let (skip3, x) = self.down3.forward(x);
@@ -284,18 +293,20 @@ impl HdBet {
         let x = self.context5.forward(x);
 
         let x = leaky_relu(self.bn_after_context5.forward(x), self.network_leakiness);
+        let bottleneck = x.clone();
         let x = self.up1.forward(x);
         let x = self.loc1.forward(Tensor::cat(vec![skip4, x], 1));
         let x = self.up2.forward(x);
         let x = self.loc2.forward(Tensor::cat(vec![skip3, x], 1));
         let x = self.up3.forward(x);
         let x = self.loc3.forward(Tensor::cat(vec![skip2, x], 1));
+        let decoder = x.clone();
         let x = self.up4.forward(x);
 
         let x = Tensor::cat(vec![skip1, x], 1);
         let x = leaky_relu(self.end_conv_1_bn.forward(self.end_conv_1.forward(x)), self.network_leakiness);
         let x = leaky_relu(self.end_conv_2_bn.forward(self.end_conv_2.forward(x)), self.network_leakiness);
-        self.seg_layer.forward(x)
+        Taps { encoder, bottleneck, decoder, logits: self.seg_layer.forward(x) }
     }
 }
 
@@ -317,6 +328,10 @@ mod tests {
         let device = Device::flex();
         let net = HdBetConfig::new().with_base_filters(2).init(&device);
         let x = Tensor::<5>::ones([1, 1, 16, 32, 16], &device);
-        assert_eq!(net.forward(x).dims(), [1, 2, 16, 32, 16]);
+        let taps = net.forward_taps(x);
+        assert_eq!(taps.logits.dims(), [1, 2, 16, 32, 16]);
+        assert_eq!(taps.encoder.dims(), [1, 4, 8, 16, 8]);
+        assert_eq!(taps.bottleneck.dims(), [1, 32, 1, 2, 1]);
+        assert_eq!(taps.decoder.dims(), [1, 4, 8, 16, 8]);
     }
 }

@@ -34,6 +34,24 @@ pub struct Manifest {
     /// with the main weights', as HD-BET's own ensemble does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ensemble: Vec<EnsembleMember>,
+    /// How a trained model was made: the distillation config (recipe, seed),
+    /// its training volumes, steps and time (`bedside distill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
+    /// Measured agreement per evaluation volume (`bedside evaluate`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evaluation: Vec<Evaluation>,
+}
+
+/// One row of a model's Dice table.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub volume: String,
+    /// What the mask was compared with, e.g. "ch2bet > 0" or "teacher hd-bet".
+    pub reference: String,
+    pub dice: f64,
+    /// 95th-percentile symmetric surface distance in mm.
+    pub hd95_mm: f64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -4,9 +4,11 @@
 //! `weights.safetensors`. The family named in the manifest builds the network
 //! from its hyperparameters; the weights are then loaded by tensor name.
 
+pub mod catalog;
 pub mod hdbet;
 pub mod manifest;
 pub mod package;
+pub mod taps;
 pub mod unet3d;
 pub mod upsample;
 

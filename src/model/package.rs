@@ -5,6 +5,7 @@ use burn_store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor};
 
 use super::hdbet::{HdBet, HdBetConfig};
+use super::taps::Taps;
 use super::unet3d::{Unet3d, Unet3dConfig};
 use super::manifest::{Manifest, FORMAT};
 
@@ -51,6 +52,14 @@ impl Network {
         match self {
             Network::HdBet(net) => net.forward(x),
             Network::Unet3d(net) => net.forward(x),
+        }
+    }
+
+    /// Logits plus the features distillation compares ([`Taps`]).
+    pub fn forward_taps(&self, x: Tensor<5>) -> Taps {
+        match self {
+            Network::HdBet(net) => net.forward_taps(x),
+            Network::Unet3d(net) => net.forward_taps(x),
         }
     }
 

@@ -14,6 +14,7 @@ use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig3d};
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
+use super::taps::Taps;
 use super::upsample::upsample_trilinear_x2;
 
 #[derive(Config, Debug, PartialEq)]
@@ -183,6 +184,20 @@ impl Unet3d {
         }
         let logits = self.head.forward(x);
         Unet3dFeatures { encoder, bottleneck, decoder, logits }
+    }
+
+    /// The distillation taps: the encoder at 1/2, the bottleneck, and the
+    /// decoder level at 1/2 (the second to last). Needs depth ≥ 1.
+    pub fn forward_taps(&self, x: Tensor<5>) -> Taps {
+        let mut f = self.forward_features(x);
+        let decoder = f.decoder.len().checked_sub(2).map(|i| f.decoder.swap_remove(i));
+        let bottleneck = f.bottleneck;
+        Taps {
+            encoder: f.encoder.get(1).cloned().unwrap_or_else(|| bottleneck.clone()),
+            decoder: decoder.unwrap_or_else(|| bottleneck.clone()),
+            bottleneck,
+            logits: f.logits,
+        }
     }
 
     /// Channels of the widest full-resolution tensor (skip + upsampled): the memory peak.

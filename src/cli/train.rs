@@ -1,0 +1,111 @@
+//! `bedside distill` and `bedside evaluate`: training students and measuring
+//! any model against reference masks and against another model.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::commands::{load_model, open_device, print, read_volume, run_segmentation};
+use super::CliError;
+use crate::distill::run::{default_cache_dir, run, RunOptions};
+use crate::metrics::{dice, hd95};
+use crate::model::manifest::Evaluation;
+
+pub fn distill(config: &Path, out: &Path, cache: Option<&Path>, resume: bool, json: bool) -> Result<(), CliError> {
+    let opts = RunOptions {
+        config: config.to_path_buf(),
+        out: out.to_path_buf(),
+        cache: cache.map(Path::to_path_buf).unwrap_or_else(default_cache_dir),
+        resume,
+        device: burn::tensor::Device::flex(),
+    };
+    let mut log = |m: &str| eprintln!("[distill] {m}");
+    let report = run(&opts, &mut log)?;
+    let value = serde_json::to_value(&report).expect("report serialises");
+    print(value, json, || {
+        format!(
+            "wrote {} ({} parameters, {:.2} GFLOPs per patch); {} steps in {:.0} s, loss {:.4} → {:.4}",
+            report.package.display(),
+            report.params,
+            report.flops_per_patch as f64 / 1e9,
+            report.steps,
+            report.train_seconds,
+            report.first_loss.unwrap_or(f64::NAN),
+            report.last_loss.unwrap_or(f64::NAN)
+        )
+    });
+    Ok(())
+}
+
+/// One volume to evaluate, with its independent reference mask if any.
+pub struct EvalVolume {
+    pub image: PathBuf,
+    pub reference: Option<PathBuf>,
+}
+
+/// Segments each volume with `model` (and `against`, when given) and prints
+/// Dice and HD95 against the reference masks and against the other model.
+/// With `record`, the rows against references go into the package's model.json.
+pub fn evaluate(model: &str, volumes: &[EvalVolume], against: Option<&str>, backend: &str, record: bool, json: bool) -> Result<(), CliError> {
+    let opened = open_device(backend)?;
+    let m = load_model(model, false, &opened.device)?;
+    let other = against.map(|a| load_model(a, false, &opened.device)).transpose()?;
+    let mut rows = Vec::new();
+    let mut recorded = Vec::new();
+    for v in volumes {
+        let bytes = std::fs::read(&v.image).map_err(|e| CliError(format!("cannot read {}: {e}", v.image.display())))?;
+        let (volume, seg) = run_segmentation(&bytes, &m, &opened, false)?;
+        let name = v.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut row = json!({ "volume": name, "ms": seg.timings_ms.total });
+        let score = |labels: &[u8], reference: &[u8], label: String| -> Evaluation {
+            let d = dice(labels, reference);
+            let h = hd95(labels, reference, volume.dims, volume.spacing).unwrap_or(f64::INFINITY);
+            Evaluation { volume: name.clone(), reference: label, dice: d, hd95_mm: h }
+        };
+        if let Some(r) = &v.reference {
+            let reference = read_volume(r)?;
+            if reference.dims != volume.dims {
+                return Err(CliError(format!("{}: reference grid {:?} differs from the image's {:?}", r.display(), reference.dims, volume.dims)));
+            }
+            let mask: Vec<u8> = reference.data.iter().map(|&x| (x > 0.0) as u8).collect();
+            let r_name = r.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let e = score(&seg.labels, &mask, format!("{r_name} > 0"));
+            row["reference"] = json!({ "mask": r_name, "dice": e.dice, "hd95_mm": e.hd95_mm });
+            recorded.push(e);
+        }
+        if let Some(o) = &other {
+            let (_, oseg) = run_segmentation(&bytes, o, &opened, false)?;
+            let e = score(&seg.labels, &oseg.labels, format!("model {}", o.manifest.id));
+            row["against"] = json!({ "model": o.manifest.id, "dice": e.dice, "hd95_mm": e.hd95_mm, "ms": oseg.timings_ms.total });
+        }
+        eprintln!("[evaluate] {row}");
+        rows.push(row);
+    }
+    if record {
+        let dir = super::commands::resolve_model_dir(model)?;
+        let path = dir.join("model.json");
+        let mut manifest = m.manifest.clone();
+        // Replace rows for the same (volume, reference), keep the others.
+        manifest.evaluation.retain(|old| !recorded.iter().any(|n| n.volume == old.volume && n.reference == old.reference));
+        manifest.evaluation.extend(recorded);
+        let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises") + "\n";
+        std::fs::write(&path, text).map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let value = json!({ "model": m.manifest.id, "backend": opened.backend.name(), "volumes": rows });
+    print(value.clone(), json, || {
+        rows.iter()
+            .map(|r| {
+                let mut line = format!("{}:", r["volume"].as_str().unwrap_or(""));
+                if let Some(x) = r.get("reference") {
+                    line += &format!("  vs {} Dice {:.4} HD95 {:.2} mm", x["mask"].as_str().unwrap_or(""), x["dice"].as_f64().unwrap_or(f64::NAN), x["hd95_mm"].as_f64().unwrap_or(f64::NAN));
+                }
+                if let Some(x) = r.get("against") {
+                    line += &format!("  vs {} Dice {:.4} HD95 {:.2} mm", x["model"].as_str().unwrap_or(""), x["dice"].as_f64().unwrap_or(f64::NAN), x["hd95_mm"].as_f64().unwrap_or(f64::NAN));
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! A distillation run, as a file: the teacher, the student's shape, the
+//! volumes, the losses and their weights, the optimiser, augmentation and
+//! the seed. The same file and seed give the same student.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::augment::AugmentConfig;
+use super::DistillError;
+use crate::model::unet3d::Unet3dConfig;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// The student package's id and name (e.g. "student-s", "Student S (KD)").
+    pub id: String,
+    pub name: String,
+    /// Teacher package folder (relative paths are relative to the config file).
+    pub teacher: PathBuf,
+    /// Only the fields that differ from `Unet3dConfig`'s defaults are needed.
+    #[serde(deserialize_with = "student_with_defaults")]
+    pub student: Unet3dConfig,
+    /// Training volumes. Keep evaluation volumes out of this list.
+    pub volumes: Vec<TrainingVolume>,
+    /// Training patch in voxels of the teacher's grid (z, y, x); each side a
+    /// multiple of 16 so the teacher's 1/16 features tile it. The student
+    /// then runs on windows of this size.
+    #[serde(default = "default_patch")]
+    pub patch: [usize; 3],
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    pub steps: usize,
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Share of patches centred on a foreground voxel (the rest anywhere).
+    #[serde(default = "default_foreground_fraction")]
+    pub foreground_fraction: f64,
+    #[serde(default)]
+    pub loss: LossWeights,
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingVolume {
+    /// A NIfTI T1; `${BEDSIDE_DATA}` expands to the fetched data folder.
+    pub image: String,
+    /// Independent brain mask on the same grid (> 0 is brain). Without one,
+    /// the teacher's argmax is the hard label.
+    #[serde(default)]
+    pub mask: Option<String>,
+}
+
+/// Weights of each term. The default is MTMS's preset (BRIEF §3): 0.4 Dice,
+/// 0.2 response KD at T = 4, InfoNCE 0.1 encoder, 0.2 bottleneck (τ = 0.4),
+/// 0.1 decoder. Zero switches a term off (and skips its computation).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossWeights {
+    pub cross_entropy: f64,
+    pub dice: f64,
+    /// α of Hinton's α·T²·KL.
+    pub kd: f64,
+    pub temperature: f64,
+    pub encoder: f64,
+    pub bottleneck: f64,
+    pub decoder: f64,
+    pub info_nce_temperature: f64,
+    /// Width both projection heads map features to.
+    pub projection_dim: usize,
+    /// Locations sampled per tap and step for InfoNCE (positives and negatives).
+    pub samples: usize,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self {
+            cross_entropy: 0.0,
+            dice: 0.4,
+            kd: 0.2,
+            temperature: 4.0,
+            encoder: 0.1,
+            bottleneck: 0.2,
+            decoder: 0.1,
+            info_nce_temperature: 0.4,
+            projection_dim: 32,
+            samples: 256,
+        }
+    }
+}
+
+impl LossWeights {
+    pub fn uses_features(&self) -> bool {
+        self.encoder > 0.0 || self.bottleneck > 0.0 || self.decoder > 0.0
+    }
+}
+
+/// Burn's `Config` derive wants every field; fill the missing ones from the defaults.
+fn student_with_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Unet3dConfig, D::Error> {
+    use serde::de::Error;
+    let given = serde_json::Value::deserialize(d)?;
+    let serde_json::Value::Object(given) = given else {
+        return Err(D::Error::custom("student must be an object of unet3d hyperparameters"));
+    };
+    let mut merged = serde_json::to_value(Unet3dConfig::new()).map_err(D::Error::custom)?;
+    let defaults = merged.as_object_mut().expect("a config is an object");
+    for (k, v) in given {
+        if !defaults.contains_key(&k) {
+            return Err(D::Error::custom(format!("unknown student hyperparameter `{k}`")));
+        }
+        defaults.insert(k, v);
+    }
+    serde_json::from_value(merged).map_err(D::Error::custom)
+}
+
+fn default_patch() -> [usize; 3] {
+    [64, 64, 64]
+}
+fn default_batch() -> usize {
+    2
+}
+fn default_learning_rate() -> f64 {
+    2e-3
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_foreground_fraction() -> f64 {
+    0.67
+}
+fn default_checkpoint_every() -> usize {
+    50
+}
+
+impl DistillConfig {
+    /// Reads and checks a config file; relative paths become relative to it.
+    pub fn load(path: &Path) -> Result<Self, DistillError> {
+        let text = std::fs::read_to_string(path).map_err(|e| DistillError::io(path, e))?;
+        let mut cfg: Self = serde_json::from_str(&text)
+            .map_err(|e| DistillError::Config(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if cfg.teacher.is_relative() {
+            cfg.teacher = base.join(&cfg.teacher);
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn check(&self) -> Result<(), DistillError> {
+        let bad = |m: String| Err(DistillError::Config(m));
+        if self.patch.iter().any(|&p| p == 0 || p % 16 != 0) {
+            return bad(format!("patch {:?}: each side must be a positive multiple of 16", self.patch));
+        }
+        if self.student.depth == 0 || self.patch.iter().any(|&p| p % (1 << self.student.depth) != 0) {
+            return bad(format!("student depth {} does not divide patch {:?}", self.student.depth, self.patch));
+        }
+        if self.volumes.is_empty() {
+            return bad("no training volumes".into());
+        }
+        if self.batch == 0 || self.steps == 0 {
+            return bad("batch and steps must be at least 1".into());
+        }
+        let l = &self.loss;
+        let weights = [l.cross_entropy, l.dice, l.kd, l.encoder, l.bottleneck, l.decoder];
+        if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || weights.iter().all(|w| *w == 0.0) {
+            return bad(format!("loss weights must be finite, non-negative and not all zero: {weights:?}"));
+        }
+        if !(l.temperature > 0.0) || !(l.info_nce_temperature > 0.0) || l.samples < 2 || l.projection_dim == 0 {
+            return bad("temperatures must be positive, samples ≥ 2, projection_dim ≥ 1".into());
+        }
+        if !(self.learning_rate > 0.0) || !(0.0..=1.0).contains(&self.foreground_fraction) {
+            return bad("learning_rate must be positive and foreground_fraction in [0, 1]".into());
+        }
+        Ok(())
+    }
+}
+
+/// `${BEDSIDE_DATA}/x` → the data folder's `x` (the setup's default when unset).
+pub fn expand_data_path(p: &str) -> PathBuf {
+    match p.strip_prefix("${BEDSIDE_DATA}") {
+        Some(rest) => {
+            let data = std::env::var_os("BEDSIDE_DATA").map(PathBuf::from).unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/bedside/data")
+            });
+            data.join(rest.trim_start_matches('/'))
+        }
+        None => PathBuf::from(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> serde_json::Value {
+        serde_json::json!({
+            "id": "student-t", "name": "test", "teacher": "hd-bet",
+            "student": {"base_filters": 2, "depth": 2},
+            "volumes": [{"image": "${BEDSIDE_DATA}/a.nii.gz"}],
+            "steps": 3
+        })
+    }
+
+    #[test]
+    fn defaults_are_the_mtms_preset() {
+        let cfg: DistillConfig = serde_json::from_value(minimal()).unwrap();
+        cfg.check().unwrap();
+        assert_eq!(cfg.loss, LossWeights::default());
+        assert_eq!((cfg.loss.dice, cfg.loss.kd, cfg.loss.temperature), (0.4, 0.2, 4.0));
+        assert_eq!(cfg.patch, [64; 3]);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        for (key, value, needle) in [
+            ("patch", serde_json::json!([60, 64, 64]), "multiple of 16"),
+            ("volumes", serde_json::json!([]), "no training volumes"),
+            ("loss", serde_json::json!({"dice": 0, "kd": 0, "encoder": 0, "bottleneck": 0, "decoder": 0}), "not all zero"),
+            ("loss", serde_json::json!({"kd": -1}), "non-negative"),
+        ] {
+            let mut v = minimal();
+            v[key] = value;
+            let cfg: DistillConfig = serde_json::from_value(v).unwrap();
+            let err = cfg.check().unwrap_err().to_string();
+            assert!(err.contains(needle), "{key}: {err}");
+        }
+        let mut v = minimal();
+        v["lerning_rate"] = serde_json::json!(1);
+        assert!(serde_json::from_value::<DistillConfig>(v).is_err(), "typos are refused");
+    }
+
+    #[test]
+    fn data_paths_expand() {
+        let p = expand_data_path("${BEDSIDE_DATA}/colin27/ch2.nii.gz");
+        assert!(p.ends_with("colin27/ch2.nii.gz") && p.is_absolute() || std::env::var_os("HOME").is_none());
+        assert_eq!(expand_data_path("/x/y.nii"), PathBuf::from("/x/y.nii"));
+    }
+}
