@@ -339,6 +339,7 @@ async function onInspected(info) {
   state.volume = { name, bytes, info };
   state.result = null;
   clearResults();
+  el.comparePanel.hidden = true; // a comparison belongs to the volume it was made on
   el.volumeInfo.textContent = describeVolume(name, info);
   setStatus('Ready. Choose a model and backend, then Run.');
   setProgress(0);
@@ -454,7 +455,8 @@ function renderModelCard() {
     return;
   }
   const parts = [`${fmt(m.params)} parameters`, `${fmt(m.flops_per_patch / 1e9)} GFLOP per ${m.patch.join('×')} window`];
-  if (m.teacher) parts.push(`distilled from ${teacherOf(m)?.name ?? m.teacher}`);
+  const teacher = teacherOf(m)?.name ?? m.teacher;
+  if (m.teacher) parts.push(m.distilled ? `distilled from ${teacher}` : `trained on independent masks only, without ${teacher} (for comparison)`);
   const dice = (m.evaluation || []).map((e) => `${e.volume} ${Number(e.dice).toFixed(3)} (vs ${e.reference})`);
   el.modelCard.textContent = parts.join(', ') + '.' + (dice.length ? ` Dice: ${dice.join('; ')}.` : '');
 }

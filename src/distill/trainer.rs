@@ -58,11 +58,11 @@ impl Distillee {
     pub fn new(cfg: &DistillConfig, teacher: TeacherWidths, device: &Device) -> Self {
         let s = &cfg.student;
         let dim = cfg.loss.projection_dim;
-        let half = s.base_filters * 2;
+        let half = s.width(1);
         Self {
             student: s.init(device),
             encoder: Projection::new(half, teacher[0], dim, device),
-            bottleneck: Projection::new(s.base_filters << s.depth, teacher[1], dim, device),
+            bottleneck: Projection::new(s.width(s.depth), teacher[1], dim, device),
             decoder: Projection::new(half, teacher[2], dim, device),
         }
     }

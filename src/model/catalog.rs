@@ -19,16 +19,30 @@ pub struct CatalogEntry {
     pub patch: [usize; 3],
     /// Number of further ensemble members (0: none).
     pub ensemble: usize,
-    /// The model it was distilled from, if any (the page's Compare runs both).
+    /// The teacher of a trained student: the model whose grid it works on and
+    /// which the page's Compare runs beside it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<String>,
+    /// Whether the teacher taught it (KD terms or teacher labels), as opposed
+    /// to a twin trained on independent labels only.
+    #[serde(default)]
+    pub distilled: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evaluation: Vec<Evaluation>,
 }
 
 impl CatalogEntry {
     pub fn from_manifest(m: &Manifest, path: &str) -> Self {
-        let teacher = m.training.as_ref().and_then(|t| t.get("teacher")).and_then(|t| t.as_str()).map(str::to_string);
+        let training = m.training.as_ref();
+        let teacher = training.and_then(|t| t.get("teacher")).and_then(|t| t.as_str()).map(str::to_string);
+        let distilled = training.is_some_and(|t| {
+            let loss = &t["config"]["loss"];
+            let kd_terms = ["kd", "encoder", "bottleneck", "decoder"].iter().any(|k| loss[*k].as_f64().unwrap_or(0.0) > 0.0);
+            let teacher_labels = t["volumes"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v["hard_labels"] == "teacher argmax"));
+            kd_terms || teacher_labels
+        });
         Self {
             id: m.id.clone(),
             name: m.name.clone(),
@@ -39,6 +53,7 @@ impl CatalogEntry {
             patch: m.preprocessing.patch_size,
             ensemble: m.ensemble.len(),
             teacher,
+            distilled,
             evaluation: m.evaluation.clone(),
         }
     }

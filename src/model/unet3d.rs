@@ -30,6 +30,10 @@ pub struct Unet3dConfig {
     /// so inputs must be divisible by 2^depth.
     #[config(default = 3)]
     pub depth: usize,
+    /// Caps the width of the deeper levels (a deep but narrow network: a
+    /// large receptive field for few parameters). None: no cap.
+    #[config(default = "None")]
+    pub max_filters: Option<usize>,
     /// Instance normalisation after every 3×3×3 convolution (per-volume
     /// statistics, as HD-BET uses them); false leaves only biases.
     #[config(default = true)]
@@ -110,8 +114,10 @@ pub struct Unet3dFeatures {
 }
 
 impl Unet3dConfig {
-    fn width(&self, level: usize) -> usize {
-        self.base_filters << level
+    /// Channels at `level` (0 = full resolution; `depth` = the bottleneck).
+    pub fn width(&self, level: usize) -> usize {
+        let w = self.base_filters << level;
+        self.max_filters.map_or(w, |m| w.min(m.max(self.base_filters)))
     }
 
     pub fn init(&self, device: &Device) -> Unet3d {
@@ -131,7 +137,8 @@ impl Unet3dConfig {
             .rev()
             .map(|level| {
                 let c = self.width(level);
-                UpLevel { reduce: ConvUnit::new(2 * c, c, 1, self, device), fuse: ConvUnit::new(2 * c, c, 1, self, device) }
+                let below = self.width(level + 1);
+                UpLevel { reduce: ConvUnit::new(below, c, 1, self, device), fuse: ConvUnit::new(2 * c, c, 1, self, device) }
             })
             .collect();
         Unet3d { encoder, decoder, head: conv(self.base_filters, self.num_classes, 1, 1, device) }
@@ -152,7 +159,7 @@ impl Unet3dConfig {
         }
         for level in 0..self.depth {
             let c = self.width(level);
-            f += 2 * c3(2 * c, c, level);
+            f += c3(self.width(level + 1), c, level) + c3(2 * c, c, level);
         }
         f + 2 * (self.base_filters * self.num_classes) as u64 * vox(0)
     }
@@ -234,6 +241,29 @@ mod tests {
         expected += 4 * 2 + 2;
         assert_eq!(net.num_params(), expected);
         assert_eq!(net.widest_full_resolution_channels(), 8);
+    }
+
+    #[test]
+    fn capped_widths_make_a_deep_narrow_network() {
+        let device = Device::flex();
+        let cfg = Unet3dConfig::new().with_base_filters(4).with_depth(4).with_max_filters(Some(8));
+        assert_eq!((0..=4).map(|l| cfg.width(l)).collect::<Vec<_>>(), vec![4, 8, 8, 8, 8]);
+        let net = cfg.init(&device);
+        let taps = net.forward_taps(Tensor::<5>::zeros([1, 1, 32, 32, 32], &device));
+        assert_eq!(taps.bottleneck.dims(), [1, 8, 2, 2, 2]);
+        assert_eq!(taps.encoder.dims(), [1, 8, 16, 16, 16]);
+        assert_eq!(taps.decoder.dims(), [1, 8, 16, 16, 16]);
+        let unit = |cin: usize, cout: usize| 27 * cin * cout + cout + 2 * cout;
+        let mut expected = unit(1, 4) + unit(4, 4);
+        for (prev, c) in [(4, 8), (8, 8), (8, 8), (8, 8)] {
+            expected += unit(prev, c) + 2 * unit(c, c);
+        }
+        for (below, c) in [(8, 8), (8, 8), (8, 8), (8, 4)] {
+            expected += unit(below, c) + unit(2 * c, c);
+        }
+        expected += 4 * 2 + 2;
+        assert_eq!(net.num_params(), expected);
+        assert!(expected < 50_000, "{expected}");
     }
 
     #[test]
