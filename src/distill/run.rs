@@ -134,7 +134,8 @@ fn student_manifest(
         params: network.num_params() as u64,
         ensemble: Vec::new(),
         training: Some(serde_json::json!({
-            "config": cfg,
+            // The teacher as the recipes name it (a sibling package), not this machine's path.
+            "config": DistillConfig { teacher: PathBuf::from(format!("../{}", teacher.id)), ..cfg.clone() },
             "volumes": volumes,
             "teacher": teacher.id,
             "train_seconds": (train_seconds * 10.0).round() / 10.0,
