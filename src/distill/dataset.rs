@@ -15,7 +15,7 @@ use super::teacher::{run_teacher, TeacherTargets};
 use super::DistillError;
 use crate::inference::preprocess::{prepare, Prepared};
 use crate::model::Model;
-use crate::volume::{nearest, pad_upper, read_nifti_file};
+use crate::volume::{nearest, pad_upper, read_nifti, read_nifti_file};
 
 /// One training volume, ready to cut patches from.
 pub struct PreparedVolume {
@@ -58,7 +58,8 @@ pub fn prepare_volumes(
     for v in volumes {
         let path = expand_data_path(&v.image);
         let bytes = std::fs::read(&path).map_err(|e| DistillError::io(&path, e))?;
-        let volume = read_nifti_file(&path).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())))?;
+        // Parse the bytes already read for the cache key, not the file a second time.
+        let volume = read_nifti(&bytes).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())))?;
         let prepared = prepare(&volume, pre).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())))?;
         let cache = cache_dir.join(format!("{}.safetensors", cache_key(&bytes, &weights)));
         let name = file_stem(&path);

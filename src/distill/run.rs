@@ -72,13 +72,14 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
 
     let network = Network::Unet3d(trained_student(&trained));
     let manifest = student_manifest(&cfg, &teacher.manifest, &network, &volumes_summary(&cfg, &volumes), train_seconds);
+    let (first_loss, last_loss) = ends(&records, 10);
     let report = RunReport {
         package: opts.out.clone(),
         params: manifest.params,
         flops_per_patch: manifest.flops_per_patch,
         steps: cfg.steps,
-        first_loss: ends(&records, 10).0,
-        last_loss: ends(&records, 10).1,
+        first_loss,
+        last_loss,
         train_seconds,
         teacher_seconds,
     };
