@@ -6,6 +6,10 @@
 //   BEDSIDE_CHROMIUM    browser binary (default: /usr/bin/chromium)
 //   BEDSIDE_E2E_BACKENDS comma list of backends for the sample runs (default: cpu)
 //   BEDSIDE_E2E_RUN_TIMEOUT_MS  per segmentation run (default 20 min)
+//   BEDSIDE_CHROMIUM_ARGS extra Chromium switches, space-separated. A headless Linux GPU server
+//                       needs "--use-gl=angle --use-angle=gl-egl --enable-features=Vulkan
+//                       --disable-vulkan-surface --ignore-gpu-blocklist" for WebGPU on its GPU
+//                       (without them Chromium falls back to SwiftShader; README, Measured)
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -72,6 +76,7 @@ export async function launch({ webgpu = true } = {}) {
     '--enable-unsafe-swiftshader',
   ];
   if (webgpu) args.push('--enable-unsafe-webgpu');
+  args.push(...(process.env.BEDSIDE_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
@@ -124,8 +129,17 @@ export async function openApp({ webgpu = true } = {}) {
       window.__bedsideCspViolation({ directive: e.violatedDirective, blocked: e.blockedURI, source: e.sourceFile, line: e.lineNumber });
     });
   });
-  const response = await page.goto(server.url + '/', { waitUntil: 'load' });
-  await page.waitForSelector('html[data-app-ready="true"]', { timeout: 60_000 });
+  let response;
+  try {
+    response = await page.goto(server.url + '/', { waitUntil: 'load' });
+    await page.waitForSelector('html[data-app-ready="true"]', { timeout: 60_000 });
+  } catch (e) {
+    // A browser that dies while loading (e.g. its GPU process) must not leave the server open:
+    // node --test would then wait for it forever instead of reporting the failure.
+    await closeBrowser();
+    await server.close();
+    throw e;
+  }
   const close = async () => {
     fs.writeFileSync(path.join(ARTIFACTS, `e2e-log-${Date.now()}.json`), JSON.stringify({ ...log, server: server.requests }, null, 1));
     await closeBrowser();

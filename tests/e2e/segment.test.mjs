@@ -92,6 +92,8 @@ for (const backend of BACKENDS) {
       const d = JSON.parse(text);
       for (const k of ['app_version', 'user_agent', 'backend', 'webgpu', 'probe_ms', 'timings_ms', 'model']) assert.ok(k in d, `diagnostics lack ${k}`);
       assert.equal(d.backend.in_use, backend);
+      // Kept as an artifact: the adapter and stage timings of this run, for the README's table.
+      fs.writeFileSync(path.join(ARTIFACTS, `e2e-diagnostics-${backend}.json`), text);
       assert.ok(text.length < 20_000, 'diagnostics are suspiciously large');
       assert.doesNotMatch(text, /ch2|mask_nii|"mm3"/, 'diagnostics mention the file or results');
     });
