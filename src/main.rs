@@ -62,6 +62,9 @@ enum Command {
         /// Continue from the checkpoint in --out (same config).
         #[arg(long)]
         resume: bool,
+        /// Training backend: cpu (flex) or wgpu (a GPU through Vulkan/Metal/DX12).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
     },
     /// Dice and HD95 of a model per volume, against reference masks and/or another model.
     /// Volumes are given as IMAGE or IMAGE:REFERENCE_MASK.
@@ -110,8 +113,8 @@ fn main() -> ExitCode {
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),
         Command::ImportHdbet { weights, out } => commands::import_hdbet(&weights, &out, cli.json),
-        Command::Distill { config, out, cache, resume } => {
-            train::distill(&config, &out, cache.as_deref(), resume, cli.json)
+        Command::Distill { config, out, cache, resume, backend } => {
+            train::distill(&config, &out, cache.as_deref(), resume, &backend, cli.json)
         }
         Command::Evaluate { model, volumes, against, backend, record } => {
             let volumes: Vec<train::EvalVolume> = volumes

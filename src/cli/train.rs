@@ -11,13 +11,24 @@ use crate::distill::run::{default_cache_dir, run, RunOptions};
 use crate::metrics::{dice, hd95};
 use crate::model::manifest::Evaluation;
 
-pub fn distill(config: &Path, out: &Path, cache: Option<&Path>, resume: bool, json: bool) -> Result<(), CliError> {
+pub fn distill(config: &Path, out: &Path, cache: Option<&Path>, resume: bool, backend: &str, json: bool) -> Result<(), CliError> {
+    let opened = open_device(backend)?;
+    let machine = match &opened.adapter {
+        Some(adapter) => format!("{} on {adapter}", opened.backend.name()),
+        None => format!(
+            "{} ({} threads, {})",
+            opened.backend.name(),
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            std::env::consts::ARCH
+        ),
+    };
     let opts = RunOptions {
         config: config.to_path_buf(),
         out: out.to_path_buf(),
         cache: cache.map(Path::to_path_buf).unwrap_or_else(default_cache_dir),
         resume,
-        device: burn::tensor::Device::flex(),
+        device: opened.device,
+        machine,
     };
     let mut log = |m: &str| eprintln!("[distill] {m}");
     let report = run(&opts, &mut log)?;

@@ -21,8 +21,10 @@ pub struct RunOptions {
     /// Where teacher outputs are cached between runs.
     pub cache: PathBuf,
     pub resume: bool,
-    /// Training device (flex, with autodiff added here).
+    /// Training device (flex or wgpu; autodiff is added here).
     pub device: Device,
+    /// What trained it (backend, adapter or thread count), for model.json.
+    pub machine: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,7 +73,8 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
     let train_seconds = t1.elapsed().as_secs_f64();
 
     let network = Network::Unet3d(trained_student(&trained));
-    let manifest = student_manifest(&cfg, &teacher.manifest, &network, &volumes_summary(&cfg, &volumes), train_seconds);
+    let manifest =
+        student_manifest(&cfg, &teacher.manifest, &network, &volumes_summary(&cfg, &volumes), train_seconds, &opts.machine);
     let (first_loss, last_loss) = ends(&records, 10);
     let report = RunReport {
         package: opts.out.clone(),
@@ -102,16 +105,19 @@ fn volumes_summary(cfg: &DistillConfig, volumes: &[super::dataset::PreparedVolum
 }
 
 /// The student's `model.json`: the teacher's pre- and postprocessing (the
-/// student learnt on the teacher's grid) with the training patch as window.
+/// student learnt on the teacher's grid) with the recipe's window (by default
+/// the training patch); FLOPs are per window, as for every model.
 fn student_manifest(
     cfg: &DistillConfig,
     teacher: &Manifest,
     network: &Network,
     volumes: &serde_json::Value,
     train_seconds: f64,
+    machine: &str,
 ) -> Manifest {
+    let window = cfg.window.unwrap_or(cfg.patch);
     let mut pre = teacher.preprocessing.clone();
-    pre.patch_size = cfg.patch;
+    pre.patch_size = window;
     pre.divisible_by = pre.divisible_by.max(1 << cfg.student.depth);
     Manifest {
         format: FORMAT.into(),
@@ -119,7 +125,7 @@ fn student_manifest(
         name: cfg.name.clone(),
         family: "unet3d".into(),
         hyperparameters: serde_json::to_value(&cfg.student).expect("config serialises"),
-        flops_per_patch: cfg.student.flops(cfg.patch),
+        flops_per_patch: cfg.student.flops(window),
         preprocessing: pre,
         postprocessing: teacher.postprocessing.clone(),
         labels: teacher.labels.clone(),
@@ -140,7 +146,7 @@ fn student_manifest(
             "volumes": volumes,
             "teacher": teacher.id,
             "train_seconds": (train_seconds * 10.0).round() / 10.0,
-            "machine": "2-core x86_64 VM, CPU (flex)",
+            "machine": machine,
         })),
         evaluation: Vec::new(),
     }
