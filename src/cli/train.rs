@@ -15,12 +15,12 @@ pub fn distill(config: &Path, out: &Path, cache: Option<&Path>, resume: bool, ba
     let opened = open_device(backend)?;
     let machine = match &opened.adapter {
         Some(adapter) => format!("{} on {adapter}", opened.backend.name()),
-        None => format!(
-            "{} ({} threads, {})",
-            opened.backend.name(),
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            std::env::consts::ARCH
-        ),
+        None => {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            // flex's thread pool honours RAYON_NUM_THREADS (set when runs share the machine).
+            let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(cores);
+            format!("{} ({threads} of {cores} threads, {})", opened.backend.name(), std::env::consts::ARCH)
+        }
     };
     let opts = RunOptions {
         config: config.to_path_buf(),
