@@ -25,7 +25,7 @@ fn the_catalog_is_up_to_date() {
     let (ok, _, stderr) = run(&["catalog", &dir, "--check"]);
     assert!(ok, "{stderr}");
     let ids: Vec<String> = catalog().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
-    for id in ["hd-bet", "student-s", "student-m"] {
+    for id in ["hd-bet", "student-s", "student-m", "student-s-scratch", "student-m-scratch"] {
         assert!(ids.iter().any(|i| i == id), "{id} missing from models/index.json: {ids:?}");
     }
 }
