@@ -163,13 +163,14 @@ impl DistillConfig {
         if self.patch.iter().any(|&p| p == 0 || p % 16 != 0) {
             return bad(format!("patch {:?}: each side must be a positive multiple of 16", self.patch));
         }
-        if self.student.depth == 0 || self.patch.iter().any(|&p| p % (1 << self.student.depth) != 0) {
+        // Patch and window both pass through `depth` halvings.
+        let unit = 1usize << self.student.depth;
+        let tiles = |s: &[usize; 3]| s.iter().all(|&p| p > 0 && p % unit == 0);
+        if self.student.depth == 0 || !tiles(&self.patch) {
             return bad(format!("student depth {} does not divide patch {:?}", self.student.depth, self.patch));
         }
-        if let Some(w) = self.window {
-            if w.iter().any(|&p| p == 0 || p % (1 << self.student.depth) != 0) {
-                return bad(format!("window {w:?}: each side must be a positive multiple of 2^depth = {}", 1 << self.student.depth));
-            }
+        if let Some(w) = self.window.filter(|w| !tiles(w)) {
+            return bad(format!("window {w:?}: each side must be a positive multiple of 2^depth = {unit}"));
         }
         if self.volumes.is_empty() {
             return bad("no training volumes".into());
