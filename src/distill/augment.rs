@@ -20,8 +20,11 @@ use crate::volume::resample;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 #[serde(default)]
 pub struct AugmentConfig {
-    /// Probability of mirroring each axis.
+    /// Probability of mirroring each axis ...
     pub flip_probability: f64,
+    /// ... of those marked here (x, y, z). Volumes turned to RAS mirror only
+    /// left-right: an upside-down head is never fed to the network.
+    pub flip_axes: [bool; 3],
     /// Probability of the small affine, and its largest rotation (degrees, each
     /// axis) and relative scaling.
     pub affine_probability: f64,
@@ -48,6 +51,7 @@ impl Default for AugmentConfig {
     fn default() -> Self {
         Self {
             flip_probability: 0.5,
+            flip_axes: [true; 3],
             affine_probability: 0.3,
             max_rotation_degrees: 10.0,
             max_scale: 0.1,
@@ -126,7 +130,7 @@ impl Augmenter {
     pub fn augment(&mut self, sample: &Sample) -> Sample {
         let c = self.config.clone();
         let mut s = sample.clone();
-        for axis in 0..3 {
+        for axis in (0..3).filter(|&a| c.flip_axes[a]) {
             if self.rng.random_bool(c.flip_probability) {
                 s = flip(&s, axis);
             }

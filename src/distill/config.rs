@@ -34,6 +34,11 @@ pub struct DistillConfig {
     /// student-s trained on 64³ measured better on 128³ windows (README).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<[usize; 3]>,
+    /// How volumes are turned before the student (and, in training, the
+    /// teacher) sees them: "zyx", HD-BET's storage order with no
+    /// reorientation, or "ras", the closest canonical RAS orientation.
+    #[serde(default = "default_axis_order")]
+    pub axis_order: String,
     #[serde(default = "default_batch")]
     pub batch: usize,
     pub steps: usize,
@@ -140,6 +145,9 @@ fn default_seed() -> u64 {
 fn default_foreground_fraction() -> f64 {
     0.67
 }
+fn default_axis_order() -> String {
+    "zyx".into()
+}
 fn default_checkpoint_every() -> usize {
     50
 }
@@ -171,6 +179,9 @@ impl DistillConfig {
         }
         if let Some(w) = self.window.filter(|w| !tiles(w)) {
             return bad(format!("window {w:?}: each side must be a positive multiple of 2^depth = {unit}"));
+        }
+        if !["zyx", "ras"].contains(&self.axis_order.as_str()) {
+            return bad(format!("axis_order {:?}: expected \"zyx\" or \"ras\"", self.axis_order));
         }
         if self.volumes.is_empty() {
             return bad("no training volumes".into());
@@ -227,6 +238,7 @@ mod tests {
         assert_eq!((cfg.loss.dice, cfg.loss.kd, cfg.loss.temperature), (0.4, 0.2, 4.0));
         assert_eq!(cfg.patch, [64; 3]);
         assert_eq!(cfg.window, None);
+        assert_eq!(cfg.axis_order, "zyx", "HD-BET's own order unless a recipe asks");
     }
 
     #[test]
@@ -234,6 +246,7 @@ mod tests {
         for (key, value, needle) in [
             ("patch", serde_json::json!([60, 64, 64]), "multiple of 16"),
             ("volumes", serde_json::json!([]), "no training volumes"),
+            ("axis_order", serde_json::json!("xyz"), "expected \"zyx\" or \"ras\""),
             ("window", serde_json::json!([128, 128, 126]), "multiple of 2^depth"),
             ("loss", serde_json::json!({"dice": 0, "kd": 0, "encoder": 0, "bottleneck": 0, "decoder": 0}), "not all zero"),
             ("loss", serde_json::json!({"kd": -1}), "non-negative"),

@@ -13,9 +13,10 @@ use super::augment::{Grid, Sample};
 use super::config::{expand_data_path, TrainingVolume};
 use super::teacher::{run_teacher, TeacherTargets};
 use super::DistillError;
-use crate::inference::preprocess::{prepare, Prepared};
+use crate::inference::preprocess::{labels_to_model, prepare, Prepared};
+use crate::model::manifest::Preprocessing;
 use crate::model::Model;
-use crate::volume::{nearest, pad_upper, read_nifti, read_nifti_file};
+use crate::volume::{read_nifti, read_nifti_file};
 
 /// One training volume, ready to cut patches from.
 pub struct PreparedVolume {
@@ -31,18 +32,25 @@ pub struct PreparedVolume {
     foreground: Vec<usize>,
 }
 
-/// What a cached teacher output is keyed by: the volume's and the teacher's bytes.
-fn cache_key(volume: &[u8], teacher_weights: &[u8]) -> String {
+/// What a cached teacher output is keyed by: the volume's and the teacher's
+/// bytes, and the axis order (HD-BET's own "zyx" adds nothing, so caches made
+/// before other orders existed stay valid).
+fn cache_key(volume: &[u8], teacher_weights: &[u8], axis_order: &str) -> String {
     let mut h = Sha256::new();
     h.update(volume);
     h.update(Sha256::digest(teacher_weights));
+    if axis_order != "zyx" {
+        h.update(axis_order.as_bytes());
+    }
     h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Prepares every training volume; the teacher runs only for volumes whose
+/// Prepares every training volume in the student's `axis_order` (the teacher
+/// sees it the same way round); the teacher runs only for volumes whose
 /// outputs are not in `cache_dir` yet. `log` hears about each volume.
 pub fn prepare_volumes(
     volumes: &[TrainingVolume],
+    axis_order: &str,
     teacher: &Model,
     teacher_dir: &Path,
     cache_dir: &Path,
@@ -53,7 +61,7 @@ pub fn prepare_volumes(
     let weights_path = teacher_dir.join("weights.safetensors");
     let weights = std::fs::read(&weights_path).map_err(|e| DistillError::io(&weights_path, e))?;
     let network = teacher.networks().next().expect("a model has a network");
-    let pre = &teacher.manifest.preprocessing;
+    let pre = &Preprocessing { axis_order: axis_order.to_string(), ..teacher.manifest.preprocessing.clone() };
     let mut out = Vec::with_capacity(volumes.len());
     for v in volumes {
         let path = expand_data_path(&v.image);
@@ -61,7 +69,7 @@ pub fn prepare_volumes(
         // Parse the bytes already read for the cache key, not the file a second time.
         let volume = read_nifti(&bytes).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())))?;
         let prepared = prepare(&volume, pre).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())))?;
-        let cache = cache_dir.join(format!("{}.safetensors", cache_key(&bytes, &weights)));
+        let cache = cache_dir.join(format!("{}.safetensors", cache_key(&bytes, &weights, axis_order)));
         let name = file_stem(&path);
         let teacher_out = if cache.is_file() {
             log(&format!("{name}: teacher outputs from cache {}", cache.display()));
@@ -103,8 +111,7 @@ fn mask_on_grid(path: &PathBuf, native_dims: &[usize; 3], prepared: &Prepared) -
         )));
     }
     let binary: Vec<u8> = mask.data.iter().map(|&v| (v > 0.0) as u8).collect();
-    let resampled = nearest(&binary, mask.dims, prepared.resampled_dims);
-    Ok(pad_upper(&resampled, prepared.resampled_dims, prepared.padded_dims, 0))
+    Ok(labels_to_model(&binary, mask.dims, prepared))
 }
 
 /// Most probable class per voxel of channel-major logits.

@@ -122,6 +122,7 @@ mod tests {
         let device = Device::flex();
         let net = Network::Unet3d(Unet3dConfig::new().with_base_filters(2).with_depth(2).init(&device));
         let prepared = Prepared {
+            reorientation: None,
             resampled_dims: [8, 8, 4],
             padded_dims: [8, 8, 4],
             spacing: [1.5; 3],

@@ -369,7 +369,7 @@ mod tests {
         }
         // A random network stands in for the teacher: the test is about the loop, not the teacher.
         let teacher = Network::Unet3d(Unet3dConfig::new().with_base_filters(2).with_depth(4).init(device));
-        let prepared = Prepared { resampled_dims: [n; 3], padded_dims: [n; 3], spacing: [1.5; 3], data: image.clone() };
+        let prepared = Prepared { reorientation: None, resampled_dims: [n; 3], padded_dims: [n; 3], spacing: [1.5; 3], data: image.clone() };
         let targets = run_teacher(&teacher, &prepared, device);
         PreparedVolume::new("toy".into(), [n; 3], image, labels, true, targets)
     }

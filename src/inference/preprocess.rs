@@ -3,12 +3,16 @@
 //! `predict_case.py`).
 
 use crate::model::manifest::Preprocessing;
-use crate::volume::{resample, spline, Volume};
+use crate::volume::{resample, spline, Reorientation, Volume};
 
-/// A volume ready for the network. Arrays are in the file's storage order,
-/// x fastest, which is the network's (z, y, x) C-order array.
+/// A volume ready for the network. Arrays are in the network's storage
+/// order, x fastest, which is its (z, y, x) C-order array: the file's own
+/// order for `axis_order` "zyx", closest canonical RAS for "ras".
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// How the file's axes were brought to the network's ("ras"); `None`
+    /// when they are fed as stored ("zyx").
+    pub reorientation: Option<Reorientation>,
     /// Storage-order dims after resampling, before padding.
     pub resampled_dims: [usize; 3],
     /// Storage-order dims after padding.
@@ -27,12 +31,17 @@ pub enum PreprocessError {
     Unsupported(String),
     #[error("the image contains NaN or infinite values")]
     NotFinite,
+    #[error("the image's affine gives no orientation to every axis, and this model needs one (axis_order \"ras\")")]
+    NoOrientation,
 }
 
 pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, PreprocessError> {
-    if pre.axis_order != "zyx" {
-        return Err(PreprocessError::Unsupported(format!("axis_order {}", pre.axis_order)));
-    }
+    let reorientation = match pre.axis_order.as_str() {
+        // HD-BET's own: the file's storage axes reversed, no reorientation.
+        "zyx" => None,
+        "ras" => Some(Reorientation::to_ras(&volume.affine, volume.dims).ok_or(PreprocessError::NoOrientation)?),
+        other => return Err(PreprocessError::Unsupported(format!("axis_order {other}"))),
+    };
     if pre.normalisation != "zscore" {
         return Err(PreprocessError::Unsupported(format!("normalisation {}", pre.normalisation)));
     }
@@ -45,8 +54,12 @@ pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, Preproc
     };
     // target_spacing is given in (z, y, x); storage axis i pairs with entry 2 - i.
     let target = [pre.target_spacing[2], pre.target_spacing[1], pre.target_spacing[0]];
-    let new_dims = resample::shape_for_spacing(volume.dims, volume.spacing, target);
-    let mut data = resize(&volume.data, volume.dims, new_dims);
+    let (dims, spacing) = native_grid(volume, reorientation.as_ref());
+    let new_dims = resample::shape_for_spacing(dims, spacing, target);
+    let mut data = match &reorientation {
+        Some(r) => resize(&r.apply(&volume.data), dims, new_dims),
+        None => resize(&volume.data, dims, new_dims),
+    };
 
     zscore(&mut data)?;
 
@@ -56,7 +69,26 @@ pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, Preproc
     let m = pre.divisible_by.max(1);
     let padded_dims: [usize; 3] = std::array::from_fn(|i| (new_dims[i].div_ceil(m) * m).max(patch[i]));
     let data = resample::pad_upper(&data, new_dims, padded_dims, 0.0);
-    Ok(Prepared { resampled_dims: new_dims, padded_dims, spacing: target, data })
+    Ok(Prepared { reorientation, resampled_dims: new_dims, padded_dims, spacing: target, data })
+}
+
+/// The volume's dims and spacing in the network's axis order, before resampling.
+fn native_grid(volume: &Volume, reorientation: Option<&Reorientation>) -> ([usize; 3], [f64; 3]) {
+    match reorientation {
+        Some(r) => (r.dims(), r.axes(volume.spacing)),
+        None => (volume.dims, volume.spacing),
+    }
+}
+
+/// Labels on the volume's own grid of `native_dims` (an independent mask)
+/// brought to the model's padded grid, as HD-BET brings labels (order 0).
+pub fn labels_to_model(labels: &[u8], native_dims: [usize; 3], prepared: &Prepared) -> Vec<u8> {
+    let (labels, dims) = match &prepared.reorientation {
+        Some(r) => (r.apply(labels), r.dims()),
+        None => (labels.to_vec(), native_dims),
+    };
+    let resampled = resample::nearest(&labels, dims, prepared.resampled_dims);
+    resample::pad_upper(&resampled, prepared.resampled_dims, prepared.padded_dims, 0)
 }
 
 /// Brings labels from the model's grid (`prepared.resampled_dims`) back to the
@@ -64,10 +96,15 @@ pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, Preproc
 /// round(n · model spacing / native spacing), then `padorcut` (centred) to the
 /// native shape, which the rounding can miss by a voxel.
 pub fn labels_to_native(labels: &[u8], prepared: &Prepared, volume: &Volume) -> Vec<u8> {
+    let (dims, spacing) = native_grid(volume, prepared.reorientation.as_ref());
     let from = prepared.resampled_dims;
-    let back = resample::shape_for_spacing(from, prepared.spacing, volume.spacing);
+    let back = resample::shape_for_spacing(from, prepared.spacing, spacing);
     let resized = resample::nearest(labels, from, back);
-    resample::centre_pad_or_crop(&resized, back, volume.dims, 0)
+    let native = resample::centre_pad_or_crop(&resized, back, dims, 0);
+    match &prepared.reorientation {
+        Some(r) => r.undo(&native),
+        None => native,
+    }
 }
 
 /// Subtracts the mean and divides by the (population) standard deviation, in
@@ -105,6 +142,64 @@ mod tests {
         let mean = d.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = d.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
         assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
+    }
+
+    fn pre(axis_order: &str) -> Preprocessing {
+        Preprocessing {
+            target_spacing: [1.0; 3],
+            axis_order: axis_order.into(),
+            normalisation: "zscore".into(),
+            interpolation: "trilinear".into(),
+            patch_size: [4; 3],
+            divisible_by: 4,
+        }
+    }
+
+    #[test]
+    fn ras_axis_order_turns_the_volume_and_labels_come_back_on_the_file_grid() {
+        // A "LIA" volume (FreeSurfer's conformed order): x → L, y → I, z → A.
+        let affine = [[-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+        let dims = [3, 4, 2];
+        let data: Vec<f32> = (0..24).map(|i| i as f32).collect();
+        let volume = Volume::from_array(dims, [1.0; 3], affine, data).unwrap();
+        assert_eq!(volume.orientation(), "LIA");
+        let zyx = prepare(&volume, &pre("zyx")).unwrap();
+        assert!(zyx.reorientation.is_none());
+        assert_eq!(zyx.resampled_dims, [3, 4, 2]);
+        let ras = prepare(&volume, &pre("ras")).unwrap();
+        assert_eq!(ras.resampled_dims, [3, 2, 4], "R from x, A from z, S from y");
+        // RAS voxel (0, 0, 0) is the most right, posterior, inferior voxel:
+        // x = 2 (L reversed), z = 0, y = 3 (I reversed) → value 2 + 3·3 = 11,
+        // z-scored over 0..23 (mean 11.5, population std √((24² − 1)/12)).
+        let first = ras.data[0];
+        let expected = ((11.0 - 11.5) / ((24.0f64 * 24.0 - 1.0) / 12.0).sqrt()) as f32;
+        assert!((first - expected).abs() < 1e-6, "{first} vs {expected}");
+        // Mark one voxel on the file grid, take it to the model grid and back.
+        let mut mask = vec![0u8; 24];
+        mask[1 + 3 * (2 + 4 * 1)] = 1;
+        let on_model = labels_to_model(&mask, dims, &ras);
+        assert_eq!(on_model.iter().filter(|&&l| l == 1).count(), 1);
+        let model_only: Vec<u8> = crop_padding(&on_model, ras.padded_dims, ras.resampled_dims);
+        assert_eq!(labels_to_native(&model_only, &ras, &volume), mask);
+    }
+
+    fn crop_padding(v: &[u8], padded: [usize; 3], dims: [usize; 3]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for z in 0..dims[2] {
+            for y in 0..dims[1] {
+                let row = (z * padded[1] + y) * padded[0];
+                out.extend_from_slice(&v[row..row + dims[0]]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_degenerate_affine_is_refused_for_ras_only() {
+        let flat = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+        let volume = Volume::from_array([2, 2, 2], [1.0; 3], flat, (0..8).map(|i| i as f32).collect()).unwrap();
+        assert!(prepare(&volume, &pre("zyx")).is_ok());
+        assert!(matches!(prepare(&volume, &pre("ras")), Err(PreprocessError::NoOrientation)));
     }
 
     #[test]

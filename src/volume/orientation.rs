@@ -111,6 +111,88 @@ pub fn orientation_string(affine: &[[f64; 4]; 4]) -> String {
         .collect()
 }
 
+/// How to bring a volume to the closest canonical RAS orientation (nibabel's
+/// `as_closest_canonical`): a permutation and flips of the voxel axes, no
+/// resampling. Storage axis k of the result points to R, A, S for k = 0, 1, 2.
+///
+/// Why: a small network trained on heads in one orientation does not have to
+/// spend its capacity on every other orientation (sagittal acquisitions
+/// store A/P, S/I, R/L); it sees every input the same way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reorientation {
+    /// Dims of the volume before reorientation (x fastest).
+    pub source_dims: [usize; 3],
+    /// Canonical axis k takes source axis `source_axis[k]` ...
+    source_axis: [usize; 3],
+    /// ... reversed when `reversed[k]`.
+    reversed: [bool; 3],
+}
+
+impl Reorientation {
+    /// `None` when the affine does not give every axis a direction (a
+    /// degenerate or non-finite affine has no "closest canonical").
+    pub fn to_ras(affine: &[[f64; 4]; 4], source_dims: [usize; 3]) -> Option<Self> {
+        let mut source_axis = [usize::MAX; 3];
+        let mut reversed = [false; 3];
+        for (voxel_axis, o) in io_orientation(affine).into_iter().enumerate() {
+            let (world_axis, direction) = o?;
+            source_axis[world_axis] = voxel_axis;
+            reversed[world_axis] = direction < 0;
+        }
+        Some(Self { source_dims, source_axis, reversed })
+    }
+
+    /// Dims after reorientation.
+    pub fn dims(&self) -> [usize; 3] {
+        self.source_axis.map(|a| self.source_dims[a])
+    }
+
+    /// Per-axis values (such as spacing) in the reoriented axis order.
+    pub fn axes<T: Copy>(&self, per_source_axis: [T; 3]) -> [T; 3] {
+        self.source_axis.map(|a| per_source_axis[a])
+    }
+
+    /// Whether this is the identity (the volume already is RAS).
+    pub fn is_identity(&self) -> bool {
+        self.source_axis == [0, 1, 2] && self.reversed == [false; 3]
+    }
+
+    /// Source index of each reoriented voxel, in reoriented storage order.
+    fn source_indices(&self) -> impl Iterator<Item = usize> + '_ {
+        let dims = self.dims();
+        let src = self.source_dims;
+        let stride = [1, src[0], src[0] * src[1]];
+        let step: [usize; 3] = std::array::from_fn(|k| stride[self.source_axis[k]]);
+        (0..dims[2]).flat_map(move |z| {
+            (0..dims[1]).flat_map(move |y| {
+                (0..dims[0]).map(move |x| {
+                    let c = [x, y, z];
+                    (0..3)
+                        .map(|k| {
+                            let i = if self.reversed[k] { dims[k] - 1 - c[k] } else { c[k] };
+                            i * step[k]
+                        })
+                        .sum()
+                })
+            })
+        })
+    }
+
+    /// `data` (source grid) in the reoriented grid.
+    pub fn apply<T: Copy>(&self, data: &[T]) -> Vec<T> {
+        self.source_indices().map(|i| data[i]).collect()
+    }
+
+    /// `data` (reoriented grid) back in the source grid.
+    pub fn undo<T: Copy + Default>(&self, data: &[T]) -> Vec<T> {
+        let mut out = vec![T::default(); data.len()];
+        for (value, i) in data.iter().zip(self.source_indices()) {
+            out[i] = *value;
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +242,35 @@ mod tests {
         assert_eq!(orientation_string(&flat), "RA?");
         let nan = affine3([[f64::NAN, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
         assert_eq!(orientation_string(&nan), "???");
+    }
+    #[test]
+    fn reorientation_to_ras_moves_voxels_and_undoes_exactly() {
+        // Sagittal "AIL": voxel x → A, y → I (S reversed), z → L (R reversed).
+        let sag = affine3([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]);
+        let dims = [4, 3, 2];
+        let r = Reorientation::to_ras(&sag, dims).unwrap();
+        assert_eq!(r.dims(), [2, 4, 3], "R comes from z, A from x, S from y");
+        assert_eq!(r.axes([0.5, 1.0, 2.0]), [2.0, 0.5, 1.0]);
+        let data: Vec<usize> = (0..24).collect();
+        let ras = r.apply(&data);
+        // Source voxel (x, y, z) has value x + 4y + 12z and world position
+        // R = -z, A = x, S = -y. RAS voxel (i, j, k) is R = i - 1, A = j, S = k - 2:
+        // so z = 1 - i, x = j, y = 2 - k.
+        for k in 0..3 {
+            for j in 0..4 {
+                for i in 0..2 {
+                    let (x, y, z) = (j, 2 - k, 1 - i);
+                    assert_eq!(ras[i + 2 * (j + 4 * k)], x + 4 * y + 12 * z, "RAS voxel ({i}, {j}, {k})");
+                }
+            }
+        }
+        assert_eq!(r.undo(&ras), data);
+        assert!(!r.is_identity());
+        let ras_affine = affine3([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        let id = Reorientation::to_ras(&ras_affine, dims).unwrap();
+        assert!(id.is_identity());
+        assert_eq!(id.apply(&data), data);
+        let flat = affine3([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]);
+        assert_eq!(Reorientation::to_ras(&flat, dims), None);
     }
 }
