@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::AugmentConfig;
 use super::DistillError;
+use crate::model::manifest::Postprocessing;
 use crate::model::unet3d::Unet3dConfig;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -39,6 +40,9 @@ pub struct DistillConfig {
     /// reorientation, or "ras", the closest canonical RAS orientation.
     #[serde(default = "default_axis_order")]
     pub axis_order: String,
+    /// The student's postprocessing; default: the teacher's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocessing: Option<Postprocessing>,
     #[serde(default = "default_batch")]
     pub batch: usize,
     pub steps: usize,
@@ -267,5 +271,26 @@ mod tests {
         let p = expand_data_path("${BEDSIDE_DATA}/colin27/ch2.nii.gz");
         assert!(p.ends_with("colin27/ch2.nii.gz") && p.is_absolute() || std::env::var_os("HOME").is_none());
         assert_eq!(expand_data_path("/x/y.nii"), PathBuf::from("/x/y.nii"));
+    }
+
+    #[test]
+    fn every_shipped_recipe_loads_and_names_the_teacher_package() {
+        fn recipes(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    recipes(&p, out);
+                } else if p.extension().is_some_and(|e| e == "json") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        recipes(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/recipes"), &mut found);
+        assert!(found.len() >= 4, "{found:?}");
+        for path in found {
+            let cfg = DistillConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(cfg.teacher.join("model.json").is_file(), "{}: teacher {} is not a package", path.display(), cfg.teacher.display());
+        }
     }
 }

@@ -128,7 +128,7 @@ fn student_manifest(
         hyperparameters: serde_json::to_value(&cfg.student).expect("config serialises"),
         flops_per_patch: cfg.student.flops(window),
         preprocessing: pre,
-        postprocessing: teacher.postprocessing.clone(),
+        postprocessing: cfg.postprocessing.clone().unwrap_or_else(|| teacher.postprocessing.clone()),
         labels: teacher.labels.clone(),
         provenance: Provenance {
             source: format!("distilled by bedside from {} ({})", teacher.id, teacher.name),

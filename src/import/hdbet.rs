@@ -41,7 +41,7 @@ pub fn hdbet_manifest(folds: &[u8], source: &str, sha256: &str, params: u64) -> 
         hyperparameters: serde_json::to_value(&cfg).expect("config serialises"),
         flops_per_patch: cfg.flops(pre.patch_size),
         preprocessing: pre,
-        postprocessing: Postprocessing { largest_component: true },
+        postprocessing: Postprocessing { largest_component: true, fill_holes_in_z_slices: false },
         labels: vec![
             Label { value: 0, name: "background".into(), color: [0, 0, 0] },
             Label { value: 1, name: "brain".into(), color: [255, 80, 60] },

@@ -4,7 +4,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use super::clock::now_ms;
-use super::components::keep_largest_component;
+use super::components::{fill_holes_in_z_slices, keep_largest_component};
 use super::preprocess::{labels_to_native, prepare, PreprocessError};
 use super::sliding_window::{fit_patch, predict_probabilities, WindowError, WindowPlan};
 use crate::model::Model;
@@ -142,6 +142,9 @@ pub async fn segment(
     let mut labels = labels;
     if manifest.postprocessing.largest_component {
         keep_largest_component(&mut labels, prepared.resampled_dims);
+    }
+    if manifest.postprocessing.fill_holes_in_z_slices {
+        fill_holes_in_z_slices(&mut labels, prepared.resampled_dims, 1);
     }
     let labels = labels_to_native(&labels, &prepared, volume);
     let label_volumes = measure_labels(&labels, volume.voxel_volume_mm3(), &manifest.labels);

@@ -84,6 +84,11 @@ pub struct Preprocessing {
 pub struct Postprocessing {
     /// Keep only the largest 26-connected foreground component.
     pub largest_component: bool,
+    /// Then fill the holes of the foreground within each slice of the
+    /// model's z axis (axial for `axis_order` "ras"). Not HD-BET's: off by
+    /// default, and absent from its package.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fill_holes_in_z_slices: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
