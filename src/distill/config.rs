@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::AugmentConfig;
 use super::DistillError;
+use crate::inference::preprocess::{AXIS_ORDERS, NORMALISATIONS};
 use crate::model::manifest::Postprocessing;
 use crate::model::unet3d::Unet3dConfig;
 
@@ -40,6 +41,11 @@ pub struct DistillConfig {
     /// reorientation, or "ras", the closest canonical RAS orientation.
     #[serde(default = "default_axis_order")]
     pub axis_order: String,
+    /// How the student's input is normalised: "zscore" (HD-BET's, the
+    /// default) or "zscore_foreground" (statistics of the head alone). The
+    /// teacher always gets its own.
+    #[serde(default = "default_normalisation")]
+    pub normalisation: String,
     /// The student's postprocessing; default: the teacher's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postprocessing: Option<Postprocessing>,
@@ -152,6 +158,9 @@ fn default_foreground_fraction() -> f64 {
 fn default_axis_order() -> String {
     "zyx".into()
 }
+fn default_normalisation() -> String {
+    "zscore".into()
+}
 fn default_checkpoint_every() -> usize {
     50
 }
@@ -184,8 +193,11 @@ impl DistillConfig {
         if let Some(w) = self.window.filter(|w| !tiles(w)) {
             return bad(format!("window {w:?}: each side must be a positive multiple of 2^depth = {unit}"));
         }
-        if !["zyx", "ras"].contains(&self.axis_order.as_str()) {
-            return bad(format!("axis_order {:?}: expected \"zyx\" or \"ras\"", self.axis_order));
+        if !AXIS_ORDERS.contains(&self.axis_order.as_str()) {
+            return bad(format!("axis_order {:?}: expected one of {AXIS_ORDERS:?}", self.axis_order));
+        }
+        if !NORMALISATIONS.contains(&self.normalisation.as_str()) {
+            return bad(format!("normalisation {:?}: expected one of {NORMALISATIONS:?}", self.normalisation));
         }
         if self.volumes.is_empty() {
             return bad("no training volumes".into());
@@ -243,6 +255,7 @@ mod tests {
         assert_eq!(cfg.patch, [64; 3]);
         assert_eq!(cfg.window, None);
         assert_eq!(cfg.axis_order, "zyx", "HD-BET's own order unless a recipe asks");
+        assert_eq!(cfg.normalisation, "zscore", "HD-BET's own normalisation unless a recipe asks");
     }
 
     #[test]
@@ -250,7 +263,8 @@ mod tests {
         for (key, value, needle) in [
             ("patch", serde_json::json!([60, 64, 64]), "multiple of 16"),
             ("volumes", serde_json::json!([]), "no training volumes"),
-            ("axis_order", serde_json::json!("xyz"), "expected \"zyx\" or \"ras\""),
+            ("axis_order", serde_json::json!("xyz"), "expected one of [\"zyx\", \"ras\"]"),
+            ("normalisation", serde_json::json!("minmax"), "expected one of [\"zscore\", \"zscore_foreground\"]"),
             ("window", serde_json::json!([128, 128, 126]), "multiple of 2^depth"),
             ("loss", serde_json::json!({"dice": 0, "kd": 0, "encoder": 0, "bottleneck": 0, "decoder": 0}), "not all zero"),
             ("loss", serde_json::json!({"kd": -1}), "non-negative"),

@@ -46,11 +46,13 @@ fn cache_key(volume: &[u8], teacher_weights: &[u8], axis_order: &str) -> String 
 }
 
 /// Prepares every training volume in the student's `axis_order` (the teacher
-/// sees it the same way round); the teacher runs only for volumes whose
-/// outputs are not in `cache_dir` yet. `log` hears about each volume.
+/// sees it the same way round) and `normalisation` (the teacher keeps its
+/// own); the teacher runs only for volumes whose outputs are not in
+/// `cache_dir` yet. `log` hears about each volume.
 pub fn prepare_volumes(
     volumes: &[TrainingVolume],
     axis_order: &str,
+    normalisation: &str,
     teacher: &Model,
     teacher_dir: &Path,
     cache_dir: &Path,
@@ -68,7 +70,8 @@ pub fn prepare_volumes(
         let bytes = std::fs::read(&path).map_err(|e| DistillError::io(&path, e))?;
         // Parse the bytes already read for the cache key, not the file a second time.
         let volume = read_nifti(&bytes).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())))?;
-        let prepared = prepare(&volume, pre).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())))?;
+        let prepare_as = |pre: &Preprocessing| prepare(&volume, pre).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())));
+        let prepared = prepare_as(pre)?;
         let cache = cache_dir.join(format!("{}.safetensors", cache_key(&bytes, &weights, axis_order)));
         let name = file_stem(&path);
         let teacher_out = if cache.is_file() {
@@ -88,7 +91,14 @@ pub fn prepare_volumes(
             Some(mask) => (mask_on_grid(&expand_data_path(mask), &volume.dims, &prepared)?, true),
             None => (argmax(&teacher_out.logits), false),
         };
-        out.push(PreparedVolume::new(name, prepared.padded_dims, prepared.data, labels, has_mask, teacher_out));
+        // The same grid (spacing, axis order and padding are the teacher's);
+        // only the intensities differ.
+        let student_data = if normalisation == pre.normalisation {
+            prepared.data
+        } else {
+            prepare_as(&Preprocessing { normalisation: normalisation.to_string(), ..pre.clone() })?.data
+        };
+        out.push(PreparedVolume::new(name, prepared.padded_dims, student_data, labels, has_mask, teacher_out));
     }
     Ok(out)
 }

@@ -54,7 +54,7 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
     let plain = opts.device.clone();
     let teacher = Model::load_dir(&cfg.teacher, false, &plain).map_err(|e| DistillError::Model(e.to_string()))?;
     let t0 = std::time::Instant::now();
-    let volumes = prepare_volumes(&cfg.volumes, &cfg.axis_order, &teacher, &cfg.teacher, &opts.cache, &plain, log)?;
+    let volumes = prepare_volumes(&cfg.volumes, &cfg.axis_order, &cfg.normalisation, &teacher, &cfg.teacher, &opts.cache, &plain, log)?;
     let teacher_seconds = t0.elapsed().as_secs_f64();
     std::fs::create_dir_all(&opts.out).map_err(|e| DistillError::io(&opts.out, e))?;
 
@@ -119,6 +119,7 @@ fn student_manifest(
     let mut pre = teacher.preprocessing.clone();
     pre.patch_size = window;
     pre.axis_order = cfg.axis_order.clone();
+    pre.normalisation = cfg.normalisation.clone();
     pre.divisible_by = pre.divisible_by.max(1 << cfg.student.depth);
     Manifest {
         format: FORMAT.into(),

@@ -35,6 +35,11 @@ pub enum PreprocessError {
     NoOrientation,
 }
 
+/// The `axis_order` values a model may ask for (see [`Preprocessing`]).
+pub const AXIS_ORDERS: [&str; 2] = ["zyx", "ras"];
+/// The `normalisation` values a model may ask for (see [`Preprocessing`]).
+pub const NORMALISATIONS: [&str; 2] = ["zscore", "zscore_foreground"];
+
 pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, PreprocessError> {
     let reorientation = match pre.axis_order.as_str() {
         // HD-BET's own: the file's storage axes reversed, no reorientation.
@@ -42,9 +47,11 @@ pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, Preproc
         "ras" => Some(Reorientation::to_ras(&volume.affine, volume.dims).ok_or(PreprocessError::NoOrientation)?),
         other => return Err(PreprocessError::Unsupported(format!("axis_order {other}"))),
     };
-    if pre.normalisation != "zscore" {
-        return Err(PreprocessError::Unsupported(format!("normalisation {}", pre.normalisation)));
-    }
+    let normalise: fn(&mut [f32]) -> Result<f32, PreprocessError> = match pre.normalisation.as_str() {
+        "zscore" => zscore,
+        "zscore_foreground" => zscore_foreground,
+        other => return Err(PreprocessError::Unsupported(format!("normalisation {other}"))),
+    };
     let resize = match pre.interpolation.as_str() {
         // HD-BET's own choice (skimage order 3); `trilinear` is cheaper, for
         // models trained with it.
@@ -61,14 +68,14 @@ pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, Preproc
         None => resize(&volume.data, dims, new_dims),
     };
 
-    zscore(&mut data)?;
+    let background = normalise(&mut data)?;
 
     let patch = [pre.patch_size[2], pre.patch_size[1], pre.patch_size[0]];
     // Pad every side at its upper end to a multiple of `divisible_by`, and to
     // at least one patch, as HD-BET's `pad_patient_3D` does.
     let m = pre.divisible_by.max(1);
     let padded_dims: [usize; 3] = std::array::from_fn(|i| (new_dims[i].div_ceil(m) * m).max(patch[i]));
-    let data = resample::pad_upper(&data, new_dims, padded_dims, 0.0);
+    let data = resample::pad_upper(&data, new_dims, padded_dims, background);
     Ok(Prepared { reorientation, resampled_dims: new_dims, padded_dims, spacing: target, data })
 }
 
@@ -107,27 +114,57 @@ pub fn labels_to_native(labels: &[u8], prepared: &Prepared, volume: &Volume) -> 
     }
 }
 
-/// Subtracts the mean and divides by the (population) standard deviation, in
+/// HD-BET's: subtracts the mean and divides by the (population) standard
+/// deviation. Returns the padding value, 0 (the mean), as HD-BET pads.
+fn zscore(data: &mut [f32]) -> Result<f32, PreprocessError> {
+    let (mean, std) = mean_std(data, |_| true)?;
+    for v in data.iter_mut() {
+        *v = ((*v as f64 - mean) / std) as f32;
+    }
+    Ok(0.0)
+}
+
+/// Z-scores with the mean and standard deviation of the head alone: the
+/// voxels brighter than the volume's mean. A whole-volume z-score depends on
+/// how much air the field of view holds: brain tissue lands near 1.0 on
+/// Colin27 (43% air) but near 1.6 on the tightly cropped ROBEX atlas and 1.9
+/// on the skull-stripped ICBM template, which a network without
+/// normalisation layers takes for another tissue. Over the head alone the
+/// brain's median lands within ±0.25 of 0 on all of them. Any positive
+/// affine change of the input gives the same output, so a teacher with
+/// instance norm sees nothing new. Returns the padding value: the volume's
+/// minimum, air, rather than the head's mean.
+fn zscore_foreground(data: &mut [f32]) -> Result<f32, PreprocessError> {
+    let (mean, _) = mean_std(data, |_| true)?;
+    let (head_mean, head_std) = mean_std(data, |v| v > mean)?;
+    let mut lowest = f32::INFINITY;
+    for v in data.iter_mut() {
+        *v = ((*v as f64 - head_mean) / head_std) as f32;
+        lowest = lowest.min(*v);
+    }
+    Ok(lowest)
+}
+
+/// Mean and (population) standard deviation of the voxels `keep` selects, in
 /// f64 so that sums over millions of voxels do not drift.
-fn zscore(data: &mut [f32]) -> Result<(), PreprocessError> {
-    let n = data.len() as f64;
-    let mut sum = 0.0f64;
+fn mean_std(data: &[f32], keep: impl Fn(f64) -> bool) -> Result<(f64, f64), PreprocessError> {
+    let (mut n, mut sum) = (0usize, 0.0f64);
     for &v in data.iter() {
         if !v.is_finite() {
             return Err(PreprocessError::NotFinite);
         }
-        sum += v as f64;
+        if keep(v as f64) {
+            n += 1;
+            sum += v as f64;
+        }
     }
-    let mean = sum / n;
-    let var = data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let mean = sum / n.max(1) as f64;
+    let var = data.iter().map(|&v| v as f64).filter(|&v| keep(v)).map(|v| (v - mean).powi(2)).sum::<f64>() / n.max(1) as f64;
     let std = var.sqrt();
-    if std == 0.0 || !std.is_finite() {
+    if n == 0 || std == 0.0 || !std.is_finite() {
         return Err(PreprocessError::Constant(mean));
     }
-    for v in data.iter_mut() {
-        *v = ((*v as f64 - mean) / std) as f32;
-    }
-    Ok(())
+    Ok((mean, std))
 }
 
 #[cfg(test)]
@@ -179,19 +216,8 @@ mod tests {
         mask[1 + 3 * (2 + 4 * 1)] = 1;
         let on_model = labels_to_model(&mask, dims, &ras);
         assert_eq!(on_model.iter().filter(|&&l| l == 1).count(), 1);
-        let model_only: Vec<u8> = crop_padding(&on_model, ras.padded_dims, ras.resampled_dims);
+        let model_only = resample::pad_or_crop(&on_model, ras.padded_dims, ras.resampled_dims, 0);
         assert_eq!(labels_to_native(&model_only, &ras, &volume), mask);
-    }
-
-    fn crop_padding(v: &[u8], padded: [usize; 3], dims: [usize; 3]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for z in 0..dims[2] {
-            for y in 0..dims[1] {
-                let row = (z * padded[1] + y) * padded[0];
-                out.extend_from_slice(&v[row..row + dims[0]]);
-            }
-        }
-        out
     }
 
     #[test]
@@ -201,6 +227,35 @@ mod tests {
         assert!(prepare(&volume, &pre("zyx")).is_ok());
         assert!(matches!(prepare(&volume, &pre("ras")), Err(PreprocessError::NoOrientation)));
     }
+
+    #[test]
+    fn zscore_foreground_uses_the_voxels_above_the_mean_and_pads_with_air() {
+        // Air 0 (six voxels), head 10 and 20 (one each): the mean is 3.75,
+        // so the head is {10, 20}: mean 15, std 5.
+        let mut d = vec![0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 10.0, 20.0];
+        let pad = zscore_foreground(&mut d).unwrap();
+        assert_eq!(d, vec![-3.0, -3.0, -3.0, -3.0, -3.0, -3.0, -1.0, 1.0]);
+        assert_eq!(pad, -3.0);
+        // Invariant to a positive affine change of the input.
+        let mut scaled = vec![7.0f32, 7.0, 7.0, 7.0, 7.0, 7.0, 37.0, 67.0];
+        zscore_foreground(&mut scaled).unwrap();
+        assert_eq!(scaled, d);
+        // Padding past the volume takes the air's value, not the head's mean.
+        let volume = Volume::from_array([2, 2, 2], [1.0; 3], IDENTITY, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 10.0, 20.0]).unwrap();
+        let p = Preprocessing { normalisation: "zscore_foreground".into(), divisible_by: 4, ..pre("zyx") };
+        let prepared = prepare(&volume, &p).unwrap();
+        assert_eq!(prepared.padded_dims, [4, 4, 4]);
+        assert_eq!(prepared.data.iter().filter(|&&v| v == -3.0).count(), 64 - 2);
+    }
+
+    #[test]
+    fn an_unknown_normalisation_is_refused() {
+        let volume = Volume::from_array([2, 2, 2], [1.0; 3], IDENTITY, (0..8).map(|i| i as f32).collect()).unwrap();
+        let p = Preprocessing { normalisation: "minmax".into(), ..pre("zyx") };
+        assert!(matches!(prepare(&volume, &p), Err(PreprocessError::Unsupported(m)) if m.contains("minmax")));
+    }
+
+    const IDENTITY: [[f64; 4]; 4] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
 
     #[test]
     fn constant_image_is_refused() {

@@ -70,7 +70,10 @@ pub struct Preprocessing {
     /// Axis order fed to the network: "zyx" means the file's storage axes
     /// reversed (SimpleITK's array order), with no reorientation.
     pub axis_order: String,
-    /// "zscore": subtract the volume mean, divide by its standard deviation.
+    /// "zscore": subtract the volume mean, divide by its standard deviation
+    /// (HD-BET's). "zscore_foreground": the same with the statistics of the
+    /// voxels brighter than the volume mean (the head), padded with the
+    /// minimum; it does not depend on how much air the field of view holds.
     pub normalisation: String,
     /// Image interpolation used to reach `target_spacing`.
     pub interpolation: String,
