@@ -13,7 +13,7 @@ use super::augment::{Grid, Sample};
 use super::config::{expand_data_path, TrainingVolume};
 use super::teacher::{run_teacher, TeacherTargets};
 use super::DistillError;
-use crate::inference::preprocess::{labels_to_model, prepare, Prepared};
+use crate::inference::preprocess::{labels_to_model, prepare_each, Prepared};
 use crate::model::manifest::Preprocessing;
 use crate::model::Model;
 use crate::volume::{read_nifti, read_nifti_file};
@@ -70,8 +70,12 @@ pub fn prepare_volumes(
         let bytes = std::fs::read(&path).map_err(|e| DistillError::io(&path, e))?;
         // Parse the bytes already read for the cache key, not the file a second time.
         let volume = read_nifti(&bytes).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())))?;
-        let prepare_as = |pre: &Preprocessing| prepare(&volume, pre).map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())));
-        let prepared = prepare_as(pre)?;
+        // The teacher's view and the student's share the grid (spacing, axis
+        // order, padding); only the intensities may differ.
+        let [prepared, student_view]: [Prepared; 2] = prepare_each(&volume, pre, &[&pre.normalisation, normalisation])
+            .map_err(|e| DistillError::Volume(format!("{}: {e}", path.display())))?
+            .try_into()
+            .expect("one view per normalisation");
         let cache = cache_dir.join(format!("{}.safetensors", cache_key(&bytes, &weights, axis_order)));
         let name = file_stem(&path);
         let teacher_out = if cache.is_file() {
@@ -91,14 +95,7 @@ pub fn prepare_volumes(
             Some(mask) => (mask_on_grid(&expand_data_path(mask), &volume.dims, &prepared)?, true),
             None => (argmax(&teacher_out.logits), false),
         };
-        // The same grid (spacing, axis order and padding are the teacher's);
-        // only the intensities differ.
-        let student_data = if normalisation == pre.normalisation {
-            prepared.data
-        } else {
-            prepare_as(&Preprocessing { normalisation: normalisation.to_string(), ..pre.clone() })?.data
-        };
-        out.push(PreparedVolume::new(name, prepared.padded_dims, student_data, labels, has_mask, teacher_out));
+        out.push(PreparedVolume::new(name, prepared.padded_dims, student_view.data, labels, has_mask, teacher_out));
     }
     Ok(out)
 }

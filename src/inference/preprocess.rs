@@ -41,17 +41,22 @@ pub const AXIS_ORDERS: [&str; 2] = ["zyx", "ras"];
 pub const NORMALISATIONS: [&str; 2] = ["zscore", "zscore_foreground"];
 
 pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, PreprocessError> {
+    let mut views = prepare_each(volume, pre, &[pre.normalisation.as_str()])?;
+    Ok(views.pop().expect("one view per normalisation"))
+}
+
+/// [`prepare`] once per normalisation in `normalisations` (`pre`'s own is
+/// ignored), on the same grid: the reorientation and the resampling, the
+/// costly part, are done once. Training uses it to give the teacher and the
+/// student each their own view of a volume.
+pub fn prepare_each(volume: &Volume, pre: &Preprocessing, normalisations: &[&str]) -> Result<Vec<Prepared>, PreprocessError> {
     let reorientation = match pre.axis_order.as_str() {
         // HD-BET's own: the file's storage axes reversed, no reorientation.
         "zyx" => None,
         "ras" => Some(Reorientation::to_ras(&volume.affine, volume.dims).ok_or(PreprocessError::NoOrientation)?),
         other => return Err(PreprocessError::Unsupported(format!("axis_order {other}"))),
     };
-    let normalise: fn(&mut [f32]) -> Result<f32, PreprocessError> = match pre.normalisation.as_str() {
-        "zscore" => zscore,
-        "zscore_foreground" => zscore_foreground,
-        other => return Err(PreprocessError::Unsupported(format!("normalisation {other}"))),
-    };
+    let normalisers = normalisations.iter().map(|n| normaliser(n)).collect::<Result<Vec<_>, _>>()?;
     let resize = match pre.interpolation.as_str() {
         // HD-BET's own choice (skimage order 3); `trilinear` is cheaper, for
         // models trained with it.
@@ -63,20 +68,37 @@ pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, Preproc
     let target = [pre.target_spacing[2], pre.target_spacing[1], pre.target_spacing[0]];
     let (dims, spacing) = native_grid(volume, reorientation.as_ref());
     let new_dims = resample::shape_for_spacing(dims, spacing, target);
-    let mut data = match &reorientation {
+    let mut resampled = match &reorientation {
         Some(r) => resize(&r.apply(&volume.data), dims, new_dims),
         None => resize(&volume.data, dims, new_dims),
     };
-
-    let background = normalise(&mut data)?;
 
     let patch = [pre.patch_size[2], pre.patch_size[1], pre.patch_size[0]];
     // Pad every side at its upper end to a multiple of `divisible_by`, and to
     // at least one patch, as HD-BET's `pad_patient_3D` does.
     let m = pre.divisible_by.max(1);
     let padded_dims: [usize; 3] = std::array::from_fn(|i| (new_dims[i].div_ceil(m) * m).max(patch[i]));
-    let data = resample::pad_upper(&data, new_dims, padded_dims, background);
-    Ok(Prepared { reorientation, resampled_dims: new_dims, padded_dims, spacing: target, data })
+    let mut views = Vec::with_capacity(normalisers.len());
+    for (i, normalise) in normalisers.iter().enumerate() {
+        // The last view takes the resampled array itself: inference, with
+        // one view, holds no second copy.
+        let mut data = if i + 1 == normalisers.len() { std::mem::take(&mut resampled) } else { resampled.clone() };
+        let background = normalise(&mut data)?;
+        let data = resample::pad_upper(&data, new_dims, padded_dims, background);
+        views.push(Prepared { reorientation, resampled_dims: new_dims, padded_dims, spacing: target, data });
+    }
+    Ok(views)
+}
+
+/// Normalises intensities in place and returns the value to pad with.
+type Normaliser = fn(&mut [f32]) -> Result<f32, PreprocessError>;
+
+fn normaliser(name: &str) -> Result<Normaliser, PreprocessError> {
+    match name {
+        "zscore" => Ok(zscore),
+        "zscore_foreground" => Ok(zscore_foreground),
+        other => Err(PreprocessError::Unsupported(format!("normalisation {other}"))),
+    }
 }
 
 /// The volume's dims and spacing in the network's axis order, before resampling.
@@ -246,6 +268,17 @@ mod tests {
         let prepared = prepare(&volume, &p).unwrap();
         assert_eq!(prepared.padded_dims, [4, 4, 4]);
         assert_eq!(prepared.data.iter().filter(|&&v| v == -3.0).count(), 64 - 2);
+    }
+
+    #[test]
+    fn prepare_each_gives_what_prepare_gives_for_each_normalisation() {
+        let volume = Volume::from_array([3, 2, 2], [1.0; 3], IDENTITY, (0..12).map(|i| (i * i) as f32).collect()).unwrap();
+        let views = prepare_each(&volume, &pre("zyx"), &["zscore_foreground", "zscore"]).unwrap();
+        for (view, name) in views.iter().zip(["zscore_foreground", "zscore"]) {
+            let alone = prepare(&volume, &Preprocessing { normalisation: name.into(), ..pre("zyx") }).unwrap();
+            assert_eq!((view.padded_dims, &view.data), (alone.padded_dims, &alone.data), "{name}");
+        }
+        assert_ne!(views[0].data, views[1].data);
     }
 
     #[test]
