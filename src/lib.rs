@@ -8,6 +8,7 @@ pub mod import;
 pub mod inference;
 pub mod metrics;
 pub mod model;
+pub mod tucker;
 pub mod volume;
 
 #[cfg(not(target_arch = "wasm32"))]

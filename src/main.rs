@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bedside::cli::{commands, train};
+use bedside::cli::{commands, compress, train};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -102,6 +102,14 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// Tucker-2 (HOOI) of one kernel [out, in, k...]: relative error, sweeps and milliseconds.
+    Tucker {
+        /// KERNEL.npy, or WEIGHTS.safetensors:TENSOR_NAME.
+        kernel: String,
+        /// R_OUT,R_IN.
+        #[arg(long)]
+        ranks: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -130,6 +138,7 @@ fn main() -> ExitCode {
         Command::Bench { volume, model, backends, repeat } => {
             commands::bench(&volume, &model, &backends, repeat, cli.json)
         }
+        Command::Tucker { kernel, ranks } => compress::tucker(&kernel, &ranks, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

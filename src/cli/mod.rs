@@ -1,8 +1,10 @@
-//! The native command line: `bedside info|segment|dice|import-hdbet|bench|distill|evaluate`.
+//! The native command line: `bedside info|segment|dice|import-hdbet|bench|distill|evaluate|tucker`.
 //! Each command prints human text, or JSON with `--json`, and fails with a
 //! clear message and a non-zero exit status.
 
 pub mod commands;
+pub mod compress;
+mod kernel_file;
 pub mod train;
 
 /// An error to print for the user, then exit non-zero.

@@ -151,6 +151,7 @@ fn student_manifest(
             "machine": machine,
         })),
         evaluation: Vec::new(),
+        compression: None,
     }
 }
 

@@ -59,6 +59,7 @@ pub fn hdbet_manifest(folds: &[u8], source: &str, sha256: &str, params: u64) -> 
         ensemble: Vec::new(),
         training: None,
         evaluation: Vec::new(),
+        compression: None,
     }
 }
 

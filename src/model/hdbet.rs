@@ -14,13 +14,15 @@
 //! - skips are concatenated *before* the upsampled features;
 //! - the deep-supervision heads (`loc2_seg`, `loc3_seg`) are loaded but unused.
 
+use std::cell::RefCell;
+
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv3d, Conv3dConfig};
-use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig3d};
+use burn::nn::{InstanceNorm, InstanceNormConfig};
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
+use super::conv::{Conv, ConvBuilder, ConvSpec, Factorisation};
 use super::taps::Taps;
 use super::upsample::upsample_trilinear_x2;
 
@@ -45,13 +47,8 @@ pub struct HdBetConfig {
     pub norm_epsilon: f64,
 }
 
-fn conv(cin: usize, cout: usize, kernel: usize, stride: usize, bias: bool, device: &Device) -> Conv3d {
-    let pad = (kernel - 1) / 2;
-    Conv3dConfig::new([cin, cout], [kernel; 3])
-        .with_stride([stride; 3])
-        .with_padding(PaddingConfig3d::Explicit(pad, pad, pad))
-        .with_bias(bias)
-        .init(device)
+fn spec(cin: usize, cout: usize, kernel: usize, stride: usize, bias: bool) -> ConvSpec {
+    ConvSpec { in_channels: cin, out_channels: cout, kernel, stride, bias }
 }
 
 fn norm(channels: usize, epsilon: f64, device: &Device) -> InstanceNorm {
@@ -62,19 +59,20 @@ fn norm(channels: usize, epsilon: f64, device: &Device) -> InstanceNorm {
 #[derive(Module, Debug)]
 pub struct EncodingModule {
     bn_1: InstanceNorm,
-    conv1: Conv3d,
+    conv1: Conv,
     bn_2: InstanceNorm,
-    conv2: Conv3d,
+    conv2: Conv,
     leakiness: f64,
 }
 
 impl EncodingModule {
-    fn new(channels: usize, cfg: &HdBetConfig, device: &Device) -> Self {
+    fn new(channels: usize, level: u32, cfg: &HdBetConfig, convs: &ConvBuilder) -> Self {
+        let device = convs.device();
         Self {
             bn_1: norm(channels, cfg.norm_epsilon, device),
-            conv1: conv(channels, channels, 3, 1, true, device),
+            conv1: convs.conv("conv1", spec(channels, channels, 3, 1, true), level),
             bn_2: norm(channels, cfg.norm_epsilon, device),
-            conv2: conv(channels, channels, 3, 1, true, device),
+            conv2: convs.conv("conv2", spec(channels, channels, 3, 1, true), level),
             leakiness: cfg.module_leakiness,
         }
     }
@@ -91,15 +89,15 @@ impl EncodingModule {
 #[derive(Module, Debug)]
 pub struct DownsamplingModule {
     bn: InstanceNorm,
-    downsample: Conv3d,
+    downsample: Conv,
     leakiness: f64,
 }
 
 impl DownsamplingModule {
-    fn new(cin: usize, cout: usize, cfg: &HdBetConfig, device: &Device) -> Self {
+    fn new(cin: usize, cout: usize, level: u32, cfg: &HdBetConfig, convs: &ConvBuilder) -> Self {
         Self {
-            bn: norm(cin, cfg.norm_epsilon, device),
-            downsample: conv(cin, cout, 3, 2, true, device),
+            bn: norm(cin, cfg.norm_epsilon, convs.device()),
+            downsample: convs.conv("downsample", spec(cin, cout, 3, 2, true), level),
             leakiness: cfg.module_leakiness,
         }
     }
@@ -114,16 +112,17 @@ impl DownsamplingModule {
 /// Trilinear ×2, conv 3³, norm, lrelu.
 #[derive(Module, Debug)]
 pub struct UpsamplingModule {
-    upsample_conv: Conv3d,
+    upsample_conv: Conv,
     bn: InstanceNorm,
     leakiness: f64,
 }
 
 impl UpsamplingModule {
-    fn new(cin: usize, cout: usize, cfg: &HdBetConfig, device: &Device) -> Self {
+    /// `level`: where its convolution runs, after the ×2 upsampling.
+    fn new(cin: usize, cout: usize, level: u32, cfg: &HdBetConfig, convs: &ConvBuilder) -> Self {
         Self {
-            upsample_conv: conv(cin, cout, 3, 1, true, device),
-            bn: norm(cout, cfg.norm_epsilon, device),
+            upsample_conv: convs.conv("upsample_conv", spec(cin, cout, 3, 1, true), level),
+            bn: norm(cout, cfg.norm_epsilon, convs.device()),
             leakiness: cfg.module_leakiness,
         }
     }
@@ -137,19 +136,20 @@ impl UpsamplingModule {
 /// conv 3³ + norm + lrelu, then conv 1³ (halving the width) + norm + lrelu.
 #[derive(Module, Debug)]
 pub struct LocalizationModule {
-    conv1: Conv3d,
+    conv1: Conv,
     bn_1: InstanceNorm,
-    conv2: Conv3d,
+    conv2: Conv,
     bn_2: InstanceNorm,
     leakiness: f64,
 }
 
 impl LocalizationModule {
-    fn new(cin: usize, cout: usize, cfg: &HdBetConfig, device: &Device) -> Self {
+    fn new(cin: usize, cout: usize, level: u32, cfg: &HdBetConfig, convs: &ConvBuilder) -> Self {
+        let device = convs.device();
         Self {
-            conv1: conv(cin, cin, 3, 1, true, device),
+            conv1: convs.conv("conv1", spec(cin, cin, 3, 1, true), level),
             bn_1: norm(cin, cfg.norm_epsilon, device),
-            conv2: conv(cin, cout, 1, 1, true, device),
+            conv2: convs.conv("conv2", spec(cin, cout, 1, 1, true), level),
             bn_2: norm(cout, cfg.norm_epsilon, device),
             leakiness: cfg.module_leakiness,
         }
@@ -164,7 +164,7 @@ impl LocalizationModule {
 /// The whole HD-BET network.
 #[derive(Module, Debug)]
 pub struct HdBet {
-    init_conv: Conv3d,
+    init_conv: Conv,
     context1: EncodingModule,
     down1: DownsamplingModule,
     context2: EncodingModule,
@@ -180,55 +180,62 @@ pub struct HdBet {
     up2: UpsamplingModule,
     loc2: LocalizationModule,
     /// Deep-supervision head: part of the weights, unused at inference.
-    loc2_seg: Conv3d,
+    loc2_seg: Conv,
     up3: UpsamplingModule,
     loc3: LocalizationModule,
     /// Deep-supervision head: part of the weights, unused at inference.
-    loc3_seg: Conv3d,
+    loc3_seg: Conv,
     up4: UpsamplingModule,
-    end_conv_1: Conv3d,
+    end_conv_1: Conv,
     end_conv_1_bn: InstanceNorm,
-    end_conv_2: Conv3d,
+    end_conv_2: Conv,
     end_conv_2_bn: InstanceNorm,
-    seg_layer: Conv3d,
+    seg_layer: Conv,
     network_leakiness: f64,
 }
 
 impl HdBetConfig {
     /// Builds the network with freshly initialised weights (load real ones after).
     pub fn init(&self, device: &Device) -> HdBet {
-        let b = self.base_filters;
-        let eps = self.norm_epsilon;
-        let enc = |c| EncodingModule::new(c, self, device);
-        let down = |i, o| DownsamplingModule::new(i, o, self, device);
-        let up = |i, o| UpsamplingModule::new(i, o, self, device);
-        let loc = |i, o| LocalizationModule::new(i, o, self, device);
+        let (none, layers) = (Factorisation::new(), RefCell::new(Vec::new()));
+        self.build(&ConvBuilder::new(&none, device, &layers))
+    }
+
+    /// Builds the network, its convolutions from `convs` (which factorises
+    /// the ones a compressed package lists, and records them all).
+    pub fn build(&self, convs: &ConvBuilder) -> HdBet {
+        let (b, eps, device) = (self.base_filters, self.norm_epsilon, convs.device());
+        let enc = |name: &str, c, level| EncodingModule::new(c, level, self, &convs.child(name));
+        let down = |name: &str, i, o, level| DownsamplingModule::new(i, o, level, self, &convs.child(name));
+        let up = |name: &str, i, o, level| UpsamplingModule::new(i, o, level, self, &convs.child(name));
+        let loc = |name: &str, i, o, level| LocalizationModule::new(i, o, level, self, &convs.child(name));
+        let classes = self.num_classes;
         HdBet {
-            init_conv: conv(self.in_channels, b, 3, 1, true, device),
-            context1: enc(b),
-            down1: down(b, 2 * b),
-            context2: enc(2 * b),
-            down2: down(2 * b, 4 * b),
-            context3: enc(4 * b),
-            down3: down(4 * b, 8 * b),
-            context4: enc(8 * b),
-            down4: down(8 * b, 16 * b),
-            context5: enc(16 * b),
+            init_conv: convs.conv("init_conv", spec(self.in_channels, b, 3, 1, true), 0),
+            context1: enc("context1", b, 0),
+            down1: down("down1", b, 2 * b, 0),
+            context2: enc("context2", 2 * b, 1),
+            down2: down("down2", 2 * b, 4 * b, 1),
+            context3: enc("context3", 4 * b, 2),
+            down3: down("down3", 4 * b, 8 * b, 2),
+            context4: enc("context4", 8 * b, 3),
+            down4: down("down4", 8 * b, 16 * b, 3),
+            context5: enc("context5", 16 * b, 4),
             bn_after_context5: norm(16 * b, eps, device),
-            up1: up(16 * b, 8 * b),
-            loc1: loc(16 * b, 8 * b),
-            up2: up(8 * b, 4 * b),
-            loc2: loc(8 * b, 4 * b),
-            loc2_seg: conv(4 * b, self.num_classes, 1, 1, false, device),
-            up3: up(4 * b, 2 * b),
-            loc3: loc(4 * b, 2 * b),
-            loc3_seg: conv(2 * b, self.num_classes, 1, 1, false, device),
-            up4: up(2 * b, b),
-            end_conv_1: conv(2 * b, 2 * b, 3, 1, true, device),
+            up1: up("up1", 16 * b, 8 * b, 3),
+            loc1: loc("loc1", 16 * b, 8 * b, 3),
+            up2: up("up2", 8 * b, 4 * b, 2),
+            loc2: loc("loc2", 8 * b, 4 * b, 2),
+            loc2_seg: convs.unused_conv("loc2_seg", spec(4 * b, classes, 1, 1, false), 2),
+            up3: up("up3", 4 * b, 2 * b, 1),
+            loc3: loc("loc3", 4 * b, 2 * b, 1),
+            loc3_seg: convs.unused_conv("loc3_seg", spec(2 * b, classes, 1, 1, false), 1),
+            up4: up("up4", 2 * b, b, 0),
+            end_conv_1: convs.conv("end_conv_1", spec(2 * b, 2 * b, 3, 1, true), 0),
             end_conv_1_bn: norm(2 * b, eps, device),
-            end_conv_2: conv(2 * b, 2 * b, 3, 1, true, device),
+            end_conv_2: convs.conv("end_conv_2", spec(2 * b, 2 * b, 3, 1, true), 0),
             end_conv_2_bn: norm(2 * b, eps, device),
-            seg_layer: conv(2 * b, self.num_classes, 1, 1, false, device),
+            seg_layer: convs.conv("seg_layer", spec(2 * b, classes, 1, 1, false), 0),
             network_leakiness: self.network_leakiness,
         }
     }
@@ -268,7 +275,7 @@ impl HdBet {
     /// Channels of the widest tensor at full resolution (the skip concatenated
     /// with the upsampled features, 2 × base_filters): it sets the memory peak.
     pub fn widest_full_resolution_channels(&self) -> usize {
-        2 * self.init_conv.weight.val().dims()[0]
+        2 * self.init_conv.channels()[0]
     }
 
     /// Logits `[batch, classes, d, h, w]` (no softmax) for `[batch, 1, d, h, w]`.

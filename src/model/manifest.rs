@@ -41,6 +41,26 @@ pub struct Manifest {
     /// Measured agreement per evaluation volume (`bedside evaluate`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evaluation: Vec<Evaluation>,
+    /// For a Tucker-2 compressed model: its source and each factorised
+    /// layer's ranks (`bedside compress`, or the page's Compress panel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+}
+
+/// How a compressed package was made from its source.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Compression {
+    /// The source package's id and the sha256 of its weights file.
+    pub source_id: String,
+    pub source_sha256: String,
+    /// The rank rule and its parameters, e.g. `{"rule": "factor", "factor": 0.5, "min_rank": 1}`.
+    pub rule: serde_json::Value,
+    /// Factorised layers, by weight path: `[r_out, r_in]`. Every other
+    /// convolution is whole.
+    pub layers: std::collections::BTreeMap<String, [usize; 2]>,
+    /// Per layer: shape, ranks, relative error, parameters and FLOPs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report: Vec<serde_json::Value>,
 }
 
 /// One row of a model's Dice table.

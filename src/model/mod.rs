@@ -5,6 +5,7 @@
 //! from its hyperparameters; the weights are then loaded by tensor name.
 
 pub mod catalog;
+pub mod conv;
 pub mod hdbet;
 pub mod manifest;
 pub mod package;

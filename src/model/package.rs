@@ -4,6 +4,9 @@ use burn::module::Module;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor};
 
+use std::cell::RefCell;
+
+use super::conv::{ConvBuilder, ConvLayer, Factorisation};
 use super::hdbet::{HdBet, HdBetConfig};
 use super::taps::Taps;
 use super::unet3d::{Unet3d, Unet3dConfig};
@@ -30,21 +33,39 @@ pub enum Network {
 }
 
 impl Network {
-    /// Builds the family's network with initial weights.
+    /// Builds the family's network with initial weights, factorising the
+    /// convolutions a compressed package lists.
     pub fn build(manifest: &Manifest, device: &Device) -> Result<Self, ModelError> {
-        match manifest.family.as_str() {
+        Ok(Self::build_with_layers(manifest, device)?.0)
+    }
+
+    /// Every convolution of the network the manifest describes, in build
+    /// order, with its geometry and ranks. (Burn initialises lazily, so the
+    /// network built on the way costs no weights.)
+    pub fn conv_layers(manifest: &Manifest) -> Result<Vec<ConvLayer>, ModelError> {
+        Ok(Self::build_with_layers(manifest, &Device::flex())?.1)
+    }
+
+    fn build_with_layers(manifest: &Manifest, device: &Device) -> Result<(Self, Vec<ConvLayer>), ModelError> {
+        let factorisation: Factorisation = manifest.compression.as_ref().map(|c| c.layers.clone()).unwrap_or_default();
+        let layers = RefCell::new(Vec::new());
+        let convs = ConvBuilder::new(&factorisation, device, &layers);
+        let network = match manifest.family.as_str() {
             "hd-bet" => {
                 let cfg: HdBetConfig = serde_json::from_value(manifest.hyperparameters.clone())
                     .map_err(|e| ModelError::Manifest(format!("hd-bet hyperparameters: {e}")))?;
-                Ok(Network::HdBet(cfg.init(device)))
+                Network::HdBet(cfg.build(&convs))
             }
             "unet3d" => {
                 let cfg: Unet3dConfig = serde_json::from_value(manifest.hyperparameters.clone())
                     .map_err(|e| ModelError::Manifest(format!("unet3d hyperparameters: {e}")))?;
-                Ok(Network::Unet3d(cfg.init(device)))
+                Network::Unet3d(cfg.build(&convs))
             }
-            other => Err(ModelError::UnknownFamily(other.to_string())),
-        }
+            other => return Err(ModelError::UnknownFamily(other.to_string())),
+        };
+        let layers = layers.into_inner();
+        check_factorisation(&factorisation, &layers)?;
+        Ok((network, layers))
     }
 
     /// Logits `[batch, classes, d, h, w]`.
@@ -82,7 +103,9 @@ impl Network {
 
     /// The network's weights as safetensors bytes (f32, named like the source).
     pub fn to_safetensors(&self) -> Result<Vec<u8>, ModelError> {
-        let mut store = SafetensorsStore::from_bytes(None);
+        // Enum variants (whole or factorised convolutions) are not part of
+        // tensor names: a whole layer's weights keep their source names.
+        let mut store = SafetensorsStore::from_bytes(None).skip_enum_variants(true);
         let saved = match self {
             Network::HdBet(net) => net.save_into(&mut store),
             Network::Unet3d(net) => net.save_into(&mut store),
@@ -96,7 +119,7 @@ impl Network {
     /// with NaN weights would produce a confident-looking empty mask.
     pub fn load_safetensors(&mut self, mut bytes: Vec<u8>) -> Result<(), ModelError> {
         check_and_flush_weights(&mut bytes)?;
-        let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true);
+        let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true).skip_enum_variants(true);
         let result = match self {
             Network::HdBet(net) => net.load_from(&mut store),
             Network::Unet3d(net) => net.load_from(&mut store),
@@ -104,6 +127,23 @@ impl Network {
         .map_err(|e| ModelError::Weights(e.to_string()))?;
         describe_apply_problems(&result.missing.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), &result.errors)
     }
+}
+
+/// A compressed package's layer list must name convolutions the network has,
+/// at ranks they can take.
+fn check_factorisation(factorisation: &Factorisation, layers: &[ConvLayer]) -> Result<(), ModelError> {
+    for (name, ranks) in factorisation {
+        let layer = layers.iter().find(|l| &l.name == name).ok_or_else(|| {
+            ModelError::Manifest(format!("compression lists \"{name}\", which is not a convolution of this network"))
+        })?;
+        let channels = [layer.spec.out_channels, layer.spec.in_channels];
+        if ranks.iter().zip(channels).any(|(&r, c)| r == 0 || r > c) {
+            return Err(ModelError::Manifest(format!(
+                "compression gives \"{name}\" ranks {ranks:?}, outside 1..=[out, in] = {channels:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Turns what burn-store reports into one clear error, or Ok when complete.
@@ -279,14 +319,10 @@ mod tests {
     use super::*;
     use burn::tensor::{Distribution, Tensor};
 
-    /// A `unet3d` student travels through a package (manifest + safetensors) unchanged.
-    #[test]
-    fn unet3d_package_round_trip() {
-        let device = Device::flex();
-        let cfg = Unet3dConfig::new().with_base_filters(2).with_depth(2);
-        let manifest = serde_json::json!({
-            "format": FORMAT, "id": "student-test", "name": "test student", "family": "unet3d",
-            "hyperparameters": cfg,
+    fn test_manifest(family: &str, hyperparameters: serde_json::Value) -> String {
+        serde_json::json!({
+            "format": FORMAT, "id": "student-test", "name": "test student", "family": family,
+            "hyperparameters": hyperparameters,
             "preprocessing": {"target_spacing": [1.5, 1.5, 1.5], "axis_order": "zyx", "normalisation": "zscore",
                               "interpolation": "trilinear", "patch_size": [32, 32, 32], "divisible_by": 4},
             "postprocessing": {"largest_component": true},
@@ -294,7 +330,15 @@ mod tests {
             "provenance": {"source": "test", "source_sha256": "", "citation": "", "converted_by": "test"},
             "licence": "Apache-2.0", "params": 0, "flops_per_patch": 0
         })
-        .to_string();
+        .to_string()
+    }
+
+    /// A `unet3d` student travels through a package (manifest + safetensors) unchanged.
+    #[test]
+    fn unet3d_package_round_trip() {
+        let device = Device::flex();
+        let cfg = Unet3dConfig::new().with_base_filters(2).with_depth(2);
+        let manifest = test_manifest("unet3d", serde_json::to_value(&cfg).unwrap());
         let original = Network::Unet3d(cfg.init(&device));
         let weights = original.to_safetensors().unwrap();
         let loaded = Model::from_package_bytes(&manifest, weights, &device).unwrap();
@@ -302,5 +346,56 @@ mod tests {
         let (a, b) = (original.forward(x.clone()), loaded.network.forward(x));
         let diff = (a - b).abs().max().into_scalar::<f32>();
         assert_eq!(diff, 0.0);
+    }
+
+    /// The layer list names every kernel in the weights file, and its FLOPs
+    /// add up to the families' own counts; a factorised layer is stored under
+    /// its three parts.
+    #[test]
+    fn conv_layers_name_every_kernel_and_count_the_flops() {
+        let hd = HdBetConfig::new().with_base_filters(3);
+        let unet = Unet3dConfig::new().with_base_filters(4).with_depth(3).with_max_filters(Some(8));
+        let patch = [32, 48, 16];
+        for (family, hyper, flops) in [
+            ("hd-bet", serde_json::to_value(&hd).unwrap(), hd.flops(patch)),
+            ("unet3d", serde_json::to_value(&unet).unwrap(), unet.flops(patch)),
+        ] {
+            let mut manifest = parse_manifest(&test_manifest(family, hyper)).unwrap();
+            let layers = Network::conv_layers(&manifest).unwrap();
+            assert_eq!(layers.iter().map(|l| l.flops(patch)).sum::<u64>(), flops, "{family}");
+            let network = Network::build(&manifest, &Device::flex()).unwrap();
+            let bytes = network.to_safetensors().unwrap();
+            let weights = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let kernels: Vec<String> = weights.names().into_iter().filter(|n| weights.tensor(n).unwrap().shape().len() == 5).map(|n| n.to_string()).collect();
+            assert_eq!(kernels.len(), layers.len(), "{family}: {kernels:?}");
+            for layer in &layers {
+                assert!(kernels.contains(&format!("{}.weight", layer.name)), "{family}: {}", layer.name);
+            }
+
+            // Factorise the second layer: its tensors change names, and the list says so.
+            let target = layers[1].name.clone();
+            manifest.compression = Some(crate::model::manifest::Compression {
+                source_id: "x".into(),
+                source_sha256: String::new(),
+                rule: serde_json::json!({}),
+                layers: [(target.clone(), [2, 2])].into_iter().collect(),
+                report: Vec::new(),
+            });
+            let layers = Network::conv_layers(&manifest).unwrap();
+            assert_eq!(layers[1].ranks, Some([2, 2]));
+            let bytes = Network::build(&manifest, &Device::flex()).unwrap().to_safetensors().unwrap();
+            let weights = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            for part in ["first.weight", "core.weight", "last.weight", "last.bias"] {
+                assert!(weights.tensor(&format!("{target}.{part}")).is_ok(), "{family}: {target}.{part}");
+            }
+            assert!(weights.tensor(&format!("{target}.weight")).is_err());
+
+            // A layer the network does not have, or ranks it cannot take, are refused.
+            for (name, ranks) in [("no.such.layer", [1, 1]), (target.as_str(), [0, 1]), (target.as_str(), [1, 999])] {
+                let c = manifest.compression.as_mut().unwrap();
+                c.layers = [(name.to_string(), ranks)].into_iter().collect();
+                assert!(matches!(Network::build(&manifest, &Device::flex()), Err(ModelError::Manifest(_))), "{name} {ranks:?}");
+            }
+        }
     }
 }

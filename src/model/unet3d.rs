@@ -7,13 +7,15 @@
 //! returns the multi-scale features (each encoder level, the bottleneck, each
 //! decoder level) that feature distillation needs.
 
+use std::cell::RefCell;
+
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv3d, Conv3dConfig};
-use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig3d};
+use burn::nn::{InstanceNorm, InstanceNormConfig};
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
+use super::conv::{Conv, ConvBuilder, ConvSpec, Factorisation};
 use super::taps::Taps;
 use super::upsample::upsample_trilinear_x2;
 
@@ -44,28 +46,25 @@ pub struct Unet3dConfig {
     pub norm_epsilon: f64,
 }
 
-fn conv(cin: usize, cout: usize, kernel: usize, stride: usize, device: &Device) -> Conv3d {
-    let pad = (kernel - 1) / 2;
-    Conv3dConfig::new([cin, cout], [kernel; 3])
-        .with_stride([stride; 3])
-        .with_padding(PaddingConfig3d::Explicit(pad, pad, pad))
-        .init(device)
+fn spec(cin: usize, cout: usize, kernel: usize, stride: usize) -> ConvSpec {
+    ConvSpec { in_channels: cin, out_channels: cout, kernel, stride, bias: true }
 }
 
 /// Convolution, optional instance norm, leaky ReLU.
 #[derive(Module, Debug)]
 pub struct ConvUnit {
-    conv: Conv3d,
+    conv: Conv,
     norm: Option<InstanceNorm>,
     leakiness: f64,
 }
 
 impl ConvUnit {
-    fn new(cin: usize, cout: usize, stride: usize, cfg: &Unet3dConfig, device: &Device) -> Self {
+    /// `level`: the resolution of its input.
+    fn new(cin: usize, cout: usize, stride: usize, level: u32, cfg: &Unet3dConfig, convs: &ConvBuilder) -> Self {
         let norm = cfg
             .instance_norm
-            .then(|| InstanceNormConfig::new(cout).with_epsilon(cfg.norm_epsilon).init(device));
-        Self { conv: conv(cin, cout, 3, stride, device), norm, leakiness: cfg.leakiness }
+            .then(|| InstanceNormConfig::new(cout).with_epsilon(cfg.norm_epsilon).init(convs.device()));
+        Self { conv: convs.conv("conv", spec(cin, cout, 3, stride), level), norm, leakiness: cfg.leakiness }
     }
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
@@ -100,7 +99,7 @@ pub struct Unet3d {
     encoder: Vec<Level>,
     /// `decoder[0]` brings the bottleneck up one level, … the last returns to full resolution.
     decoder: Vec<UpLevel>,
-    head: Conv3d,
+    head: Conv,
 }
 
 /// Everything feature distillation looks at, from coarse to fine within each group.
@@ -121,6 +120,16 @@ impl Unet3dConfig {
     }
 
     pub fn init(&self, device: &Device) -> Unet3d {
+        let (none, layers) = (Factorisation::new(), RefCell::new(Vec::new()));
+        self.build(&ConvBuilder::new(&none, device, &layers))
+    }
+
+    /// Builds the network, its convolutions from `convs` (which factorises
+    /// the ones a compressed package lists, and records them all).
+    pub fn build(&self, convs: &ConvBuilder) -> Unet3d {
+        let unit = |path: String, cin, cout, stride, level: usize| {
+            ConvUnit::new(cin, cout, stride, level as u32, self, &convs.child(&path))
+        };
         let encoder = (0..=self.depth)
             .map(|level| {
                 let c = self.width(level);
@@ -128,20 +137,28 @@ impl Unet3dConfig {
                     (None, self.in_channels)
                 } else {
                     let prev = self.width(level - 1);
-                    (Some(ConvUnit::new(prev, c, 2, self, device)), c)
+                    (Some(unit(format!("encoder.{level}.down"), prev, c, 2, level - 1)), c)
                 };
-                Level { down, unit1: ConvUnit::new(cin, c, 1, self, device), unit2: ConvUnit::new(c, c, 1, self, device) }
+                Level {
+                    down,
+                    unit1: unit(format!("encoder.{level}.unit1"), cin, c, 1, level),
+                    unit2: unit(format!("encoder.{level}.unit2"), c, c, 1, level),
+                }
             })
             .collect();
         let decoder = (0..self.depth)
             .rev()
-            .map(|level| {
+            .enumerate()
+            .map(|(index, level)| {
                 let c = self.width(level);
                 let below = self.width(level + 1);
-                UpLevel { reduce: ConvUnit::new(below, c, 1, self, device), fuse: ConvUnit::new(2 * c, c, 1, self, device) }
+                UpLevel {
+                    reduce: unit(format!("decoder.{index}.reduce"), below, c, 1, level),
+                    fuse: unit(format!("decoder.{index}.fuse"), 2 * c, c, 1, level),
+                }
             })
             .collect();
-        Unet3d { encoder, decoder, head: conv(self.base_filters, self.num_classes, 1, 1, device) }
+        Unet3d { encoder, decoder, head: convs.conv("head", spec(self.base_filters, self.num_classes, 1, 1), 0) }
     }
 
     /// FLOPs of one forward pass on a `shape` input (multiply-add = 2).
@@ -209,7 +226,7 @@ impl Unet3d {
 
     /// Channels of the widest full-resolution tensor (skip + upsampled): the memory peak.
     pub fn widest_full_resolution_channels(&self) -> usize {
-        2 * self.head.weight.val().dims()[1]
+        2 * self.head.channels()[1]
     }
 }
 
