@@ -3,6 +3,7 @@
 //! One module per capability. The native CLI (`src/main.rs`) and the web
 //! build (`web`) are thin layers over the same library code.
 
+pub mod compress;
 pub mod distill;
 pub mod import;
 pub mod inference;

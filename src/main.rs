@@ -102,6 +102,35 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// Replace every convolution of a model package by its Tucker-2 (three smaller
+    /// convolutions), at ranks one rule chooses; writes a package and a per-layer report.
+    Compress {
+        /// Model package folder, or the name of one under ./models.
+        model: String,
+        /// Ranks ceil(channels x F) per mode (Weber et al.).
+        #[arg(long)]
+        rank_factor: Option<f64>,
+        /// With --rank-factor: no rank below this (capped at the channels).
+        #[arg(long, default_value_t = 1)]
+        min_rank: usize,
+        /// Ranks keeping this fraction (0-1] of each unfolding's energy.
+        #[arg(long)]
+        energy: Option<f64>,
+        /// Ranks by EVBMF (Nakajima et al. 2013; Kim et al. 2016).
+        #[arg(long)]
+        evbmf: bool,
+        /// The whole model at this fraction of its FLOPs (greedy, least error per saved FLOP).
+        #[arg(long)]
+        budget_flops: Option<f64>,
+        /// The whole model at this fraction of its parameters.
+        #[arg(long)]
+        budget_params: Option<f64>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Per-layer report (name, shape, ranks, rel_error, params and FLOPs) as JSON.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Tucker-2 (HOOI) of one kernel [out, in, k...]: relative error, sweeps and milliseconds.
     Tucker {
         /// KERNEL.npy, or WEIGHTS.safetensors:TENSOR_NAME.
@@ -137,6 +166,10 @@ fn main() -> ExitCode {
         Command::Catalog { models_dir, check } => commands::catalog(&models_dir, check, cli.json),
         Command::Bench { volume, model, backends, repeat } => {
             commands::bench(&volume, &model, &backends, repeat, cli.json)
+        }
+        Command::Compress { model, rank_factor, min_rank, energy, evbmf, budget_flops, budget_params, out, report } => {
+            let rule = compress::RuleOptions { rank_factor, min_rank, energy, evbmf, budget_flops, budget_params };
+            compress::compress(&model, &rule, &out, report.as_deref(), cli.json)
         }
         Command::Tucker { kernel, ranks } => compress::tucker(&kernel, &ranks, cli.json),
     };

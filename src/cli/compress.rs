@@ -1,13 +1,106 @@
-//! `bedside tucker`: one kernel's Tucker-2, its error and its time.
+//! `bedside compress`: a whole package's convolutions as Tucker-2, by a rank
+//! rule. `bedside tucker`: one kernel's Tucker-2, its error and its time.
 
+use std::path::Path;
 use std::time::Instant;
 
 use serde_json::json;
 
-use super::commands::print;
+use super::commands::{print, resolve_model_dir};
 use super::kernel_file::read_kernel;
 use super::CliError;
+use crate::compress::{compress_package, describe, CompressOptions, RankRule};
+use crate::tucker::ranks::BudgetMeasure;
 use crate::tucker::{partial_tucker2, HooiOptions};
+
+/// The rank rule from the command line's options; exactly one is given.
+pub struct RuleOptions {
+    pub rank_factor: Option<f64>,
+    pub min_rank: usize,
+    pub energy: Option<f64>,
+    pub evbmf: bool,
+    pub budget_flops: Option<f64>,
+    pub budget_params: Option<f64>,
+}
+
+impl RuleOptions {
+    fn rule(&self) -> Result<RankRule, CliError> {
+        let mut rules = Vec::new();
+        if let Some(factor) = self.rank_factor {
+            rules.push(RankRule::Factor { factor, min_rank: self.min_rank });
+        }
+        if let Some(energy) = self.energy {
+            rules.push(RankRule::Energy { energy });
+        }
+        if self.evbmf {
+            rules.push(RankRule::Evbmf);
+        }
+        if let Some(fraction) = self.budget_flops {
+            rules.push(RankRule::Budget { fraction, measure: BudgetMeasure::Flops });
+        }
+        if let Some(fraction) = self.budget_params {
+            rules.push(RankRule::Budget { fraction, measure: BudgetMeasure::Params });
+        }
+        match rules.len() {
+            1 => Ok(rules.remove(0)),
+            0 => Err(CliError("choose a rank rule: --rank-factor F, --energy E, --evbmf, --budget-flops X or --budget-params X".into())),
+            _ => Err(CliError("give one rank rule, not several".into())),
+        }
+    }
+}
+
+pub fn compress(model: &str, rule: &RuleOptions, out: &Path, report_path: Option<&Path>, json: bool) -> Result<(), CliError> {
+    let rule = rule.rule()?;
+    let dir = resolve_model_dir(model)?;
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).map_err(|e| CliError(format!("cannot read {}: {e}", p.display())))
+    };
+    let model_json = String::from_utf8(read("model.json")?).map_err(|_| CliError("model.json is not UTF-8".into()))?;
+    let weights = read("weights.safetensors")?;
+    let clock = Instant::now();
+    let now_ms = || clock.elapsed().as_secs_f64() * 1e3;
+    let mut progress = |done: usize, total: usize, layer: &str| {
+        if done < total {
+            eprintln!("[compress] {}/{total} {layer}", done + 1);
+        }
+        true
+    };
+    let compressed = compress_package(&model_json, &weights, &rule, &CompressOptions::default(), &now_ms, &mut progress)
+        .map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
+    let r = &compressed.report;
+
+    std::fs::create_dir_all(out).map_err(|e| CliError(format!("cannot create {}: {e}", out.display())))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let p = out.join(name);
+        std::fs::write(&p, bytes).map_err(|e| CliError(format!("cannot write {}: {e}", p.display())))
+    };
+    write("weights.safetensors", &compressed.weights)?;
+    let manifest = serde_json::to_string_pretty(&compressed.manifest).expect("manifest serialises") + "\n";
+    write("model.json", manifest.as_bytes())?;
+    let report = serde_json::to_value(r).expect("report serialises");
+    if let Some(path) = report_path {
+        std::fs::write(path, serde_json::to_string_pretty(&report).expect("JSON") + "\n")
+            .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let factorised = r.layers.iter().filter(|l| l.ranks.is_some()).count();
+    print(report, json, || {
+        format!(
+            "wrote {} ({}): {factorised} of {} convolutions factorised; parameters {} → {} ({:.1}% fewer), GFLOPs per patch {:.1} → {:.1} ({:.1}% fewer); decomposed in {:.1} s",
+            out.display(),
+            describe(&rule),
+            r.layers.len(),
+            r.params_before,
+            r.params_after,
+            100.0 * (1.0 - r.params_after as f64 / r.params_before as f64),
+            r.flops_before as f64 / 1e9,
+            r.flops_after as f64 / 1e9,
+            100.0 * (1.0 - r.flops_after as f64 / r.flops_before as f64),
+            r.ms / 1e3
+        )
+    });
+    Ok(())
+}
 
 pub fn tucker(kernel: &str, ranks: &str, json: bool) -> Result<(), CliError> {
     let ranks = parse_ranks(ranks)?;

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::hdbet::HdBetConfig;
 use crate::model::manifest::{Label, Manifest, Postprocessing, Preprocessing, Provenance, FORMAT};
-use crate::model::package::ModelError;
+use crate::model::package::{f32_safetensors, ModelError};
 use super::pytorch::{read_checkpoint, Checkpoint};
 use crate::model::{Model, Network};
 
@@ -150,19 +150,9 @@ fn burn_name(torch_name: &str) -> String {
 
 /// The checkpoint's tensors as safetensors bytes under Burn's names.
 fn to_safetensors(checkpoint: &Checkpoint) -> Result<Vec<u8>, ModelError> {
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = checkpoint
-        .tensors
-        .iter()
-        .map(|(name, t)| (burn_name(name), t.shape.clone(), t.values.iter().flat_map(|v| v.to_le_bytes()).collect()))
-        .collect();
-    let views = data
-        .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ModelError::Weights(e.to_string()))?;
-    safetensors::serialize(views, None).map_err(|e| ModelError::Weights(e.to_string()))
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
+        checkpoint.tensors.iter().map(|(name, t)| (burn_name(name), t.shape.clone(), t.values.clone())).collect();
+    f32_safetensors(&tensors)
 }
 
 #[cfg(test)]

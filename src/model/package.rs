@@ -129,6 +129,20 @@ impl Network {
     }
 }
 
+/// Named f32 tensors `(name, shape, row-major values)` as safetensors bytes.
+pub fn f32_safetensors(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>, ModelError> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ModelError::Weights(e.to_string()))?;
+    safetensors::serialize(views, None).map_err(|e| ModelError::Weights(e.to_string()))
+}
+
 /// A compressed package's layer list must name convolutions the network has,
 /// at ranks they can take.
 fn check_factorisation(factorisation: &Factorisation, layers: &[ConvLayer]) -> Result<(), ModelError> {
