@@ -210,6 +210,38 @@ pub fn import_hdbet(bytes: Vec<u8>, file_name: String) -> Result<JsValue, JsErro
     Ok(out)
 }
 
+/// Tucker-2 compression of a package (its `model.json` text and weights
+/// bytes) by a rank rule (`{"rule": "factor", "factor": 0.5, "min_rank": 1}`,
+/// `{"rule": "energy", …}`, `{"rule": "evbmf"}`, `{"rule": "budget",
+/// "fraction": 0.5, "measure": "flops"}`), here in the worker. Calls
+/// `on_progress(layer, fraction)` before each layer. Returns `{card,
+/// model_json, weights, report}`; the page keeps the package in memory.
+#[wasm_bindgen]
+pub fn compress_model(model_json: String, weights: Vec<u8>, rule: JsValue, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
+    let rule: crate::compress::RankRule =
+        serde_wasm_bindgen::from_value(rule).map_err(|e| JsError::new(&format!("bad rank rule: {e}")))?;
+    let performance = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok());
+    let now_ms = || performance.as_ref().map_or(0.0, |p| p.now());
+    let mut progress = |done: usize, total: usize, layer: &str| {
+        let fraction = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+        let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(layer), &JsValue::from_f64(fraction));
+        true
+    };
+    let options = crate::compress::CompressOptions::default();
+    let compressed = crate::compress::compress_package(&model_json, &weights, &rule, &options, &now_ms, &mut progress)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    drop(weights);
+    let model_json = serde_json::to_string_pretty(&compressed.manifest).map_err(|e| JsError::new(&e.to_string()))?;
+    let out: JsValue = js_sys::Object::new().into();
+    set_field(&out, "card", &to_js(&card(&compressed.manifest))?)?;
+    set_field(&out, "model_json", &JsValue::from_str(&model_json))?;
+    set_field(&out, "weights", &js_sys::Uint8Array::from(compressed.weights.as_slice()))?;
+    set_field(&out, "report", &to_js(&compressed.report)?)?;
+    Ok(out)
+}
+
 #[derive(serde::Deserialize, Default)]
 struct JsOptions {
     #[serde(default)]

@@ -45,6 +45,18 @@ const el = {
   timings: $('timings'),
   labelVolumes: $('label-volumes'),
   device: $('device'),
+  rankRule: $('rank-rule'),
+  rankParam: $('rank-param'),
+  rankParamLabel: $('rank-param-label'),
+  rankParamValue: $('rank-param-value'),
+  margin: $('margin'),
+  compressButton: $('compress-button'),
+  compressRun: $('compress-run-button'),
+  compressDownload: $('compress-download'),
+  compressSummary: $('compress-summary'),
+  compressVerdict: $('compress-verdict'),
+  compressLayers: $('compress-layers'),
+  compressLayersDetails: $('compress-layers-details'),
   appVersion: $('app-version'),
   engineVersion: $('engine-version'),
 };
@@ -117,6 +129,11 @@ function updateControls() {
   el.ensemble.disabled = state.busy || !(members > 0);
   if (!(members > 0)) el.ensemble.checked = false;
   el.save.disabled = !(state.result && state.result.maskBytes);
+  el.compressButton.disabled = !(idle && state.engineReady && selectedModel() && !selectedModel().compressedFrom);
+  el.compressRun.disabled = !(idle && state.engineReady && state.volume && state.compressed);
+  el.compressDownload.disabled = !state.compressed;
+  el.rankRule.disabled = state.busy;
+  el.rankParam.disabled = state.busy || el.rankRule.value === 'evbmf';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,6 +231,10 @@ function onWorkerMessage(worker, msg) {
       if (msg.id !== state.runId) return;
       onAgreement(msg);
       break;
+    case 'compressed':
+      if (msg.id !== state.runId) return;
+      onCompressed(msg);
+      break;
     case 'error':
       onWorkerError(msg);
       break;
@@ -247,6 +268,13 @@ function onWorkerError(msg) {
     state.compare = null;
     showError(msg.message + during);
     setStatus(msg.phase === 'run' ? 'Segmentation failed.' : 'Comparison failed.');
+    setProgress(0);
+  } else if (msg.phase === 'compress') {
+    if (msg.id !== state.runId) return;
+    state.busy = false;
+    state.runId = null;
+    showError(`Could not compress ${state.pendingName || 'the model'}: ${msg.message} Nothing was changed.`);
+    setIdleStatus();
     setProgress(0);
   } else if (msg.phase === 'import') {
     if (msg.id !== state.runId) return;
@@ -681,10 +709,22 @@ async function onAgreement(msg) {
   el.compareAgreement.textContent =
     `Agreement of the student with the teacher: Dice ${msg.dice.toFixed(4)}${hd}. ` +
     `The student took ${fmt(c.results.student.timings_ms.total)} ms, ${speedup.toFixed(1)}× faster than the teacher.`;
-  el.compareLeftCaption.textContent = `Teacher: ${c.teacher.name}`;
-  el.compareRightCaption.textContent = `Student: ${c.student.name}`;
+  const roles = c.compress ? ['Original', 'Compressed'] : ['Teacher', 'Student'];
+  el.compareLeftCaption.textContent = `${roles[0]}: ${c.teacher.name}`;
+  el.compareRightCaption.textContent = `${roles[1]}: ${c.student.name}`;
+  if (c.compress) {
+    el.compareAgreement.textContent =
+      `Agreement of the compressed model with the original: Dice ${msg.dice.toFixed(4)}${hd}. ` +
+      `It took ${fmt(c.results.student.timings_ms.total)} ms against ${fmt(c.results.teacher.timings_ms.total)} ms ` +
+      `(${speedup.toFixed(2)}× the speed) on ${backendName(c.results.student.backend)}.`;
+    renderVerdict(msg.dice);
+  }
   el.comparePanel.hidden = false;
-  setStatus(`Compared ${c.student.name} with ${c.teacher.name}: Dice ${msg.dice.toFixed(3)}, ${speedup.toFixed(1)}× faster.`);
+  setStatus(
+    c.compress
+      ? `Ran ${c.teacher.name} and its compressed version: Dice ${msg.dice.toFixed(3)}, ${speedup.toFixed(2)}× the speed.`
+      : `Compared ${c.student.name} with ${c.teacher.name}: Dice ${msg.dice.toFixed(3)}, ${speedup.toFixed(1)}× faster.`,
+  );
   setProgress(1);
   updateControls();
   if (state.viewer) {
@@ -714,6 +754,164 @@ async function showCompareMasks(c) {
   } catch (e) {
     el.compareAgreement.textContent += ` (The masks cannot be shown: ${e.message || e}.)`;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compress: Tucker-2 of the selected model in the worker; the package is kept in this tab, run
+// side by side with its source, judged against the safety margin, and can be downloaded.
+
+const RANK_PARAMS = {
+  factor: { label: 'Factor f', min: 0.05, max: 1, step: 0.05, value: 0.5 },
+  energy: { label: 'Energy kept', min: 0.5, max: 1, step: 0.005, value: 0.95 },
+  evbmf: { label: '(none)', min: 0, max: 1, step: 1, value: 0 },
+  budget: { label: 'Fraction of FLOPs', min: 0.05, max: 1, step: 0.05, value: 0.5 },
+};
+
+function renderRankParam(reset) {
+  const p = RANK_PARAMS[el.rankRule.value];
+  el.rankParamLabel.textContent = p.label;
+  if (reset) {
+    Object.assign(el.rankParam, { min: p.min, max: p.max, step: p.step });
+    el.rankParam.value = p.value;
+  }
+  el.rankParamValue.textContent = el.rankRule.value === 'evbmf' ? '–' : Number(el.rankParam.value).toFixed(p.step < 0.01 ? 3 : 2);
+}
+
+function rankRule() {
+  const v = Number(el.rankParam.value);
+  switch (el.rankRule.value) {
+    case 'energy':
+      return { rule: 'energy', energy: v };
+    case 'evbmf':
+      return { rule: 'evbmf' };
+    case 'budget':
+      return { rule: 'budget', fraction: v, measure: 'flops' };
+    default:
+      return { rule: 'factor', factor: v, min_rank: 1 };
+  }
+}
+
+function compressSelected() {
+  const source = selectedModel();
+  if (!source || state.busy || source.compressedFrom) return;
+  clearError();
+  if (!state.worker) startWorker();
+  state.busy = true;
+  state.runId = state.nextId++;
+  state.pendingName = source.name;
+  state.compressSource = source;
+  state.compressStartedAt = performance.now();
+  setStatus(`Compressing ${source.name}…`);
+  setProgress(0);
+  updateControls();
+  const modelMsg = modelMessage(source);
+  state.worker.postMessage({ type: 'compress', id: state.runId, model: modelMsg, rule: rankRule() }, modelMsg.weights ? [modelMsg.weights] : []);
+}
+
+function onCompressed(msg) {
+  state.busy = false;
+  state.runId = null;
+  const source = state.compressSource;
+  const r = msg.report;
+  const id = `${msg.card.id}-${state.nextId++}`;
+  const model = {
+    id,
+    name: msg.card.name,
+    uploaded: { json: msg.model_json, weights: msg.weights },
+    teacher: source.id,
+    compressedFrom: source.id,
+    params: r.params_after,
+    flops_per_patch: r.flops_after,
+    patch: msg.card.patch_size,
+  };
+  state.models.push(model);
+  state.compressed = { model, source, report: r };
+  renderModels(source.id);
+  const pct = (a, b) => `${(100 * (1 - a / b)).toFixed(1)}% fewer`;
+  const factorised = r.layers.filter((l) => l.ranks).length;
+  const wall = (performance.now() - state.compressStartedAt) / 1000;
+  el.compressSummary.dataset.paramsBefore = String(r.params_before);
+  el.compressSummary.dataset.paramsAfter = String(r.params_after);
+  el.compressSummary.textContent =
+    `${msg.card.name}: ${factorised} of ${r.layers.length} convolutions factorised. ` +
+    `Parameters ${fmt(r.params_before)} → ${fmt(r.params_after)} (${pct(r.params_after, r.params_before)}); ` +
+    `GFLOP per window ${fmt(r.flops_before / 1e9)} → ${fmt(r.flops_after / 1e9)} (${pct(r.flops_after, r.flops_before)}). ` +
+    `Decomposed in ${(r.ms / 1000).toFixed(1)} s in this tab (${wall.toFixed(1)} s with loading). Added to the model list; kept in this tab only.`;
+  const cell = (text) => {
+    const td = document.createElement('td');
+    td.textContent = text;
+    return td;
+  };
+  el.compressLayers.tBodies[0].replaceChildren(
+    ...r.layers.map((l) => {
+      const tr = document.createElement('tr');
+      tr.dataset.layer = l.name;
+      tr.append(
+        cell(l.name),
+        cell(l.shape.join('×')),
+        cell(l.ranks ? l.ranks.join(', ') : `whole (${l.whole_because})`),
+        cell(fmt(l.params_before)),
+        cell(fmt(l.params_after)),
+        cell(fmt(l.flops_before / 1e6)),
+        cell(fmt(l.flops_after / 1e6)),
+        cell(l.ranks ? Number(l.rel_error).toFixed(4) : '–'),
+        cell(fmt(l.ms)),
+      );
+      return tr;
+    }),
+  );
+  el.compressLayersDetails.hidden = false;
+  el.compressVerdict.hidden = true;
+  setStatus(`Compressed ${source.name}. ${state.volume ? 'Run both to judge it on this volume.' : 'Load a volume to judge it.'}`);
+  setProgress(1);
+  updateControls();
+}
+
+function runCompressed() {
+  const c = state.compressed;
+  if (!c || !state.volume || state.busy) return;
+  state.compare = { teacher: c.source, student: c.model, step: 'teacher', results: {}, compress: true };
+  el.comparePanel.hidden = true;
+  el.compressVerdict.hidden = true;
+  runModel(c.source);
+  setStatus(`Running the original (${c.source.name}) first…`);
+}
+
+/** PASS when every label's Dice drop (1 − Dice against the original) is within the margin. */
+function renderVerdict(dice) {
+  if (state.compressed) state.compressed.lastDice = dice;
+  const margin = Number(el.margin.value);
+  const labels = (state.modelInfo?.labels || []).filter((l) => l.value > 0).map((l) => l.name);
+  const label = labels.length ? labels.join(', ') : 'foreground';
+  const drop = 1 - dice;
+  const pass = Number.isFinite(margin) && drop <= margin;
+  el.compressVerdict.dataset.verdict = pass ? 'PASS' : 'FAIL';
+  el.compressVerdict.className = `verdict ${pass ? 'pass' : 'fail'}`;
+  el.compressVerdict.textContent = pass
+    ? `PASS: the largest Dice drop (${label}: ${drop.toFixed(4)}) is within the margin of ${margin}.`
+    : `FAIL: ${label} drops by ${drop.toFixed(4)} in Dice against the original, more than the margin of ${margin}.`;
+  el.compressVerdict.hidden = false;
+}
+
+function downloadCompressed() {
+  const c = state.compressed;
+  if (!c) return;
+  // A package is a folder of two files; the browser saves them side by side, named after the model.
+  const files = [
+    [`${c.model.id}.model.json`, new Blob([c.model.uploaded.json], { type: 'application/json' })],
+    [`${c.model.id}.weights.safetensors`, new Blob([c.model.uploaded.weights], { type: 'application/octet-stream' })],
+  ];
+  for (const [name, blob] of files) {
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  }
+  setStatus(`Saved ${c.model.id}.model.json and ${c.model.id}.weights.safetensors: put them in one folder as model.json and weights.safetensors to load them with bedside.`);
 }
 
 function clearResults() {
@@ -889,6 +1087,18 @@ function wire() {
     updateControls();
   });
   el.compare.addEventListener('click', compare);
+  el.rankRule.addEventListener('change', () => {
+    renderRankParam(true);
+    updateControls();
+  });
+  el.rankParam.addEventListener('input', () => renderRankParam(false));
+  el.compressButton.addEventListener('click', compressSelected);
+  el.compressRun.addEventListener('click', runCompressed);
+  el.compressDownload.addEventListener('click', downloadCompressed);
+  el.margin.addEventListener('input', () => {
+    const c = state.compressed;
+    if (c && Number.isFinite(c.lastDice)) renderVerdict(c.lastDice);
+  });
   el.weightsInput.addEventListener('change', () => {
     importWeights(el.weightsInput.files && el.weightsInput.files[0]);
     el.weightsInput.value = '';

@@ -13,6 +13,8 @@
 //                                        {type:'result', id, result}  (mask buffer transferred)
 //                                        {type:'error', id, message, fatal}
 //   {type:'agreement', id, a, b}         {type:'agreement', id, dice, hd95_mm}  (two gzip NIfTI masks)
+//   {type:'compress', id, model, rule}   {type:'progress', …}, then
+//                                        {type:'compressed', id, card, model_json, weights, report} (transferred)
 // Image bytes arrive here by transfer and are never sent anywhere else. The only network requests
 // made here are same-origin GETs of the wasm and the model package.
 
@@ -310,6 +312,34 @@ async function handle(msg) {
       const out = bedside.import_hdbet(new Uint8Array(msg.bytes), String(msg.name));
       const buffer = ownBuffer(toU8(out.weights));
       post({ type: 'imported', id: msg.id, card: plain(out.card), model_json: out.model_json, weights: buffer }, [buffer]);
+      return;
+    }
+    case 'compress': {
+      // Tucker-2 of the model's convolutions, here in the worker; the package stays in this tab.
+      const { id, model } = msg;
+      await ensureEngine();
+      let json;
+      let weights;
+      if (model.json) {
+        json = model.json;
+        weights = new Uint8Array(model.weights);
+      } else {
+        json = new TextDecoder().decode(await fetchBytes(modelUrl(model.path, 'model.json'), id, 'Loading model description…'));
+        weights = await fetchBytes(modelUrl(model.path, 'weights.safetensors'), id, 'Loading model weights…');
+      }
+      let lastPost = 0;
+      const onProgress = (layer, fraction) => {
+        const now = performance.now();
+        if (now - lastPost < 50 && fraction !== 1) return;
+        lastPost = now;
+        post({ type: 'progress', id, stage: layer ? `Decomposing ${layer}…` : 'Writing the package…', fraction });
+      };
+      const out = bedside.compress_model(json, weights, msg.rule, onProgress);
+      const buffer = ownBuffer(toU8(out.weights));
+      post(
+        { type: 'compressed', id, card: plain(out.card), model_json: out.model_json, weights: buffer, report: plain(out.report) },
+        [buffer],
+      );
       return;
     }
     case 'run': {
