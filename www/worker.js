@@ -254,20 +254,31 @@ async function selectBackend(id, preference, cachedChoice) {
   return selection;
 }
 
+/** A model package's `model.json` text and weights bytes: from the message when it was converted
+ * or compressed in this tab, else fetched from its same-origin folder. */
+async function readPackage(id, model) {
+  if (model.json) return { json: model.json, weights: new Uint8Array(model.weights) };
+  const json = new TextDecoder().decode(await fetchBytes(modelUrl(model.path, 'model.json'), id, 'Loading model description…'));
+  const weights = await fetchBytes(modelUrl(model.path, 'weights.safetensors'), id, 'Loading model weights…');
+  return { json, weights };
+}
+
+/** An engine progress callback that posts at most every 50 ms (and always the end). */
+function throttledProgress(id, stageOf) {
+  let lastPost = 0;
+  return (what, fraction) => {
+    const now = performance.now();
+    if (now - lastPost < 50 && fraction !== 1) return;
+    lastPost = now;
+    post({ type: 'progress', id, stage: stageOf(what), fraction: Number.isFinite(fraction) ? fraction : null });
+  };
+}
+
 async function loadModel(id, model, backend, ensemble) {
   const key = `${model.id}|${model.path ?? 'uploaded'}|${backend}|${ensemble ? 'ensemble' : 'single'}`;
   if (engine.modelKey === key && engine.modelInfo) return engine.modelInfo;
   post({ type: 'progress', id, stage: `Loading model ${model.name || model.id}…`, fraction: null });
-  let json;
-  let weights;
-  if (model.json) {
-    // Imported in this tab: the converted package arrives with the message.
-    json = model.json;
-    weights = new Uint8Array(model.weights);
-  } else {
-    json = new TextDecoder().decode(await fetchBytes(modelUrl(model.path, 'model.json'), id, 'Loading model description…'));
-    weights = await fetchBytes(modelUrl(model.path, 'weights.safetensors'), id, 'Loading model weights…');
-  }
+  const { json, weights } = await readPackage(id, model);
   const members = [];
   if (ensemble) {
     const listed = JSON.parse(json).ensemble || [];
@@ -318,22 +329,8 @@ async function handle(msg) {
       // Tucker-2 of the model's convolutions, here in the worker; the package stays in this tab.
       const { id, model } = msg;
       await ensureEngine();
-      let json;
-      let weights;
-      if (model.json) {
-        json = model.json;
-        weights = new Uint8Array(model.weights);
-      } else {
-        json = new TextDecoder().decode(await fetchBytes(modelUrl(model.path, 'model.json'), id, 'Loading model description…'));
-        weights = await fetchBytes(modelUrl(model.path, 'weights.safetensors'), id, 'Loading model weights…');
-      }
-      let lastPost = 0;
-      const onProgress = (layer, fraction) => {
-        const now = performance.now();
-        if (now - lastPost < 50 && fraction !== 1) return;
-        lastPost = now;
-        post({ type: 'progress', id, stage: layer ? `Decomposing ${layer}…` : 'Writing the package…', fraction });
-      };
+      const { json, weights } = await readPackage(id, model);
+      const onProgress = throttledProgress(id, (layer) => (layer ? `Decomposing ${layer}…` : 'Writing the package…'));
       const out = bedside.compress_model(json, weights, msg.rule, onProgress);
       const buffer = ownBuffer(toU8(out.weights));
       post(
@@ -351,13 +348,7 @@ async function handle(msg) {
       const info = await loadModel(id, msg.model, selection.backend, Boolean(msg.ensemble));
       post({ type: 'model', id, info });
       post({ type: 'progress', id, stage: 'Segmenting…', fraction: 0 });
-      let lastPost = 0;
-      const onProgress = (stage, fraction) => {
-        const now = performance.now();
-        if (now - lastPost < 50 && fraction !== 1) return;
-        lastPost = now;
-        post({ type: 'progress', id, stage: String(stage), fraction: Number.isFinite(fraction) ? fraction : null });
-      };
+      const onProgress = throttledProgress(id, String);
       const raw = await bedside.segment(new Uint8Array(msg.bytes), { tta: Boolean(msg.tta) }, onProgress);
       const mask = toU8(raw.mask_nii_gz ?? (raw instanceof Map ? raw.get('mask_nii_gz') : undefined));
       const rest = plain(raw instanceof Map ? Object.fromEntries(raw) : raw);

@@ -10,7 +10,7 @@ use super::commands::{print, resolve_model_dir};
 use super::kernel_file::read_kernel;
 use super::CliError;
 use crate::compress::{compress_package, describe, CompressOptions, RankRule};
-use crate::tucker::ranks::BudgetMeasure;
+use crate::tucker::ranks::{BudgetMeasure, ConvGeometry};
 use crate::tucker::{partial_tucker2, HooiOptions};
 
 /// The rank rule from the command line's options; exactly one is given.
@@ -109,9 +109,14 @@ pub fn tucker(kernel: &str, ranks: &str, json: bool) -> Result<(), CliError> {
     let t = partial_tucker2(&k.shape, &k.values, ranks, &HooiOptions::default())
         .map_err(|e| CliError(format!("{kernel}: {e}")))?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    let spatial: usize = k.shape[2..].iter().product();
-    let params_before = k.values.len();
-    let params_after = k.shape[1] * ranks[1] + ranks[0] * ranks[1] * spatial + ranks[0] * k.shape[0];
+    let geometry = ConvGeometry {
+        out_channels: k.shape[0],
+        in_channels: k.shape[1],
+        kernel_volume: k.shape[2..].iter().product(),
+        in_voxels: 1,
+        out_voxels: 1,
+    };
+    let (params_before, params_after) = (geometry.params(), geometry.factorised_params(ranks));
     let value = json!({
         "kernel": kernel,
         "shape": k.shape,
