@@ -131,6 +131,27 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// The Pareto view: the model and its Tucker-2 at each rank factor, timed on one backend
+    /// and compared with the original per label; names the fastest within the margin.
+    Pareto {
+        /// Model package folder, or the name of one under ./models.
+        model: String,
+        /// IMAGE or IMAGE:REFERENCE_MASK.
+        volume: String,
+        /// Comma-separated rank factors in (0, 1].
+        #[arg(long, default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")]
+        factors: String,
+        #[arg(long, default_value_t = 1)]
+        min_rank: usize,
+        /// Largest Dice drop per label against the original that passes.
+        #[arg(long, default_value_t = 0.01)]
+        margin: f64,
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// One untimed run of each model first (default: on wgpu, where the first run compiles kernels).
+        #[arg(long)]
+        warmup: Option<bool>,
+    },
     /// Tucker-2 (HOOI) of one kernel [out, in, k...]: relative error, sweeps and milliseconds.
     Tucker {
         /// KERNEL.npy, or WEIGHTS.safetensors:TENSOR_NAME.
@@ -170,6 +191,13 @@ fn main() -> ExitCode {
         Command::Compress { model, rank_factor, min_rank, energy, evbmf, budget_flops, budget_params, out, report } => {
             let rule = compress::RuleOptions { rank_factor, min_rank, energy, evbmf, budget_flops, budget_params };
             compress::compress(&model, &rule, &out, report.as_deref(), cli.json)
+        }
+        Command::Pareto { model, volume, factors, min_rank, margin, backend, warmup } => {
+            let (image, reference) = match volume.split_once(':') {
+                Some((i, r)) => (PathBuf::from(i), Some(PathBuf::from(r))),
+                None => (PathBuf::from(&volume), None),
+            };
+            compress::pareto(&model, &image, reference.as_deref(), &factors, min_rank, margin, &backend, warmup, cli.json)
         }
         Command::Tucker { kernel, ranks } => compress::tucker(&kernel, &ranks, cli.json),
     };

@@ -142,9 +142,76 @@ fn lower_envelope(f: &[f64], h: f64, out: &mut [f64]) {
     }
 }
 
+/// Dice of one label between two label volumes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LabelDice {
+    pub value: u8,
+    pub name: String,
+    pub dice: f64,
+}
+
+/// Dice of every non-background label of `labels` between two label volumes
+/// of equal length (voxels equal to the label's value in each). A label absent
+/// from both agrees perfectly (1.0).
+pub fn dice_per_label(a: &[u8], b: &[u8], labels: &[crate::model::Label]) -> Vec<LabelDice> {
+    assert_eq!(a.len(), b.len(), "dice needs masks of the same size");
+    let (mut both, mut na, mut nb) = ([0u64; 256], [0u64; 256], [0u64; 256]);
+    for (&x, &y) in a.iter().zip(b) {
+        na[x as usize] += 1;
+        nb[y as usize] += 1;
+        both[x as usize] += (x == y) as u64;
+    }
+    labels
+        .iter()
+        .filter(|l| l.value != 0)
+        .map(|l| {
+            let v = l.value as usize;
+            let dice = if na[v] + nb[v] == 0 { 1.0 } else { 2.0 * both[v] as f64 / (na[v] + nb[v]) as f64 };
+            LabelDice { value: l.value, name: l.name.clone(), dice }
+        })
+        .collect()
+}
+
+/// A reference mask's voxels as labels of a model with `labels`: for a model
+/// with one foreground label, any value > 0 is that label (brain masks are
+/// often stored as the skull-stripped image, as Colin27's `ch2bet` is); for
+/// several, the rounded value is the label.
+pub fn reference_labels(values: &[f32], labels: &[crate::model::Label]) -> Vec<u8> {
+    let foreground: Vec<u8> = labels.iter().map(|l| l.value).filter(|&v| v != 0).collect();
+    match foreground.as_slice() {
+        [only] => values.iter().map(|&x| if x > 0.0 { *only } else { 0 }).collect(),
+        _ => values.iter().map(|&x| x.round().clamp(0.0, 255.0) as u8).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn label(value: u8, name: &str) -> crate::model::Label {
+        crate::model::Label { value, name: name.into(), color: [0, 0, 0] }
+    }
+
+    #[test]
+    fn dice_per_label_counts_each_label_apart() {
+        let labels = [label(0, "background"), label(1, "a"), label(2, "b"), label(3, "absent")];
+        // a: A = {0,1,2}, B = {0,1}: 2·2/(3+2) = 0.8. b: A = {3}, B = {2,3,4}: 2·1/(1+3) = 0.5.
+        let a = [1, 1, 1, 2, 0, 0];
+        let b = [1, 1, 2, 2, 2, 0];
+        let d = dice_per_label(&a, &b, &labels);
+        assert_eq!(d.iter().map(|l| l.value).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert!((d[0].dice - 0.8).abs() < 1e-12);
+        assert!((d[1].dice - 0.5).abs() < 1e-12);
+        assert_eq!(d[2].dice, 1.0);
+    }
+
+    #[test]
+    fn reference_labels_binarise_for_one_label_and_round_for_several() {
+        let one = [label(0, "background"), label(1, "brain")];
+        assert_eq!(reference_labels(&[0.0, 37.5, -2.0, 1.0], &one), vec![0, 1, 0, 1]);
+        let several = [label(0, "background"), label(1, "a"), label(2, "b")];
+        assert_eq!(reference_labels(&[0.0, 1.0, 2.0, 1.9], &several), vec![0, 1, 2, 2]);
+    }
 
     #[test]
     fn distance_transform_matches_brute_force() {

@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::commands::{print, resolve_model_dir};
+use super::commands::{open_device, print, read_volume, resolve_model_dir};
 use super::kernel_file::read_kernel;
 use super::CliError;
+use crate::compress::pareto::{ParetoPoint, SweepOptions};
 use crate::compress::{compress_package, describe, CompressOptions, RankRule};
+use crate::metrics::reference_labels;
 use crate::tucker::ranks::{BudgetMeasure, ConvGeometry};
 use crate::tucker::{partial_tucker2, HooiOptions};
 
@@ -151,4 +153,94 @@ fn parse_ranks(text: &str) -> Result<[usize; 2], CliError> {
         },
         _ => Err(CliError(format!("--ranks {text}: give R_OUT,R_IN"))),
     }
+}
+
+/// `bedside pareto`: the model and its Tucker-2 at each factor, timed on one
+/// backend and compared with the original (and a reference mask).
+#[allow(clippy::too_many_arguments)]
+pub fn pareto(model: &str, image: &Path, reference_path: Option<&Path>, factors: &str, min_rank: usize, margin: f64, backend: &str, warmup: Option<bool>, json: bool) -> Result<(), CliError> {
+    let factors = factors
+        .split(',')
+        .map(|f| f.trim().parse::<f64>().map_err(|_| CliError(format!("--factors {factors}: comma-separated numbers in (0, 1]"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dir = resolve_model_dir(model)?;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| CliError(format!("cannot read {}: {e}", p.display())));
+    let model_json = String::from_utf8(read(&dir.join("model.json"))?).map_err(|_| CliError("model.json is not UTF-8".into()))?;
+    let weights = read(&dir.join("weights.safetensors"))?;
+    let volume = read_volume(image)?;
+    let source = crate::model::package::parse_manifest(&model_json).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
+    let reference = match reference_path {
+        Some(r) => {
+            let mask = read_volume(r)?;
+            if mask.dims != volume.dims {
+                return Err(CliError(format!("{}: reference grid {:?} differs from the image's {:?}", r.display(), mask.dims, volume.dims)));
+            }
+            Some(reference_labels(&mask.data, &source.labels))
+        }
+        None => None,
+    };
+    let opened = open_device(backend)?;
+    // On wgpu each model's first run compiles its kernels: time the second by default.
+    let warmup = warmup.unwrap_or(opened.adapter.is_some());
+    let options = SweepOptions { factors, min_rank, margin, warmup };
+    let mut on_point = |p: &ParetoPoint| {
+        eprintln!("[pareto] {}", point_line(p));
+        true
+    };
+    let mut last = String::new();
+    let mut progress = |what: &str, _: f64| {
+        if what != last {
+            last = what.to_string();
+            if what.starts_with("Decomposing") {
+                eprintln!("[pareto] {what}");
+            }
+        }
+        true
+    };
+    let sweep = pollster::block_on(crate::compress::pareto::sweep(&model_json, &weights, &volume, reference.as_deref(), &options, &opened, &mut on_point, &mut progress))
+        .map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
+    let value = json!({
+        "model": sweep.source_id,
+        "volume": image.display().to_string(),
+        "reference": reference_path.map(|r| r.display().to_string()),
+        "backend": opened.backend.name(),
+        "adapter": opened.adapter,
+        "warmup": warmup,
+        "sweep": sweep,
+    });
+    print(value, json, || {
+        let mut lines: Vec<String> = sweep.points.iter().map(point_line).collect();
+        lines.push(match sweep.fastest_passing {
+            Some(i) => format!("fastest within the margin of {}: {}", sweep.margin, point_name(&sweep.points[i])),
+            None => format!("no model stays within the margin of {}", sweep.margin),
+        });
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+fn point_name(p: &ParetoPoint) -> String {
+    match p.factor {
+        None => "the original".into(),
+        Some(f) => format!("factor {f:.2}"),
+    }
+}
+
+fn point_line(p: &ParetoPoint) -> String {
+    let reference = p
+        .dice_vs_reference
+        .as_ref()
+        .map(|d| d.iter().map(|l| format!("{} {:.4}", l.name, l.dice)).collect::<Vec<_>>().join(", "))
+        .map_or(String::new(), |d| format!("  vs reference {d}"));
+    format!(
+        "{:>12}  params {:>10}  GFLOP {:>7.1}  {:>9.0} ms (inference {:>8.0})  Dice vs original {:.4} ({}){reference}  {}",
+        point_name(p),
+        p.params,
+        p.flops as f64 / 1e9,
+        p.ms,
+        p.inference_ms,
+        1.0 - p.worst_drop,
+        p.worst_label,
+        if p.passes { "PASS" } else { "FAIL" }
+    )
 }

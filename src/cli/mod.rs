@@ -1,4 +1,4 @@
-//! The native command line: `bedside info|segment|dice|import-hdbet|bench|distill|evaluate|tucker`.
+//! The native command line: `bedside info|segment|dice|import-hdbet|bench|distill|evaluate|catalog|compress|pareto|tucker`.
 //! Each command prints human text, or JSON with `--json`, and fails with a
 //! clear message and a non-zero exit status.
 

@@ -8,6 +8,8 @@
 //! report), and weights in which a factorised layer's tensors are
 //! `name.first.weight`, `name.core.weight`, `name.last.weight` (+ `.bias`).
 
+pub mod pareto;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

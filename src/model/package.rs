@@ -236,7 +236,11 @@ impl Model {
     /// Builds a model from the two files of a package, already in memory
     /// (the browser fetches them; the CLI reads them from a folder).
     pub fn from_package_bytes(model_json: &str, weights: Vec<u8>, device: &Device) -> Result<Self, ModelError> {
-        let manifest = parse_manifest(model_json)?;
+        Self::from_manifest(parse_manifest(model_json)?, weights, device)
+    }
+
+    /// Builds a model from a manifest already parsed (a package made in memory).
+    pub fn from_manifest(manifest: Manifest, weights: Vec<u8>, device: &Device) -> Result<Self, ModelError> {
         let mut network = Network::build(&manifest, device)?;
         network.load_safetensors(weights)?;
         Ok(Self { manifest, network, members: Vec::new() })
