@@ -298,22 +298,107 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
 }
 
 /// How far two masks of the same volume agree (the page's Compare): Dice and
-/// the 95th-percentile surface distance, from the two gzip NIfTI masks.
+/// the 95th-percentile surface distance of the foregrounds, Dice per label
+/// (`labels`: the model card's), and, when a reference mask is given, each
+/// mask's Dice per label against it. All three are gzip NIfTI bytes.
 #[wasm_bindgen]
-pub fn mask_agreement(a: &[u8], b: &[u8]) -> Result<JsValue, JsError> {
+pub fn mask_agreement(a: &[u8], b: &[u8], reference: Option<Vec<u8>>, labels: JsValue) -> Result<JsValue, JsError> {
+    let labels: Vec<crate::model::Label> = if labels.is_undefined() || labels.is_null() {
+        Vec::new()
+    } else {
+        serde_wasm_bindgen::from_value(labels).map_err(|e| JsError::new(&format!("bad labels: {e}")))?
+    };
     let read = |bytes: &[u8]| volume::read_nifti(bytes).map_err(|e| JsError::new(&e.to_string()));
     let (va, vb) = (read(a)?, read(b)?);
     if va.dims != vb.dims {
         return Err(JsError::new(&format!("the masks are on different grids: {:?} vs {:?}", va.dims, vb.dims)));
     }
-    let binary = |v: &volume::Volume| v.data.iter().map(|&x| (x > 0.0) as u8).collect::<Vec<u8>>();
-    let (ma, mb) = (binary(&va), binary(&vb));
+    let as_labels = |v: &volume::Volume| v.data.iter().map(|&x| x.round().clamp(0.0, 255.0) as u8).collect::<Vec<u8>>();
+    let (la, lb) = (as_labels(&va), as_labels(&vb));
+    let reference = match reference {
+        Some(bytes) => {
+            let r = volume::read_nifti(&bytes).map_err(|e| JsError::new(&format!("the reference mask: {e}")))?;
+            if r.dims != va.dims {
+                return Err(JsError::new(&format!(
+                    "the reference mask is on another grid ({:?}) than the volume ({:?})",
+                    r.dims, va.dims
+                )));
+            }
+            let lr = crate::metrics::reference_labels(&r.data, &labels);
+            Some(ReferenceDice {
+                a: crate::metrics::dice_per_label(&la, &lr, &labels),
+                b: crate::metrics::dice_per_label(&lb, &lr, &labels),
+            })
+        }
+        None => None,
+    };
+    let binary = |l: &[u8]| l.iter().map(|&x| (x > 0) as u8).collect::<Vec<u8>>();
+    let (ma, mb) = (binary(&la), binary(&lb));
+    #[derive(Serialize)]
+    struct ReferenceDice {
+        a: Vec<crate::metrics::LabelDice>,
+        b: Vec<crate::metrics::LabelDice>,
+    }
     #[derive(Serialize)]
     struct Agreement {
         dice: f64,
         hd95_mm: Option<f64>,
+        per_label: Vec<crate::metrics::LabelDice>,
+        reference: Option<ReferenceDice>,
     }
-    to_js(&Agreement { dice: crate::metrics::dice(&ma, &mb), hd95_mm: crate::metrics::hd95(&ma, &mb, va.dims, va.spacing) })
+    to_js(&Agreement {
+        dice: crate::metrics::dice(&ma, &mb),
+        hd95_mm: crate::metrics::hd95(&ma, &mb, va.dims, va.spacing),
+        per_label: crate::metrics::dice_per_label(&la, &lb, &labels),
+        reference,
+    })
+}
+
+/// The Pareto view: segments `volume` (NIfTI bytes) with the package and with
+/// its Tucker-2 at each factor of `options` (`{factors, min_rank, margin,
+/// warmup}`), on the selected backend. `reference` is an optional mask on
+/// the volume's grid. Calls `on_point(point)` as each model is measured and
+/// `on_progress(what, fraction)` as work advances. Returns the sweep.
+#[wasm_bindgen]
+pub async fn pareto_sweep(
+    model_json: String,
+    weights: Vec<u8>,
+    volume: Vec<u8>,
+    reference: Option<Vec<u8>>,
+    options: JsValue,
+    on_point: js_sys::Function,
+    on_progress: js_sys::Function,
+) -> Result<JsValue, JsError> {
+    let opened = current_device()?;
+    let options: crate::compress::pareto::SweepOptions =
+        serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad sweep options: {e}")))?;
+    let vol = volume::read_nifti(&volume).map_err(|e| JsError::new(&e.to_string()))?;
+    drop(volume);
+    let source = crate::model::package::parse_manifest(&model_json).map_err(|e| JsError::new(&e.to_string()))?;
+    let reference = match reference {
+        Some(bytes) => {
+            let r = volume::read_nifti(&bytes).map_err(|e| JsError::new(&format!("the reference mask: {e}")))?;
+            if r.dims != vol.dims {
+                return Err(JsError::new(&format!("the reference mask is on another grid ({:?}) than the volume ({:?})", r.dims, vol.dims)));
+            }
+            Some(crate::metrics::reference_labels(&r.data, &source.labels))
+        }
+        None => None,
+    };
+    let mut point = |p: &crate::compress::pareto::ParetoPoint| {
+        if let Ok(v) = to_js(p) {
+            let _ = on_point.call1(&JsValue::NULL, &v);
+        }
+        true
+    };
+    let mut progress = |what: &str, fraction: f64| {
+        let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(what), &JsValue::from_f64(fraction));
+        true
+    };
+    let sweep = crate::compress::pareto::sweep(&model_json, &weights, &vol, reference.as_deref(), &options, &opened, &mut point, &mut progress)
+        .await
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    to_js(&sweep)
 }
 
 /// Sets `object[key] = value`. Byte arrays go this way rather than through

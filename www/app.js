@@ -57,6 +57,14 @@ const el = {
   compressVerdict: $('compress-verdict'),
   compressLayers: $('compress-layers'),
   compressLayersDetails: $('compress-layers-details'),
+  referenceInput: $('reference-input'),
+  referenceClear: $('reference-clear'),
+  referenceInfo: $('reference-info'),
+  paretoFactors: $('pareto-factors'),
+  paretoButton: $('pareto-button'),
+  paretoSummary: $('pareto-summary'),
+  paretoPlot: $('pareto-plot'),
+  paretoTable: $('pareto-table'),
   appVersion: $('app-version'),
   engineVersion: $('engine-version'),
 };
@@ -82,6 +90,11 @@ const state = {
   // A Compare in flight: { teacher, student, step: 'teacher' | 'student' | 'agreement', results }.
   compare: null,
   compareViewers: null, // [left, right] Viewer instances, made on first use
+  compressed: null, // { model, source, report, lastPerLabel }: the last compression in this tab
+  reference: null, // { name, bytes }: an independent mask of the loaded volume
+  referenceInspectId: null,
+  pendingReference: null,
+  pareto: null, // { source, factors, points, done, startedAt }: the Pareto view's sweep
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -132,6 +145,11 @@ function updateControls() {
   el.compressButton.disabled = !(idle && state.engineReady && selectedModel() && !selectedModel().compressedFrom);
   el.compressRun.disabled = !(idle && state.engineReady && state.volume && state.compressed);
   el.compressDownload.disabled = !state.compressed;
+  el.paretoButton.disabled = !(idle && state.engineReady && state.volume && selectedModel() && !selectedModel().compressedFrom);
+  el.paretoFactors.disabled = state.busy;
+  el.referenceInput.disabled = !(idle && state.volume);
+  el.referenceClear.hidden = !state.reference;
+  el.referenceClear.disabled = state.busy;
   el.rankRule.disabled = state.busy;
   el.rankParam.disabled = state.busy || el.rankRule.value === 'evbmf';
 }
@@ -203,6 +221,7 @@ function onWorkerMessage(worker, msg) {
       renderDevice();
       break;
     case 'inspected':
+      if (msg.id === state.referenceInspectId) onReferenceInspected(msg.info);
       if (msg.id !== state.inspectId) return;
       onInspected(msg.info);
       break;
@@ -235,6 +254,14 @@ function onWorkerMessage(worker, msg) {
       if (msg.id !== state.runId) return;
       onCompressed(msg);
       break;
+    case 'pareto-point':
+      if (msg.id !== state.runId) return;
+      onParetoPoint(msg.point);
+      break;
+    case 'pareto':
+      if (msg.id !== state.runId) return;
+      onParetoDone(msg.sweep);
+      break;
     case 'error':
       onWorkerError(msg);
       break;
@@ -248,6 +275,24 @@ function onWorkerError(msg) {
     showError(msg.message);
     setStatus('The engine could not start.');
     el.engineVersion.textContent = 'unavailable';
+    updateControls();
+    return;
+  }
+  if (msg.phase === 'inspect' && msg.id === state.referenceInspectId) {
+    state.referenceInspectId = null;
+    state.pendingReference = null;
+    showError(`Could not read the reference mask: ${msg.message}${state.reference ? ` Still used: ${state.reference.name}.` : ''}`);
+    setIdleStatus();
+    updateControls();
+    return;
+  }
+  if (msg.phase === 'pareto') {
+    state.busy = false;
+    state.runId = null;
+    showError(`The Pareto sweep stopped: ${msg.message} The points measured so far are kept.`);
+    setIdleStatus();
+    setProgress(0);
+    if (msg.fatal) restartWorker();
     updateControls();
     return;
   }
@@ -366,6 +411,11 @@ async function onInspected(info) {
   state.pendingBytes = null;
   state.volume = { name, bytes, info };
   state.result = null;
+  if (state.reference) {
+    state.reference = null;
+    el.referenceInfo.textContent = 'The reference mask was removed: it belonged to the previous volume.';
+  }
+  clearPareto();
   clearResults();
   el.comparePanel.hidden = true; // a comparison belongs to the volume it was made on
   el.volumeInfo.textContent = describeVolume(name, info);
@@ -682,7 +732,9 @@ async function onCompareResult(result) {
   setStatus('Comparing: measuring the agreement of the two masks…');
   const a = c.results.teacher.mask.slice(0);
   const b = result.mask.slice(0);
-  state.worker.postMessage({ type: 'agreement', id: state.runId, a, b }, [a, b]);
+  const reference = state.reference ? state.reference.bytes.slice(0) : null;
+  const labels = state.modelInfo?.labels ?? null;
+  state.worker.postMessage({ type: 'agreement', id: state.runId, a, b, reference, labels }, reference ? [a, b, reference] : [a, b]);
   updateControls();
 }
 
@@ -706,9 +758,11 @@ async function onAgreement(msg) {
   const speedup = c.results.teacher.timings_ms.total / c.results.student.timings_ms.total;
   const hd = Number.isFinite(msg.hd95_mm) ? `, HD95 ${msg.hd95_mm.toFixed(1)} mm` : '';
   el.compareAgreement.dataset.dice = String(msg.dice);
+  const vsReference = referenceSentence(msg.reference, c.compress ? ['the original', 'the compressed model'] : ['the teacher', 'the student']);
+  el.compareAgreement.dataset.referenceDice = msg.reference ? JSON.stringify([worstDice(msg.reference.a), worstDice(msg.reference.b)]) : '';
   el.compareAgreement.textContent =
     `Agreement of the student with the teacher: Dice ${msg.dice.toFixed(4)}${hd}. ` +
-    `The student took ${fmt(c.results.student.timings_ms.total)} ms, ${speedup.toFixed(1)}× faster than the teacher.`;
+    `The student took ${fmt(c.results.student.timings_ms.total)} ms, ${speedup.toFixed(1)}× faster than the teacher.${vsReference}`;
   const roles = c.compress ? ['Original', 'Compressed'] : ['Teacher', 'Student'];
   el.compareLeftCaption.textContent = `${roles[0]}: ${c.teacher.name}`;
   el.compareRightCaption.textContent = `${roles[1]}: ${c.student.name}`;
@@ -716,8 +770,8 @@ async function onAgreement(msg) {
     el.compareAgreement.textContent =
       `Agreement of the compressed model with the original: Dice ${msg.dice.toFixed(4)}${hd}. ` +
       `It took ${fmt(c.results.student.timings_ms.total)} ms against ${fmt(c.results.teacher.timings_ms.total)} ms ` +
-      `(${speedup.toFixed(2)}× the speed) on ${backendName(c.results.student.backend)}.`;
-    renderVerdict(msg.dice);
+      `(${speedup.toFixed(2)}× the speed) on ${backendName(c.results.student.backend)}.${vsReference}`;
+    renderVerdict(msg.per_label && msg.per_label.length ? msg.per_label : [{ name: 'foreground', dice: msg.dice }]);
   }
   el.comparePanel.hidden = false;
   setStatus(
@@ -877,14 +931,15 @@ function runCompressed() {
   setStatus(`Running the original (${c.source.name}) first…`);
 }
 
-/** PASS when every label's Dice drop (1 − Dice against the original) is within the margin. */
-function renderVerdict(dice) {
-  if (state.compressed) state.compressed.lastDice = dice;
+/** PASS when every label's Dice drop (1 − Dice against the original) is within the margin; the
+ * message names the label that dropped most. `perLabel`: [{name, dice}]. */
+function renderVerdict(perLabel) {
+  if (state.compressed) state.compressed.lastPerLabel = perLabel;
   const margin = Number(el.margin.value);
-  const labels = (state.modelInfo?.labels || []).filter((l) => l.value > 0).map((l) => l.name);
-  const label = labels.length ? labels.join(', ') : 'foreground';
-  const drop = 1 - dice;
-  const pass = Number.isFinite(margin) && drop <= margin;
+  const worst = perLabel.reduce((w, l) => (1 - l.dice > 1 - w.dice ? l : w), perLabel[0]);
+  const label = worst.name;
+  const drop = 1 - worst.dice;
+  const pass = Number.isFinite(margin) && perLabel.every((l) => 1 - l.dice <= margin);
   el.compressVerdict.dataset.verdict = pass ? 'PASS' : 'FAIL';
   el.compressVerdict.className = `verdict ${pass ? 'pass' : 'fail'}`;
   el.compressVerdict.textContent = pass
@@ -912,6 +967,234 @@ function downloadCompressed() {
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
   }
   setStatus(`Saved ${c.model.id}.model.json and ${c.model.id}.weights.safetensors: put them in one folder as model.json and weights.safetensors to load them with bedside.`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference mask: an independent mask of the loaded volume (e.g. a manual segmentation). Compare,
+// "Run original and compressed" and the Pareto view then report each model's Dice against it.
+
+async function loadReference(file) {
+  if (!file || !state.volume) return;
+  clearError();
+  const bytes = await readPickedFile(file, 'read', 2 ** 31, `${(file.size / 2 ** 30).toFixed(1)} GiB is too large for a mask.`);
+  if (!bytes) return;
+  state.referenceInspectId = state.nextId++;
+  state.pendingReference = { name: file.name, bytes };
+  setStatus(`Checking ${file.name}…`);
+  const copy = bytes.slice(0);
+  state.worker.postMessage({ type: 'inspect', id: state.referenceInspectId, bytes: copy }, [copy]);
+}
+
+function onReferenceInspected(info) {
+  const pending = state.pendingReference;
+  state.referenceInspectId = null;
+  state.pendingReference = null;
+  if (!pending || !state.volume) return;
+  const want = state.volume.info.dims || [];
+  const got = info.dims || [];
+  if (want.join('×') !== got.join('×')) {
+    showError(
+      `${pending.name} is not a mask of ${state.volume.name}: its grid is ${got.join(' × ')}, the volume's ${want.join(' × ')}.` +
+        (state.reference ? ` Still used: ${state.reference.name}.` : ''),
+    );
+  } else {
+    state.reference = pending;
+    el.referenceInfo.textContent = `Reference mask: ${pending.name} (${got.join(' × ')} voxels). Models are also compared with it.`;
+  }
+  setIdleStatus();
+  updateControls();
+}
+
+/** The smallest Dice over the labels of a per-label list. */
+function worstDice(perLabel) {
+  return perLabel.reduce((w, l) => Math.min(w, l.dice), 1);
+}
+
+/** " Against the reference (name): Dice a (first) and b (second)." or "" without a reference. */
+function referenceSentence(reference, names) {
+  if (!reference || !state.reference) return '';
+  const text = (list) => list.map((l) => `${l.name} ${l.dice.toFixed(4)}`).join(', ');
+  return ` Against the reference mask (${state.reference.name}): ${names[0]} ${text(reference.a)}, ${names[1]} ${text(reference.b)}.`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pareto view: the selected model and its Tucker-2 at several factors, each run on the loaded
+// volume on the chosen backend; time against Dice with the original, the fastest passing marked.
+
+function parseFactors(text) {
+  const parts = text.split(/[\s,;]+/).filter(Boolean);
+  const factors = parts.map(Number);
+  const bad = parts.filter((p, i) => !(factors[i] > 0 && factors[i] <= 1));
+  if (parts.length === 0) throw new Error('give at least one factor, e.g. 0.25, 0.5, 0.75');
+  if (bad.length) throw new Error(`${bad.join(', ')}: factors lie in (0, 1]`);
+  return [...new Set(factors)].sort((a, b) => a - b);
+}
+
+function clearPareto() {
+  state.pareto = null;
+  el.paretoSummary.textContent = '';
+  el.paretoPlot.replaceChildren();
+  el.paretoTable.hidden = true;
+  el.paretoTable.tBodies[0].replaceChildren();
+}
+
+function paretoSweep() {
+  const source = selectedModel();
+  if (!source || !state.volume || state.busy || source.compressedFrom) return;
+  clearError();
+  let factors;
+  try {
+    factors = parseFactors(el.paretoFactors.value);
+  } catch (e) {
+    showError(`Pareto view: ${e.message}`);
+    return;
+  }
+  clearPareto();
+  const preference = el.backend.value;
+  const cached = preference === 'auto' ? cachedAutoChoice() : null;
+  state.pareto = { source, factors, points: [], fastest: null, done: false, startedAt: performance.now() };
+  state.busy = true;
+  state.runId = state.nextId++;
+  setStatus(`Pareto view: ${source.name} and ${factors.length} compressed versions…`);
+  setProgress(0);
+  updateControls();
+  const copy = state.volume.bytes.slice(0);
+  const reference = state.reference ? state.reference.bytes.slice(0) : null;
+  const modelMsg = modelMessage(source);
+  // WebGPU compiles each model's kernels on its first run: time the second (the CPU needs no warm-up).
+  const warmup = preference === 'webgpu' || (preference === 'auto' && cached?.backend === 'webgpu');
+  const transfer = [copy, ...(reference ? [reference] : []), ...(modelMsg.weights ? [modelMsg.weights] : [])];
+  state.worker.postMessage(
+    {
+      type: 'pareto',
+      id: state.runId,
+      model: modelMsg,
+      bytes: copy,
+      reference,
+      options: { factors, min_rank: 1, margin: Number(el.margin.value) || 0, warmup },
+      backend: preference,
+      cachedChoice: cached ? cached.backend : null,
+    },
+    transfer,
+  );
+}
+
+function onParetoPoint(point) {
+  state.pareto.points.push(point);
+  renderPareto();
+}
+
+function onParetoDone(sweep) {
+  state.busy = false;
+  state.runId = null;
+  state.pareto.points = sweep.points;
+  state.pareto.done = true;
+  renderPareto();
+  const wall = (performance.now() - state.pareto.startedAt) / 1000;
+  setStatus(`Pareto view done: ${sweep.points.length} models in ${wall.toFixed(0)} s.`);
+  setProgress(1);
+  updateControls();
+}
+
+/** Points pass when every label's drop is within the margin as it is set now. */
+function paretoPasses(point, margin) {
+  return point.dice_vs_original.every((l) => 1 - l.dice <= margin);
+}
+
+function renderPareto() {
+  const p = state.pareto;
+  if (!p) return;
+  const margin = Number(el.margin.value);
+  const points = p.points.map((pt, i) => ({ ...pt, i, ok: Number.isFinite(margin) && paretoPasses(pt, margin) }));
+  const fastest = points.filter((pt) => pt.ok).reduce((best, pt) => (!best || pt.ms < best.ms ? pt : best), null);
+  const name = (pt) => (pt.factor === null || pt.factor === undefined ? 'original' : `factor ${pt.factor.toFixed(2)}`);
+  const cell = (text) => {
+    const td = document.createElement('td');
+    td.textContent = text;
+    return td;
+  };
+  el.paretoTable.tBodies[0].replaceChildren(
+    ...points.map((pt) => {
+      const tr = document.createElement('tr');
+      tr.dataset.factor = pt.factor === null || pt.factor === undefined ? 'original' : String(pt.factor);
+      tr.dataset.ms = String(pt.ms);
+      tr.dataset.dice = String(worstDice(pt.dice_vs_original));
+      tr.dataset.referenceDice = pt.dice_vs_reference ? String(worstDice(pt.dice_vs_reference)) : '';
+      tr.dataset.verdict = pt.ok ? 'PASS' : 'FAIL';
+      if (fastest && pt.i === fastest.i) tr.className = 'fastest';
+      const worst = pt.dice_vs_original.reduce((w, l) => (l.dice < w.dice ? l : w), pt.dice_vs_original[0] || { name: '–', dice: 1 });
+      tr.append(
+        cell(name(pt)),
+        cell(fmt(pt.params)),
+        cell(fmt(pt.flops / 1e9)),
+        cell(fmt(pt.ms)),
+        cell(fmt(pt.inference_ms)),
+        cell(`${worst.dice.toFixed(4)} (${worst.name})`),
+        cell(pt.dice_vs_reference ? pt.dice_vs_reference.map((l) => `${l.name} ${l.dice.toFixed(4)}`).join(', ') : '–'),
+        cell(pt.ok ? 'PASS' : 'FAIL'),
+      );
+      return tr;
+    }),
+  );
+  el.paretoTable.hidden = points.length === 0;
+  drawParetoPlot(points, fastest, margin, name);
+  const progress = p.done ? '' : ` (${points.length} of ${p.factors.length + 1} measured)`;
+  el.paretoSummary.dataset.fastest = fastest ? (fastest.factor ?? 'original').toString() : '';
+  el.paretoSummary.textContent = fastest
+    ? `Fastest within the margin of ${margin}: ${name(fastest)}, ${fmt(fastest.ms)} ms, Dice with the original ${worstDice(fastest.dice_vs_original).toFixed(4)}${progress}.`
+    : `No model stays within the margin of ${margin}${progress}.`;
+}
+
+/** Time (x) against the worst label's Dice with the original (y), drawn as SVG elements (no
+ * plotting library: a scatter of at most a dozen points, and no script may come from elsewhere). */
+function drawParetoPlot(points, fastest, margin, name) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const W = 520, H = 280, L = 56, R = 16, T = 14, B = 40;
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', 'Time against Dice with the original, per compression factor');
+  const add = (tag, attrs, text) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    if (text !== undefined) e.textContent = text;
+    svg.append(e);
+    return e;
+  };
+  if (points.length === 0) {
+    el.paretoPlot.replaceChildren();
+    return;
+  }
+  const xs = points.map((pt) => pt.ms / 1000);
+  const ys = points.map((pt) => worstDice(pt.dice_vs_original));
+  const xMax = Math.max(...xs) * 1.08 || 1;
+  const yMin = Math.max(0, Math.min(...ys, 1 - margin) - 0.02);
+  const X = (v) => L + ((W - L - R) * v) / xMax;
+  const Y = (v) => T + ((H - T - B) * (1 - v)) / (1 - yMin || 1);
+  add('line', { x1: L, y1: H - B, x2: W - R, y2: H - B, class: 'axis' });
+  add('line', { x1: L, y1: T, x2: L, y2: H - B, class: 'axis' });
+  for (let k = 0; k <= 4; k++) {
+    const xv = (xMax * k) / 4;
+    add('text', { x: X(xv), y: H - B + 16, 'text-anchor': 'middle', class: 'tick' }, xv.toFixed(xMax < 10 ? 1 : 0));
+    const yv = yMin + ((1 - yMin) * k) / 4;
+    add('text', { x: L - 6, y: Y(yv) + 4, 'text-anchor': 'end', class: 'tick' }, yv.toFixed(3));
+  }
+  add('text', { x: (L + W - R) / 2, y: H - 6, 'text-anchor': 'middle', class: 'label' }, 'seconds on this PC');
+  add('text', { x: 14, y: (T + H - B) / 2, 'text-anchor': 'middle', class: 'label', transform: `rotate(-90 14 ${(T + H - B) / 2})` }, 'Dice with the original');
+  if (Number.isFinite(margin) && 1 - margin >= yMin) {
+    add('line', { x1: L, y1: Y(1 - margin), x2: W - R, y2: Y(1 - margin), class: 'margin-line' });
+    add('text', { x: W - R, y: Y(1 - margin) - 4, 'text-anchor': 'end', class: 'tick' }, `margin ${margin}`);
+  }
+  points.forEach((pt, k) => {
+    const cx = X(xs[k]), cy = Y(ys[k]);
+    const c = add('circle', { cx, cy, r: 5, class: pt.ok ? 'point pass' : 'point fail', 'data-factor': pt.factor ?? 'original' });
+    const t = document.createElementNS(NS, 'title');
+    t.textContent = `${name(pt)}: ${fmt(pt.ms)} ms, Dice ${ys[k].toFixed(4)}`;
+    c.append(t);
+    add('text', { x: cx + 7, y: cy - 7, class: 'tick' }, pt.factor === null || pt.factor === undefined ? 'original' : pt.factor.toFixed(2));
+    if (fastest && pt.i === fastest.i) add('circle', { cx, cy, r: 10, class: 'fastest-ring', 'data-testid': 'pareto-fastest' });
+  });
+  el.paretoPlot.replaceChildren(svg);
 }
 
 function clearResults() {
@@ -1097,7 +1380,18 @@ function wire() {
   el.compressDownload.addEventListener('click', downloadCompressed);
   el.margin.addEventListener('input', () => {
     const c = state.compressed;
-    if (c && Number.isFinite(c.lastDice)) renderVerdict(c.lastDice);
+    if (c && c.lastPerLabel) renderVerdict(c.lastPerLabel);
+    if (state.pareto && state.pareto.points.length) renderPareto();
+  });
+  el.paretoButton.addEventListener('click', paretoSweep);
+  el.referenceInput.addEventListener('change', () => {
+    loadReference(el.referenceInput.files && el.referenceInput.files[0]);
+    el.referenceInput.value = '';
+  });
+  el.referenceClear.addEventListener('click', () => {
+    state.reference = null;
+    el.referenceInfo.textContent = 'No reference mask: models are compared with each other only.';
+    updateControls();
   });
   el.weightsInput.addEventListener('change', () => {
     importWeights(el.weightsInput.files && el.weightsInput.files[0]);

@@ -12,9 +12,14 @@
 //                                        {type:'model', id, info}
 //                                        {type:'result', id, result}  (mask buffer transferred)
 //                                        {type:'error', id, message, fatal}
-//   {type:'agreement', id, a, b}         {type:'agreement', id, dice, hd95_mm}  (two gzip NIfTI masks)
+//   {type:'agreement', id, a, b, reference?, labels}
+//                                        {type:'agreement', id, dice, hd95_mm, per_label, reference}
+//                                        (gzip NIfTI masks; reference: each mask's Dice per label against it)
 //   {type:'compress', id, model, rule}   {type:'progress', …}, then
 //                                        {type:'compressed', id, card, model_json, weights, report} (transferred)
+//   {type:'pareto', id, model, bytes, reference?, options, backend, cachedChoice}
+//                                        {type:'backend', …}, {type:'progress', …},
+//                                        {type:'pareto-point', id, point} per model, then {type:'pareto', id, sweep}
 // Image bytes arrive here by transfer and are never sent anywhere else. The only network requests
 // made here are same-origin GETs of the wasm and the model package.
 
@@ -314,8 +319,9 @@ async function handle(msg) {
     }
     case 'agreement': {
       await ensureEngine();
-      const r = plain(bedside.mask_agreement(new Uint8Array(msg.a), new Uint8Array(msg.b)));
-      post({ type: 'agreement', id: msg.id, dice: r.dice, hd95_mm: r.hd95_mm ?? null });
+      const reference = msg.reference ? new Uint8Array(msg.reference) : undefined;
+      const r = plain(bedside.mask_agreement(new Uint8Array(msg.a), new Uint8Array(msg.b), reference, msg.labels ?? null));
+      post({ type: 'agreement', id: msg.id, dice: r.dice, hd95_mm: r.hd95_mm ?? null, per_label: r.per_label, reference: r.reference ?? null });
       return;
     }
     case 'import': {
@@ -337,6 +343,20 @@ async function handle(msg) {
         { type: 'compressed', id, card: plain(out.card), model_json: out.model_json, weights: buffer, report: plain(out.report) },
         [buffer],
       );
+      return;
+    }
+    case 'pareto': {
+      // The model and its Tucker-2 at each factor, run on the loaded volume on the chosen backend.
+      const { id } = msg;
+      await ensureEngine();
+      const selection = await selectBackend(id, msg.backend, msg.cachedChoice);
+      post({ type: 'backend', id, selection, preference: msg.backend });
+      const { json, weights } = await readPackage(id, msg.model);
+      const reference = msg.reference ? new Uint8Array(msg.reference) : undefined;
+      const onPoint = (point) => post({ type: 'pareto-point', id, point: plain(point) });
+      const onProgress = throttledProgress(id, String);
+      const sweep = await bedside.pareto_sweep(json, weights, new Uint8Array(msg.bytes), reference, msg.options, onPoint, onProgress);
+      post({ type: 'pareto', id, sweep: plain(sweep) });
       return;
     }
     case 'run': {

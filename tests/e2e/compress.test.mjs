@@ -1,6 +1,6 @@
 // Compress in the page, as the issue asks: upload HD-BET's PyTorch file, compress it at factor 0.5
-// in the worker, see the per-layer table, run the original and the compressed model on the sample,
-// see the verdict against the safety margin, download the package, and see no request leave the
+// in the worker, see the per-layer table, run the original and the compressed model on the sample
+// with ch2bet as the reference mask, see the verdict against the safety margin, download the package, and see no request leave the
 // origin.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import path from 'node:path';
 import { tid, openApp, errorText, loadSample, networkProblems, HDBET_FOLD0, RUN_TIMEOUT_MS } from './lib.mjs';
 
 const status = (page) => page.textContent(tid('status'));
+const CH2BET = path.join(process.env.BEDSIDE_DATA || path.join(os.homedir(), '.cache/bedside/data'), 'colin27/ch2bet.nii.gz');
 
 async function waitForStatus(page, pattern, timeout) {
   await page.waitForFunction(
@@ -59,6 +60,9 @@ describe('compress: HD-BET uploaded, Tucker-2 at 0.5, judged and downloaded', { 
   test('the original and the compressed model run on the sample, with a verdict', async () => {
     const page = app.page;
     await loadSample(page);
+    // ch2bet as the reference: each model's Dice against it is shown beside their agreement.
+    await page.setInputFiles(tid('reference-input'), CH2BET);
+    await page.waitForFunction(() => /^Reference mask: ch2bet/.test(document.querySelector('[data-testid="reference-info"]').textContent));
     await page.selectOption(tid('backend-select'), 'cpu');
     await page.click(tid('compress-run-button'));
     await waitForStatus(page, /^Ran /, 2 * RUN_TIMEOUT_MS);
@@ -66,6 +70,11 @@ describe('compress: HD-BET uploaded, Tucker-2 at 0.5, judged and downloaded', { 
     console.log(`[compress] ${agreement}`);
     const dice = Number(await page.$eval(tid('compare-agreement'), (e) => e.dataset.dice));
     assert.ok(dice > 0.9 && dice < 1, agreement);
+    // Natively: the original 0.9418 against ch2bet, factor 0.5 0.9092.
+    const [original, compressed] = JSON.parse(await page.$eval(tid('compare-agreement'), (e) => e.dataset.referenceDice));
+    assert.ok(Math.abs(original - 0.9418) < 0.005, `original vs ch2bet: ${original}`);
+    assert.ok(Math.abs(compressed - 0.9092) < 0.01, `compressed vs ch2bet: ${compressed}`);
+    assert.match(agreement, /Against the reference mask \(ch2bet\.nii\.gz\): the original brain 0\.9\d+, the compressed model brain 0\.9\d+/);
     const rows = await page.$$eval(`${tid('compare-table')} tbody tr`, (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
     assert.equal(rows.length, 2);
     // Default margin 0.01; the verdict follows the margin the user sets.
