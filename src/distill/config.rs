@@ -20,9 +20,17 @@ pub struct DistillConfig {
     pub name: String,
     /// Teacher package folder (relative paths are relative to the config file).
     pub teacher: PathBuf,
-    /// Only the fields that differ from `Unet3dConfig`'s defaults are needed.
-    #[serde(deserialize_with = "student_with_defaults")]
+    /// A new unet3d student; only the fields that differ from
+    /// `Unet3dConfig`'s defaults are needed. Left out with `start_from`.
+    #[serde(default = "Unet3dConfig::new", deserialize_with = "student_with_defaults")]
     pub student: Unet3dConfig,
+    /// A model package to go on training instead of a new unet3d: its network
+    /// and weights are the starting point (a Tucker-2 compressed teacher, to
+    /// recover the accuracy compression cost, as Weber et al. and Kim et al.
+    /// fine-tune). It keeps its family, preprocessing and window. Relative to
+    /// the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_from: Option<PathBuf>,
     /// Training volumes. Keep evaluation volumes out of this list.
     pub volumes: Vec<TrainingVolume>,
     /// Training patch in voxels of the teacher's grid (z, y, x); each side a
@@ -169,11 +177,18 @@ impl DistillConfig {
     /// Reads and checks a config file; relative paths become relative to it.
     pub fn load(path: &Path) -> Result<Self, DistillError> {
         let text = std::fs::read_to_string(path).map_err(|e| DistillError::io(path, e))?;
-        let mut cfg: Self = serde_json::from_str(&text)
-            .map_err(|e| DistillError::Config(format!("{}: {e}", path.display())))?;
+        let bad = |e: String| DistillError::Config(format!("{}: {e}", path.display()));
+        let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if raw.get("start_from").is_some() && raw.get("student").is_some() {
+            return Err(bad("give either `student` (a new unet3d) or `start_from` (a package to go on training), not both".into()));
+        }
+        let mut cfg: Self = serde_json::from_value(raw).map_err(|e| bad(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.teacher.is_relative() {
             cfg.teacher = base.join(&cfg.teacher);
+        }
+        if let Some(start) = cfg.start_from.as_mut().filter(|s| s.is_relative()) {
+            *start = base.join(&*start);
         }
         cfg.check()?;
         Ok(cfg)
@@ -184,14 +199,21 @@ impl DistillConfig {
         if self.patch.iter().any(|&p| p == 0 || p % 16 != 0) {
             return bad(format!("patch {:?}: each side must be a positive multiple of 16", self.patch));
         }
-        // Patch and window both pass through `depth` halvings.
-        let unit = 1usize << self.student.depth;
-        let tiles = |s: &[usize; 3]| s.iter().all(|&p| p > 0 && p % unit == 0);
-        if self.student.depth == 0 || !tiles(&self.patch) {
-            return bad(format!("student depth {} does not divide patch {:?}", self.student.depth, self.patch));
-        }
-        if let Some(w) = self.window.filter(|w| !tiles(w)) {
-            return bad(format!("window {w:?}: each side must be a positive multiple of 2^depth = {unit}"));
+        if self.start_from.is_some() {
+            // The package's own divisibility is checked when it is loaded.
+            if self.window.is_some() {
+                return bad("window: a package given by start_from keeps its own window".into());
+            }
+        } else {
+            // Patch and window both pass through `depth` halvings.
+            let unit = 1usize << self.student.depth;
+            let tiles = |s: &[usize; 3]| s.iter().all(|&p| p > 0 && p % unit == 0);
+            if self.student.depth == 0 || !tiles(&self.patch) {
+                return bad(format!("student depth {} does not divide patch {:?}", self.student.depth, self.patch));
+            }
+            if let Some(w) = self.window.filter(|w| !tiles(w)) {
+                return bad(format!("window {w:?}: each side must be a positive multiple of 2^depth = {unit}"));
+            }
         }
         if !AXIS_ORDERS.contains(&self.axis_order.as_str()) {
             return bad(format!("axis_order {:?}: expected one of {AXIS_ORDERS:?}", self.axis_order));

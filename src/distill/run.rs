@@ -53,6 +53,7 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
     let cfg = DistillConfig::load(&opts.config)?;
     let plain = opts.device.clone();
     let teacher = Model::load_dir(&cfg.teacher, false, &plain).map_err(|e| DistillError::Model(e.to_string()))?;
+    let source = cfg.start_from.as_deref().map(|dir| source_manifest(dir, &cfg, &teacher.manifest)).transpose()?;
     let t0 = std::time::Instant::now();
     let volumes = prepare_volumes(&cfg.volumes, &cfg.axis_order, &cfg.normalisation, &teacher, &cfg.teacher, &opts.cache, &plain, log)?;
     let teacher_seconds = t0.elapsed().as_secs_f64();
@@ -72,9 +73,12 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
     let (trained, records) = train(&cfg, &volumes, &opts.out, opts.resume, &opts.device.clone().autodiff(), &mut on_step)?;
     let train_seconds = t1.elapsed().as_secs_f64();
 
-    let network = Network::Unet3d(trained_student(&trained));
-    let manifest =
-        student_manifest(&cfg, &teacher.manifest, &network, &volumes_summary(&cfg, &volumes), train_seconds, &opts.machine);
+    let network = trained_student(&trained);
+    let summary = volumes_summary(&cfg, &volumes);
+    let manifest = match &source {
+        None => student_manifest(&cfg, &teacher.manifest, &network, &summary, train_seconds, &opts.machine),
+        Some(source) => trained_on_manifest(&cfg, source, &teacher.manifest, &network, &summary, train_seconds, &opts.machine),
+    };
     let (first_loss, last_loss) = ends(&records, 10);
     let report = RunReport {
         package: opts.out.clone(),
@@ -152,6 +156,81 @@ fn student_manifest(
         })),
         evaluation: Vec::new(),
         compression: None,
+    }
+}
+
+/// The manifest of the package `start_from` names, checked against the run:
+/// the volumes are prepared on the teacher's grid and in the recipe's axis
+/// order and normalisation, so the package must expect the same.
+fn source_manifest(dir: &Path, cfg: &DistillConfig, teacher: &Manifest) -> Result<Manifest, DistillError> {
+    let path = dir.join("model.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| DistillError::io(&path, e))?;
+    let source = crate::model::package::parse_manifest(&text).map_err(|e| DistillError::Model(format!("{}: {e}", path.display())))?;
+    let (pre, theirs) = (&source.preprocessing, &teacher.preprocessing);
+    let bad = |m: String| Err(DistillError::Config(format!("start_from {}: {m}", dir.display())));
+    if pre.axis_order != cfg.axis_order || pre.normalisation != cfg.normalisation {
+        return bad(format!(
+            "it expects axis_order {:?} and normalisation {:?}; set the recipe's to the same",
+            pre.axis_order, pre.normalisation
+        ));
+    }
+    if pre.target_spacing != theirs.target_spacing {
+        return bad(format!("its spacing {:?} differs from the teacher's {:?}", pre.target_spacing, theirs.target_spacing));
+    }
+    if cfg.patch.iter().any(|p| p % pre.divisible_by.max(1) != 0) {
+        return bad(format!("patch {:?}: each side must be a multiple of {}", cfg.patch, pre.divisible_by));
+    }
+    if !source.ensemble.is_empty() {
+        // Only the main weights train; members would go stale beside them.
+        eprintln!("[distill] {}: only the main weights train; its ensemble members are left out", source.id);
+    }
+    Ok(source)
+}
+
+/// The `model.json` of a package trained further from `source`: the source's
+/// family, network (with its factorisation), preprocessing and window, with
+/// the recipe recorded and the earlier Dice table dropped (the weights changed).
+fn trained_on_manifest(
+    cfg: &DistillConfig,
+    source: &Manifest,
+    teacher: &Manifest,
+    network: &Network,
+    volumes: &serde_json::Value,
+    train_seconds: f64,
+    machine: &str,
+) -> Manifest {
+    let mut config = serde_json::to_value(DistillConfig {
+        teacher: PathBuf::from(format!("../{}", teacher.id)),
+        start_from: Some(PathBuf::from(format!("../{}", source.id))),
+        ..cfg.clone()
+    })
+    .expect("config serialises");
+    config.as_object_mut().expect("an object").remove("student");
+    Manifest {
+        id: cfg.id.clone(),
+        name: cfg.name.clone(),
+        params: network.num_params() as u64,
+        postprocessing: cfg.postprocessing.clone().unwrap_or_else(|| source.postprocessing.clone()),
+        provenance: Provenance {
+            source: format!("{} ({}) trained further by bedside, with {} as teacher", source.id, source.name, teacher.id),
+            source_sha256: String::new(),
+            citation: format!(
+                "{}; distillation: Hinton G, Vinyals O, Dean J. Distilling the knowledge in a neural network. arXiv:1503.02531",
+                source.provenance.citation
+            ),
+            converted_by: format!("bedside {} distill", env!("CARGO_PKG_VERSION")),
+        },
+        ensemble: Vec::new(),
+        training: Some(serde_json::json!({
+            "config": config,
+            "volumes": volumes,
+            "teacher": teacher.id,
+            "start_from": source.id,
+            "train_seconds": (train_seconds * 10.0).round() / 10.0,
+            "machine": machine,
+        })),
+        evaluation: Vec::new(),
+        ..source.clone()
     }
 }
 

@@ -24,7 +24,7 @@ use super::config::{DistillConfig, LossWeights};
 use super::dataset::PreparedVolume;
 use super::losses::{cross_entropy, dice_loss, info_nce, kd_kl};
 use super::DistillError;
-use crate::model::unet3d::Unet3d;
+use crate::model::{Model, Network};
 
 /// Maps one tap's student and teacher features to a common width (MTMS).
 #[derive(Module, Debug)]
@@ -45,27 +45,47 @@ impl Projection {
 /// Everything that trains: the student and the three projection pairs.
 #[derive(Module, Debug)]
 pub struct Distillee {
-    pub student: Unet3d,
+    pub student: Network,
     encoder: Projection,
     bottleneck: Projection,
     decoder: Projection,
 }
 
-/// Teacher feature widths (encoder, bottleneck, decoder).
-pub type TeacherWidths = [usize; 3];
+/// Feature widths at the taps (encoder, bottleneck, decoder).
+pub type TapWidths = [usize; 3];
 
 impl Distillee {
-    pub fn new(cfg: &DistillConfig, teacher: TeacherWidths, device: &Device) -> Self {
-        let s = &cfg.student;
+    /// The student (see [`initial_student`]) with projection heads from its
+    /// tap widths and the teacher's to `cfg.loss.projection_dim`.
+    pub fn new(cfg: &DistillConfig, teacher: TapWidths, device: &Device) -> Result<Self, DistillError> {
+        let student = initial_student(cfg, device)?;
+        let s = tap_widths(&student, device);
         let dim = cfg.loss.projection_dim;
-        let half = s.width(1);
-        Self {
-            student: s.init(device),
-            encoder: Projection::new(half, teacher[0], dim, device),
-            bottleneck: Projection::new(s.width(s.depth), teacher[1], dim, device),
-            decoder: Projection::new(half, teacher[2], dim, device),
-        }
+        Ok(Self {
+            student,
+            encoder: Projection::new(s[0], teacher[0], dim, device),
+            bottleneck: Projection::new(s[1], teacher[1], dim, device),
+            decoder: Projection::new(s[2], teacher[2], dim, device),
+        })
     }
+}
+
+/// The network that trains: a new unet3d as `cfg.student` describes, or the
+/// package `cfg.start_from` names, with its weights.
+pub fn initial_student(cfg: &DistillConfig, device: &Device) -> Result<Network, DistillError> {
+    match &cfg.start_from {
+        None => Ok(Network::Unet3d(cfg.student.init(device))),
+        Some(dir) => Model::load_dir(dir, false, device)
+            .map(|m| m.network)
+            .map_err(|e| DistillError::Model(format!("{}: {e}", dir.display()))),
+    }
+}
+
+/// A network's channels at its three taps, read off one forward pass of a
+/// small empty patch (every family reaches its coarsest level at 32³).
+fn tap_widths(network: &Network, device: &Device) -> TapWidths {
+    let taps = network.forward_taps(Tensor::zeros([1, 1, 32, 32, 32], device));
+    [taps.encoder.dims()[1], taps.bottleneck.dims()[1], taps.decoder.dims()[1]]
 }
 
 /// One step's loss terms (already weighted in `total`).
@@ -255,7 +275,7 @@ pub fn train(
     let t = &volumes.first().ok_or_else(|| DistillError::Config("no training volumes".into()))?.teacher;
     let widths = [t.encoder.channels, t.bottleneck.channels, t.decoder.channels];
     device.seed(cfg.seed);
-    let mut model = Distillee::new(cfg, widths, device);
+    let mut model = Distillee::new(cfg, widths, device)?;
     let mut optim = AdamConfig::new().init();
     let paths = CheckpointPaths::new(out);
     let mut first_step = 0;
@@ -338,7 +358,7 @@ fn open_csv(path: &Path, keep_steps: usize) -> Result<std::fs::File, DistillErro
 }
 
 /// The trained student without autodiff, for inference and export.
-pub fn trained_student(model: &Distillee) -> Unet3d {
+pub fn trained_student(model: &Distillee) -> Network {
     model.student.valid()
 }
 
@@ -430,6 +450,54 @@ mod tests {
             train(&other, std::slice::from_ref(&volume), &half, true, &device, &mut |_| {}),
             Err(DistillError::Config(_))
         ));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    /// `start_from`: a Tucker-2 compressed student-m starts from its own
+    /// weights (not a fresh initialisation), keeps its factorisation, and its
+    /// loss falls on the toy head.
+    #[test]
+    fn a_compressed_package_goes_on_training_from_its_own_weights() {
+        use crate::compress::{compress_package, CompressOptions, RankRule};
+        use burn::tensor::Distribution;
+        let plain = Device::flex();
+        let volume = toy_volume(&plain);
+        let dir = std::env::temp_dir().join(format!("bedside-start-from-{}", std::process::id()));
+        let source = dir.join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/student-m");
+        let json = std::fs::read_to_string(models.join("model.json")).unwrap();
+        let weights = std::fs::read(models.join("weights.safetensors")).unwrap();
+        let rule = RankRule::Factor { factor: 0.5, min_rank: 1 };
+        let c = compress_package(&json, &weights, &rule, &CompressOptions::default(), &|| 0.0, &mut |_, _, _| true).unwrap();
+        std::fs::write(source.join("model.json"), serde_json::to_string_pretty(&c.manifest).unwrap()).unwrap();
+        std::fs::write(source.join("weights.safetensors"), &c.weights).unwrap();
+
+        let cfg: DistillConfig = serde_json::from_value(serde_json::json!({
+            "id": "toy-recovered", "name": "toy", "teacher": "unused", "start_from": source,
+            "volumes": [{"image": "unused"}],
+            "patch": [32, 32, 32], "batch": 1, "steps": 16, "learning_rate": 0.002,
+            "loss": {"cross_entropy": 0.5, "dice": 0.5, "kd": 0.0, "encoder": 0.0, "bottleneck": 0.0, "decoder": 0.0},
+            "checkpoint_every": 100
+        }))
+        .unwrap();
+        let cfg = DistillConfig { augment: AugmentConfig::none(), ..cfg };
+
+        let x = Tensor::<5>::random([1, 1, 32, 32, 32], Distribution::Normal(0.0, 1.0), &plain);
+        let package = Model::load_dir(&source, false, &plain).unwrap();
+        let start = initial_student(&cfg, &plain).unwrap();
+        let (a, b) = (package.network.forward(x.clone()), start.forward(x.clone()));
+        assert!((a - b).abs().max().into_scalar::<f32>() == 0.0, "the student starts from the package's weights");
+
+        let device = plain.clone().autodiff();
+        let (trained, records) = train(&cfg, std::slice::from_ref(&volume), &dir, false, &device, &mut |_| {}).unwrap();
+        let student = trained_student(&trained);
+        assert_eq!(student.num_params() as u64, c.manifest.params, "the factorisation is kept");
+        let mean = |r: &[LossRecord]| r.iter().map(|r| r.total).sum::<f64>() / r.len() as f64;
+        let (first, last) = (mean(&records[..4]), mean(&records[12..]));
+        eprintln!("start_from: loss {first:.4} -> {last:.4}");
+        assert!(last < 0.9 * first, "loss {first:.4} → {last:.4} did not fall by a tenth");
+        let moved = (package.network.forward(x.clone()) - student.forward(x)).abs().max().into_scalar::<f32>();
+        assert!(moved > 0.0, "the weights trained");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -24,8 +24,9 @@ pub enum ModelError {
     Io { path: String, message: String },
 }
 
-/// A network of one of the supported families.
-#[derive(Debug)]
+/// A network of one of the supported families. A module itself, so that
+/// any package can go on training (`bedside distill` with `start_from`).
+#[derive(Module, Debug)]
 pub enum Network {
     HdBet(HdBet),
     /// The student family.
