@@ -656,6 +656,10 @@ function cancel() {
   state.runId = null;
   state.compare = null;
   restartWorker(); // terminating the worker is the only way to stop a running wasm call
+  if (state.pareto && !state.pareto.done) {
+    state.pareto.cancelled = true; // the points measured so far stay on the plot
+    renderPareto();
+  }
   setProgress(0);
   setStatus('Cancelled');
   updateControls();
@@ -1138,7 +1142,7 @@ function renderPareto() {
   );
   el.paretoTable.hidden = points.length === 0;
   drawParetoPlot(points, fastest, margin, name);
-  const progress = p.done ? '' : ` (${points.length} of ${p.factors.length + 1} measured)`;
+  const progress = p.done ? '' : ` (${p.cancelled ? 'cancelled after ' : ''}${points.length} of ${p.factors.length + 1} measured)`;
   el.paretoSummary.dataset.fastest = fastest ? (fastest.factor ?? 'original').toString() : '';
   el.paretoSummary.textContent = fastest
     ? `Fastest within the margin of ${margin}: ${name(fastest)}, ${fmt(fastest.ms)} ms, Dice with the original ${worstDice(fastest.dice_vs_original).toFixed(4)}${progress}.`

@@ -2,7 +2,7 @@
 // and its Tucker-2 at two factors run in the worker on the CPU backend. The table and the plot show
 // ms and Dice with the original per factor, each model's Dice against the reference, and the fastest
 // model within the margin, which follows the margin as it is edited. Bad factors and a reference on
-// another grid get clear messages; no request leaves the origin.
+// another grid get clear messages; a sweep can be cancelled; no request leaves the origin.
 //   node --test --test-concurrency=1 tests/e2e/pareto.test.mjs
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -111,6 +111,21 @@ describe('Pareto view: student-m at factors 0.5 and 0.9 on the sample, with ch2b
     assert.deepEqual(list.map((r) => r.verdict), ['PASS', 'FAIL', 'FAIL']);
     assert.equal(await page.$eval(tid('pareto-summary'), (e) => e.dataset.fastest), 'original');
     await page.fill(tid('margin'), '0.01');
+  });
+
+  test('a sweep can be cancelled; the points measured so far stay', async () => {
+    const page = app.page;
+    await page.fill(tid('pareto-factors'), '0.3, 0.6, 0.8');
+    await page.click(tid('pareto-button'));
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="pareto-table"] tbody tr').length >= 1, null, { timeout: RUN_TIMEOUT_MS });
+    await page.click(tid('cancel-button'));
+    await waitForStatus(page, /^Cancelled/, 30_000);
+    const list = await rows(page);
+    assert.ok(list.length >= 1 && list.length < 4, `${list.length} rows`);
+    assert.equal(list[0].factor, 'original');
+    assert.match(await page.textContent(tid('pareto-summary')), /cancelled after \d of 4 measured/);
+    // The page is usable again: the sweep can start anew.
+    await page.waitForFunction(() => !document.querySelector('[data-testid="pareto-button"]').disabled, null, { timeout: 60_000 });
   });
 
   test('no request left the origin or carried the image or the reference', () => {
