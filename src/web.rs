@@ -210,6 +210,15 @@ pub fn import_hdbet(bytes: Vec<u8>, file_name: String) -> Result<JsValue, JsErro
     Ok(out)
 }
 
+/// Checks a bedside package the user picked (its `model.json` text and
+/// weights bytes) by building it on the CPU, and returns its card. The page
+/// keeps the package in memory, like a converted or compressed one.
+#[wasm_bindgen]
+pub fn check_package(model_json: String, weights: Vec<u8>) -> Result<JsValue, JsError> {
+    let model = Model::from_package_bytes(&model_json, weights, &OpenedDevice::cpu().device).map_err(|e| JsError::new(&e.to_string()))?;
+    to_js(&card(&model.manifest))
+}
+
 /// Tucker-2 compression of a package (its `model.json` text and weights
 /// bytes) by a rank rule (`{"rule": "factor", "factor": 0.5, "min_rank": 1}`,
 /// `{"rule": "energy", …}`, `{"rule": "evbmf"}`, `{"rule": "budget",

@@ -15,6 +15,7 @@ const el = {
   volumeInfo: $('volume-info'),
   model: $('model-select'),
   weightsInput: $('weights-input'),
+  packageInput: $('package-input'),
   modelInfo: $('model-info'),
   backend: $('backend-select'),
   tta: $('tta-check'),
@@ -136,6 +137,7 @@ function updateControls() {
   el.input.disabled = !idle;
   el.model.disabled = state.busy || state.models.length === 0;
   el.weightsInput.disabled = !idle;
+  el.packageInput.disabled = !idle;
   el.backend.disabled = state.busy;
   el.tta.disabled = state.busy;
   const members = selectedModel()?.ensemble ?? 0;
@@ -321,8 +323,9 @@ function onWorkerError(msg) {
     showError(`Could not compress ${state.pendingName || 'the model'}: ${msg.message} Nothing was changed.`);
     setIdleStatus();
     setProgress(0);
-  } else if (msg.phase === 'import') {
+  } else if (msg.phase === 'import' || msg.phase === 'package') {
     if (msg.id !== state.runId) return;
+    state.pendingManifest = null;
     state.busy = false;
     state.runId = null;
     showError(`Could not import ${state.pendingName || 'the weights'}: ${msg.message} The model list is unchanged.`);
@@ -500,12 +503,61 @@ async function importWeights(file) {
   state.worker.postMessage({ type: 'import', id: state.runId, bytes, name: file.name }, [bytes]);
 }
 
+/**
+ * A bedside package the user picked as two files: its `model.json` (a downloaded compressed model
+ * is saved as `ID.model.json`) and its weights (`ID.weights.safetensors`). The worker builds it to
+ * check it; it then joins the model list, kept in this tab.
+ */
+async function importPackage(files) {
+  if (!files.length || state.busy || state.inspecting) return;
+  clearError();
+  const json = files.filter((f) => /\.json$/i.test(f.name));
+  const weights = files.filter((f) => /\.safetensors$/i.test(f.name));
+  if (json.length !== 1 || weights.length !== 1 || files.length !== 2) {
+    showError(`A bedside package is two files: choose its model.json and its weights.safetensors together (got ${files.map((f) => f.name).join(', ')}).`);
+    return;
+  }
+  setStatus(`Reading ${json[0].name} and ${weights[0].name}…`);
+  const jsonBytes = await readPickedFile(json[0], 'open', 2 ** 20, 'a model.json over 1 MiB is not one bedside wrote.');
+  const weightBytes = jsonBytes && (await readPickedFile(weights[0], 'open', 2 ** 30, 'more than 1 GiB is not a model this page can hold.'));
+  if (!weightBytes) return;
+  const text = new TextDecoder().decode(jsonBytes);
+  let manifest;
+  try {
+    manifest = JSON.parse(text);
+  } catch (e) {
+    showError(`Could not open ${json[0].name}: it is not JSON (${e.message}).`);
+    setIdleStatus();
+    return;
+  }
+  if (!state.worker) startWorker();
+  state.busy = true;
+  state.runId = state.nextId++;
+  state.pendingName = json[0].name;
+  state.pendingManifest = manifest;
+  setStatus(`Checking the package ${json[0].name}…`);
+  setProgress(null);
+  updateControls();
+  state.worker.postMessage({ type: 'package', id: state.runId, json: text, weights: weightBytes, name: json[0].name }, [weightBytes]);
+}
+
 function onImported(msg) {
   state.busy = false;
   state.runId = null;
   const card = msg.card;
   const id = `uploaded-${state.nextId++}`;
-  state.models.push({ id, name: `${card.name}, from ${state.pendingName}`, uploaded: { json: msg.model_json, weights: msg.weights } });
+  // A package knows its source (compressed) or teacher (distilled): Compare and Compress use them.
+  const manifest = state.pendingManifest;
+  state.pendingManifest = null;
+  const compressedFrom = manifest?.compression?.source_id;
+  const teacher = compressedFrom ?? manifest?.training?.teacher;
+  state.models.push({
+    id,
+    name: `${card.name}, from ${state.pendingName}`,
+    uploaded: { json: msg.model_json, weights: msg.weights },
+    ...(teacher ? { teacher } : {}),
+    ...(compressedFrom ? { compressedFrom } : {}),
+  });
   renderModels(id);
   el.modelInfo.textContent =
     `Imported ${state.pendingName}: ${card.name}, ${fmt(card.params)} parameters, ` +
@@ -1396,6 +1448,10 @@ function wire() {
     state.reference = null;
     el.referenceInfo.textContent = 'No reference mask: models are compared with each other only.';
     updateControls();
+  });
+  el.packageInput.addEventListener('change', () => {
+    importPackage([...(el.packageInput.files || [])]);
+    el.packageInput.value = '';
   });
   el.weightsInput.addEventListener('change', () => {
     importWeights(el.weightsInput.files && el.weightsInput.files[0]);

@@ -15,6 +15,7 @@
 //   {type:'agreement', id, a, b, reference?, labels}
 //                                        {type:'agreement', id, dice, hd95_mm, per_label, reference}
 //                                        (gzip NIfTI masks; reference: each mask's Dice per label against it)
+//   {type:'package', id, json, weights, name}   {type:'imported', id, card, model_json, weights} (a bedside package, checked)
 //   {type:'compress', id, model, rule}   {type:'progress', …}, then
 //                                        {type:'compressed', id, card, model_json, weights, report} (transferred)
 //   {type:'pareto', id, model, bytes, reference?, options, backend, cachedChoice}
@@ -329,6 +330,12 @@ async function handle(msg) {
       const out = bedside.import_hdbet(new Uint8Array(msg.bytes), String(msg.name));
       const buffer = ownBuffer(toU8(out.weights));
       post({ type: 'imported', id: msg.id, card: plain(out.card), model_json: out.model_json, weights: buffer }, [buffer]);
+      return;
+    }
+    case 'package': {
+      await ensureEngine();
+      const card = plain(bedside.check_package(msg.json, new Uint8Array(msg.weights)));
+      post({ type: 'imported', id: msg.id, card, model_json: msg.json, weights: msg.weights }, [msg.weights]);
       return;
     }
     case 'compress': {

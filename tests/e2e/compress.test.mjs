@@ -1,7 +1,7 @@
 // Compress in the page, as the issue asks: upload HD-BET's PyTorch file, compress it at factor 0.5
 // in the worker, see the per-layer table, run the original and the compressed model on the sample
-// with ch2bet as the reference mask, see the verdict against the safety margin, download the package, and see no request leave the
-// origin.
+// with ch2bet as the reference mask, see the verdict against the safety margin, download the package
+// (and open it again), and see no request leave the origin.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -114,6 +114,12 @@ describe('compress: HD-BET uploaded, Tucker-2 at 0.5, judged and downloaded', { 
     await downloads.find((d) => d.suggestedFilename().endsWith('.safetensors')).saveAs(weights);
     assert.ok(fs.statSync(weights).size < 0.35 * 65408244);
     assert.match(await status(page), /^Saved/);
+    // The two saved files open again in the page as a package.
+    const saved = path.join(dir, names[0]);
+    fs.renameSync(json, saved);
+    await page.setInputFiles(tid('package-input'), [saved, weights]);
+    await waitForStatus(page, /^Imported/, 5 * 60_000);
+    assert.match(await page.textContent(tid('model-info')), /4,791,997 parameters/);
   });
 
   test('no request left the origin or carried the image or the weights', () => {
