@@ -555,6 +555,9 @@ function onImported(msg) {
     id,
     name: `${card.name}, from ${state.pendingName}`,
     uploaded: { json: msg.model_json, weights: msg.weights },
+    params: card.params,
+    flops_per_patch: card.flops,
+    patch: card.patch_size,
     ...(teacher ? { teacher } : {}),
     ...(compressedFrom ? { compressedFrom } : {}),
   });
@@ -803,7 +806,8 @@ async function onAgreement(msg) {
     const tr = document.createElement('tr');
     tr.dataset.model = model.id;
     const brain = (r.label_volumes_mm3 || []).filter((l) => l.value > 0).reduce((s, l) => s + Number(l.mm3), 0);
-    for (const text of [model.name, fmt(model.params), fmt(r.timings_ms.total), fmt(brain)]) {
+    const gflop = Number.isFinite(model.flops_per_patch) ? fmt(model.flops_per_patch / 1e9) : '–';
+    for (const text of [model.name, Number.isFinite(model.params) ? fmt(model.params) : '–', gflop, fmt(r.timings_ms.total), fmt(brain)]) {
       const td = document.createElement('td');
       td.textContent = text;
       tr.append(td);

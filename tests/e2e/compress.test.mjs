@@ -77,6 +77,8 @@ describe('compress: HD-BET uploaded, Tucker-2 at 0.5, judged and downloaded', { 
     assert.match(agreement, /Against the reference mask \(ch2bet\.nii\.gz\): the original brain 0\.9\d+, the compressed model brain 0\.9\d+/);
     const rows = await page.$$eval(`${tid('compare-table')} tbody tr`, (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
     assert.equal(rows.length, 2);
+    // Each row: model, parameters, GFLOP per window, ms, brain mm³ (the imported fold's card included).
+    assert.deepEqual(rows.map((r) => r.slice(1, 3)), [['16,349,655', '984.5'], ['4,791,997', '294.2']]);
     // Default margin 0.01; the verdict follows the margin the user sets.
     const verdict = () => page.$eval(tid('compress-verdict'), (e) => [e.dataset.verdict, e.textContent, e.hidden]);
     let [v, text, hidden] = await verdict();

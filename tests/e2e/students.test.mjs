@@ -109,7 +109,7 @@ describe('students in the page', { timeout: 4 * TEST_TIMEOUT_MS }, () => {
     const err = await page.$eval(tid('error'), (e) => (e.hidden ? '' : e.textContent));
     assert.equal(err, '', `compare failed: ${err}`);
     const rows = await page.$$eval(`${tid('compare-table')} tbody tr`, (rs) =>
-      rs.map((r) => ({ id: r.dataset.model, ms: Number(r.children[2].textContent.replace(/,/g, '')) })),
+      rs.map((r) => ({ id: r.dataset.model, ms: Number(r.children[3].textContent.replace(/,/g, '')) })),
     );
     assert.deepEqual(rows.map((r) => r.id), ['hd-bet', 'student-s']);
     for (const r of rows) assert.ok(r.ms > 0, `${r.id}: ${r.ms} ms`);
