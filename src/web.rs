@@ -326,14 +326,7 @@ pub fn mask_agreement(a: &[u8], b: &[u8], reference: Option<Vec<u8>>, labels: Js
     let (la, lb) = (as_labels(&va), as_labels(&vb));
     let reference = match reference {
         Some(bytes) => {
-            let r = volume::read_nifti(&bytes).map_err(|e| JsError::new(&format!("the reference mask: {e}")))?;
-            if r.dims != va.dims {
-                return Err(JsError::new(&format!(
-                    "the reference mask is on another grid ({:?}) than the volume ({:?})",
-                    r.dims, va.dims
-                )));
-            }
-            let lr = crate::metrics::reference_labels(&r.data, &labels);
+            let lr = reference_on_grid(&bytes, va.dims, &labels)?;
             Some(ReferenceDice {
                 a: crate::metrics::dice_per_label(&la, &lr, &labels),
                 b: crate::metrics::dice_per_label(&lb, &lr, &labels),
@@ -384,16 +377,7 @@ pub async fn pareto_sweep(
     let vol = volume::read_nifti(&volume).map_err(|e| JsError::new(&e.to_string()))?;
     drop(volume);
     let source = crate::model::package::parse_manifest(&model_json).map_err(|e| JsError::new(&e.to_string()))?;
-    let reference = match reference {
-        Some(bytes) => {
-            let r = volume::read_nifti(&bytes).map_err(|e| JsError::new(&format!("the reference mask: {e}")))?;
-            if r.dims != vol.dims {
-                return Err(JsError::new(&format!("the reference mask is on another grid ({:?}) than the volume ({:?})", r.dims, vol.dims)));
-            }
-            Some(crate::metrics::reference_labels(&r.data, &source.labels))
-        }
-        None => None,
-    };
+    let reference = reference.map(|bytes| reference_on_grid(&bytes, vol.dims, &source.labels)).transpose()?;
     let mut point = |p: &crate::compress::pareto::ParetoPoint| {
         if let Ok(v) = to_js(p) {
             let _ = on_point.call1(&JsValue::NULL, &v);
@@ -408,6 +392,16 @@ pub async fn pareto_sweep(
         .await
         .map_err(|e| JsError::new(&e.to_string()))?;
     to_js(&sweep)
+}
+
+/// A reference mask's gzip NIfTI bytes as labels of a model with `labels`
+/// (see `metrics::reference_labels`), refused unless it lies on `dims`.
+fn reference_on_grid(bytes: &[u8], dims: [usize; 3], labels: &[crate::model::Label]) -> Result<Vec<u8>, JsError> {
+    let r = volume::read_nifti(bytes).map_err(|e| JsError::new(&format!("the reference mask: {e}")))?;
+    if r.dims != dims {
+        return Err(JsError::new(&format!("the reference mask is on another grid ({:?}) than the volume ({dims:?})", r.dims)));
+    }
+    Ok(crate::metrics::reference_labels(&r.data, labels))
 }
 
 /// Sets `object[key] = value`. Byte arrays go this way rather than through

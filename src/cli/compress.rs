@@ -54,12 +54,7 @@ impl RuleOptions {
 pub fn compress(model: &str, rule: &RuleOptions, out: &Path, report_path: Option<&Path>, json: bool) -> Result<(), CliError> {
     let rule = rule.rule()?;
     let dir = resolve_model_dir(model)?;
-    let read = |name: &str| {
-        let p = dir.join(name);
-        std::fs::read(&p).map_err(|e| CliError(format!("cannot read {}: {e}", p.display())))
-    };
-    let model_json = String::from_utf8(read("model.json")?).map_err(|_| CliError("model.json is not UTF-8".into()))?;
-    let weights = read("weights.safetensors")?;
+    let (model_json, weights) = read_package_files(&dir)?;
     let clock = Instant::now();
     let now_ms = || clock.elapsed().as_secs_f64() * 1e3;
     let mut progress = |done: usize, total: usize, layer: &str| {
@@ -102,6 +97,17 @@ pub fn compress(model: &str, rule: &RuleOptions, out: &Path, report_path: Option
         )
     });
     Ok(())
+}
+
+/// A package folder's `model.json` text and `weights.safetensors` bytes, as
+/// the library's byte-level functions (shared with the page) take them.
+fn read_package_files(dir: &Path) -> Result<(String, Vec<u8>), CliError> {
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).map_err(|e| CliError(format!("cannot read {}: {e}", p.display())))
+    };
+    let model_json = String::from_utf8(read("model.json")?).map_err(|_| CliError("model.json is not UTF-8".into()))?;
+    Ok((model_json, read("weights.safetensors")?))
 }
 
 pub fn tucker(kernel: &str, ranks: &str, json: bool) -> Result<(), CliError> {
@@ -164,9 +170,7 @@ pub fn pareto(model: &str, image: &Path, reference_path: Option<&Path>, factors:
         .map(|f| f.trim().parse::<f64>().map_err(|_| CliError(format!("--factors {factors}: comma-separated numbers in (0, 1]"))))
         .collect::<Result<Vec<_>, _>>()?;
     let dir = resolve_model_dir(model)?;
-    let read = |p: &Path| std::fs::read(p).map_err(|e| CliError(format!("cannot read {}: {e}", p.display())));
-    let model_json = String::from_utf8(read(&dir.join("model.json"))?).map_err(|_| CliError("model.json is not UTF-8".into()))?;
-    let weights = read(&dir.join("weights.safetensors"))?;
+    let (model_json, weights) = read_package_files(&dir)?;
     let volume = read_volume(image)?;
     let source = crate::model::package::parse_manifest(&model_json).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
     let reference = match reference_path {

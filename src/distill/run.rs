@@ -54,6 +54,10 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
     let plain = opts.device.clone();
     let teacher = Model::load_dir(&cfg.teacher, false, &plain).map_err(|e| DistillError::Model(e.to_string()))?;
     let source = cfg.start_from.as_deref().map(|dir| source_manifest(dir, &cfg, &teacher.manifest)).transpose()?;
+    if let Some(s) = source.as_ref().filter(|s| !s.ensemble.is_empty()) {
+        // Only the main weights train; members would go stale beside them.
+        log(&format!("{}: only the main weights train; its ensemble members are left out", s.id));
+    }
     let t0 = std::time::Instant::now();
     let volumes = prepare_volumes(&cfg.volumes, &cfg.axis_order, &cfg.normalisation, &teacher, &cfg.teacher, &opts.cache, &plain, log)?;
     let teacher_seconds = t0.elapsed().as_secs_f64();
@@ -179,10 +183,6 @@ fn source_manifest(dir: &Path, cfg: &DistillConfig, teacher: &Manifest) -> Resul
     }
     if cfg.patch.iter().any(|p| p % pre.divisible_by.max(1) != 0) {
         return bad(format!("patch {:?}: each side must be a multiple of {}", cfg.patch, pre.divisible_by));
-    }
-    if !source.ensemble.is_empty() {
-        // Only the main weights train; members would go stale beside them.
-        eprintln!("[distill] {}: only the main weights train; its ensemble members are left out", source.id);
     }
     Ok(source)
 }
