@@ -996,10 +996,10 @@ function runCompressed() {
 function renderVerdict(perLabel) {
   if (state.compressed) state.compressed.lastPerLabel = perLabel;
   const margin = Number(el.margin.value);
-  const worst = perLabel.reduce((w, l) => (1 - l.dice > 1 - w.dice ? l : w), perLabel[0]);
+  const worst = worstLabel(perLabel);
   const label = worst.name;
   const drop = 1 - worst.dice;
-  const pass = Number.isFinite(margin) && perLabel.every((l) => 1 - l.dice <= margin);
+  const pass = withinMargin(perLabel, margin);
   el.compressVerdict.dataset.verdict = pass ? 'PASS' : 'FAIL';
   el.compressVerdict.className = `verdict ${pass ? 'pass' : 'fail'}`;
   el.compressVerdict.textContent = pass
@@ -1068,6 +1068,16 @@ function onReferenceInspected(info) {
 /** The smallest Dice over the labels of a per-label list. */
 function worstDice(perLabel) {
   return perLabel.reduce((w, l) => Math.min(w, l.dice), 1);
+}
+
+/** The entry of a per-label list with the smallest Dice (the first on ties). */
+function worstLabel(perLabel) {
+  return perLabel.reduce((w, l) => (l.dice < w.dice ? l : w), perLabel[0]);
+}
+
+/** True when every label's Dice drop (1 − Dice against the original) is within the margin. */
+function withinMargin(perLabel, margin) {
+  return Number.isFinite(margin) && perLabel.every((l) => 1 - l.dice <= margin);
 }
 
 /** " Against the reference (name): Dice a (first) and b (second)." or "" without a reference. */
@@ -1156,16 +1166,11 @@ function onParetoDone(sweep) {
   updateControls();
 }
 
-/** Points pass when every label's drop is within the margin as it is set now. */
-function paretoPasses(point, margin) {
-  return point.dice_vs_original.every((l) => 1 - l.dice <= margin);
-}
-
 function renderPareto() {
   const p = state.pareto;
   if (!p) return;
   const margin = Number(el.margin.value);
-  const points = p.points.map((pt, i) => ({ ...pt, i, ok: Number.isFinite(margin) && paretoPasses(pt, margin) }));
+  const points = p.points.map((pt, i) => ({ ...pt, i, ok: withinMargin(pt.dice_vs_original, margin) }));
   const fastest = points.filter((pt) => pt.ok).reduce((best, pt) => (!best || pt.ms < best.ms ? pt : best), null);
   const name = (pt) => (pt.factor === null || pt.factor === undefined ? 'original' : `factor ${pt.factor.toFixed(2)}`);
   const cell = (text) => {
@@ -1182,7 +1187,7 @@ function renderPareto() {
       tr.dataset.referenceDice = pt.dice_vs_reference ? String(worstDice(pt.dice_vs_reference)) : '';
       tr.dataset.verdict = pt.ok ? 'PASS' : 'FAIL';
       if (fastest && pt.i === fastest.i) tr.className = 'fastest';
-      const worst = pt.dice_vs_original.reduce((w, l) => (l.dice < w.dice ? l : w), pt.dice_vs_original[0] || { name: '–', dice: 1 });
+      const worst = worstLabel(pt.dice_vs_original) || { name: '–', dice: 1 };
       tr.append(
         cell(name(pt)),
         cell(fmt(pt.params)),

@@ -7,23 +7,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { tid, openApp, errorText, loadSample, networkProblems, HDBET_FOLD0, RUN_TIMEOUT_MS } from './lib.mjs';
+import { tid, openApp, loadSample, networkProblems, waitForStatus, HDBET_FOLD0, RUN_TIMEOUT_MS } from './lib.mjs';
 
 const status = (page) => page.textContent(tid('status'));
 const CH2BET = path.join(process.env.BEDSIDE_DATA || path.join(os.homedir(), '.cache/bedside/data'), 'colin27/ch2bet.nii.gz');
-
-async function waitForStatus(page, pattern, timeout) {
-  await page.waitForFunction(
-    (source) => {
-      const err = document.querySelector('[data-testid="error"]');
-      return (err && !err.hidden) || new RegExp(source).test(document.querySelector('[data-testid="status"]').textContent);
-    },
-    pattern.source,
-    { timeout, polling: 500 },
-  );
-  const err = await errorText(page);
-  if (err) throw new Error(`the page reported: ${err}`);
-}
 
 describe('compress: HD-BET uploaded, Tucker-2 at 0.5, judged and downloaded', { timeout: 3 * RUN_TIMEOUT_MS }, () => {
   let app;

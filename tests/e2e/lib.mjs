@@ -173,6 +173,20 @@ export async function waitForVolume(page, timeout = 120_000) {
   if (err) throw new Error(`volume was not accepted: ${err}`);
 }
 
+/** Wait until the status line matches `pattern`; throw with the page's error if one appears instead. */
+export async function waitForStatus(page, pattern, timeout) {
+  await page.waitForFunction(
+    (source) => {
+      const err = document.querySelector('[data-testid="error"]');
+      return (err && !err.hidden) || new RegExp(source).test(document.querySelector('[data-testid="status"]').textContent);
+    },
+    pattern.source,
+    { timeout, polling: 500 },
+  );
+  const err = await errorText(page);
+  if (err) throw new Error(`the page reported: ${err}`);
+}
+
 export async function errorText(page) {
   return page.$eval(tid('error'), (e) => (e.hidden ? '' : e.textContent.trim()));
 }

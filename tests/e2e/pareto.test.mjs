@@ -8,7 +8,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { RUN_TIMEOUT_MS, tid, openApp, loadSample, errorText, networkProblems, screenshot } from './lib.mjs';
+import { RUN_TIMEOUT_MS, tid, openApp, loadSample, errorText, networkProblems, screenshot, waitForStatus } from './lib.mjs';
 
 const DATA = process.env.BEDSIDE_DATA || path.join(process.env.HOME, '.cache/bedside/data');
 const CH2BET = path.join(DATA, 'colin27/ch2bet.nii.gz');
@@ -16,17 +16,6 @@ const ROBEX_MASK = path.join(DATA, 'robex/atlas_mask.nii.gz');
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const STUDENT_M = JSON.parse(fs.readFileSync(path.join(REPO, 'models/student-m/model.json'), 'utf8'));
 const RECORDED = STUDENT_M.evaluation.find((e) => e.volume === 'ch2.nii.gz' && e.reference === 'ch2bet.nii.gz > 0').dice;
-
-async function waitForStatus(page, pattern, timeout) {
-  await page.waitForFunction(
-    (source) => {
-      const err = document.querySelector('[data-testid="error"]');
-      return (err && !err.hidden) || new RegExp(source).test(document.querySelector('[data-testid="status"]').textContent);
-    },
-    pattern.source,
-    { timeout, polling: 500 },
-  );
-}
 
 const rows = (page) =>
   page.$$eval(`${tid('pareto-table')} tbody tr`, (trs) =>
