@@ -64,6 +64,11 @@ pub struct DistillConfig {
     pub learning_rate: f64,
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// When set, the package gets an exponential moving average of the
+    /// student's weights (this decay per step, e.g. 0.995: about the last 200
+    /// steps) instead of the last step's weights. See `average`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_decay: Option<f64>,
     /// Share of patches centred on a foreground voxel (the rest anywhere).
     #[serde(default = "default_foreground_fraction")]
     pub foreground_fraction: f64,
@@ -238,6 +243,9 @@ impl DistillConfig {
         if !(self.learning_rate > 0.0) || !(0.0..=1.0).contains(&self.foreground_fraction) {
             return bad("learning_rate must be positive and foreground_fraction in [0, 1]".into());
         }
+        if self.average_decay.is_some_and(|d| !(0.0..1.0).contains(&d)) {
+            return bad("average_decay must be in [0, 1)".into());
+        }
         Ok(())
     }
 }
@@ -290,6 +298,7 @@ mod tests {
             ("window", serde_json::json!([128, 128, 126]), "multiple of 2^depth"),
             ("loss", serde_json::json!({"dice": 0, "kd": 0, "encoder": 0, "bottleneck": 0, "decoder": 0}), "not all zero"),
             ("loss", serde_json::json!({"kd": -1}), "non-negative"),
+            ("average_decay", serde_json::json!(1.0), "average_decay must be in [0, 1)"),
         ] {
             let mut v = minimal();
             v[key] = value;

@@ -89,7 +89,7 @@ pub fn prepare_volumes(
             t
         };
         if teacher_out.logits.dims != prepared.padded_dims {
-            return Err(DistillError::Cache(format!("{}: cached grid does not match the volume", cache.display())));
+            return Err(DistillError::cache(&cache, "cached grid does not match the volume"));
         }
         let (labels, has_mask) = match &v.mask {
             Some(mask) => (mask_on_grid(&expand_data_path(mask), &volume.dims, &prepared)?, true),

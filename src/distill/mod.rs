@@ -6,10 +6,13 @@
 //! - [`augment`]: augmentation that keeps the cached outputs aligned;
 //! - [`losses`]: hard, response-KD and contrastive feature-KD losses;
 //! - [`trainer`]: the autodiff loop, with checkpoints and a loss log;
+//! - [`average`]: a moving average of the student's weights;
 //! - [`run`] (native): a whole run, from config file to model package.
 
 pub mod augment;
 pub mod losses;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod average;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
@@ -42,5 +45,10 @@ pub enum DistillError {
 impl DistillError {
     pub fn io(path: &Path, e: impl std::fmt::Display) -> Self {
         DistillError::Io { path: path.display().to_string(), message: e.to_string() }
+    }
+
+    /// A teacher cache or checkpoint file that could not be read or written.
+    pub fn cache(path: &Path, e: impl std::fmt::Display) -> Self {
+        DistillError::Cache(format!("{}: {e}", path.display()))
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::config::DistillConfig;
 use super::dataset::prepare_volumes;
-use super::trainer::{train, trained_student, LossRecord};
+use super::trainer::{train, LossRecord};
 use super::DistillError;
 use crate::model::manifest::{Provenance, FORMAT};
 use crate::model::{Manifest, Model, Network};
@@ -77,7 +77,7 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
     let (trained, records) = train(&cfg, &volumes, &opts.out, opts.resume, &opts.device.clone().autodiff(), &mut on_step)?;
     let train_seconds = t1.elapsed().as_secs_f64();
 
-    let network = trained_student(&trained);
+    let network = trained.student();
     let summary = volumes_summary(&cfg, &volumes);
     let manifest = match &source {
         None => student_manifest(&cfg, &teacher.manifest, &network, &summary, train_seconds, &opts.machine),
@@ -150,14 +150,16 @@ fn student_manifest(
         licence: teacher.licence.clone(),
         params: network.num_params() as u64,
         ensemble: Vec::new(),
-        training: Some(serde_json::json!({
+        training: Some(training_record(
             // The teacher as the recipes name it (a sibling package), not this machine's path.
-            "config": DistillConfig { teacher: PathBuf::from(format!("../{}", teacher.id)), ..cfg.clone() },
-            "volumes": volumes,
-            "teacher": teacher.id,
-            "train_seconds": (train_seconds * 10.0).round() / 10.0,
-            "machine": machine,
-        })),
+            serde_json::to_value(DistillConfig { teacher: PathBuf::from(format!("../{}", teacher.id)), ..cfg.clone() })
+                .expect("config serialises"),
+            volumes,
+            &teacher.id,
+            None,
+            train_seconds,
+            machine,
+        )),
         evaluation: Vec::new(),
         compression: None,
     }
@@ -221,17 +223,34 @@ fn trained_on_manifest(
             converted_by: format!("bedside {} distill", env!("CARGO_PKG_VERSION")),
         },
         ensemble: Vec::new(),
-        training: Some(serde_json::json!({
-            "config": config,
-            "volumes": volumes,
-            "teacher": teacher.id,
-            "start_from": source.id,
-            "train_seconds": (train_seconds * 10.0).round() / 10.0,
-            "machine": machine,
-        })),
+        training: Some(training_record(config, volumes, &teacher.id, Some(&source.id), train_seconds, machine)),
         evaluation: Vec::new(),
         ..source.clone()
     }
+}
+
+/// The `training` entry of a trained package's `model.json`: the recipe as
+/// run, its volumes and labels, the teacher, the package it started from (if
+/// any), and the time it took where.
+fn training_record(
+    config: serde_json::Value,
+    volumes: &serde_json::Value,
+    teacher: &str,
+    start_from: Option<&str>,
+    train_seconds: f64,
+    machine: &str,
+) -> serde_json::Value {
+    let mut record = serde_json::json!({
+        "config": config,
+        "volumes": volumes,
+        "teacher": teacher,
+        "train_seconds": (train_seconds * 10.0).round() / 10.0,
+        "machine": machine,
+    });
+    if let Some(source) = start_from {
+        record["start_from"] = source.into();
+    }
+    record
 }
 
 /// The default teacher-output cache: beside the data.

@@ -88,7 +88,7 @@ impl TeacherTargets {
             })
             .collect();
         let out = safetensors::serialize(views, None::<HashMap<String, String>>)
-            .map_err(|e| DistillError::Cache(format!("{}: {e}", path.display())))?;
+            .map_err(|e| DistillError::cache(path, e))?;
         // Write then rename, so an interrupted run never leaves a half cache.
         let tmp = path.with_extension("partial");
         std::fs::write(&tmp, out).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| DistillError::io(path, e))
@@ -96,7 +96,7 @@ impl TeacherTargets {
 
     pub fn load(path: &Path) -> Result<Self, DistillError> {
         let bytes = std::fs::read(path).map_err(|e| DistillError::io(path, e))?;
-        let bad = |m: String| DistillError::Cache(format!("{}: {m}", path.display()));
+        let bad = |m: String| DistillError::cache(path, m);
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
         let grid = |name: &str| -> Result<Grid, DistillError> {
             let t = st.tensor(name).map_err(|e| bad(e.to_string()))?;

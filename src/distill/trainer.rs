@@ -20,6 +20,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::augment::{Augmenter, Sample};
+use super::average::WeightAverage;
 use super::config::{DistillConfig, LossWeights};
 use super::dataset::PreparedVolume;
 use super::losses::{cross_entropy, dice_loss, info_nce, kd_kl};
@@ -243,13 +244,19 @@ pub fn batch_samples(cfg: &DistillConfig, volumes: &[PreparedVolume], rng: &mut 
 struct CheckpointPaths {
     model: PathBuf,
     optimizer: PathBuf,
+    average: PathBuf,
     state: PathBuf,
 }
 
 impl CheckpointPaths {
     fn new(out: &Path) -> Self {
         let dir = out.join("checkpoint");
-        Self { model: dir.join("model.bpk"), optimizer: dir.join("optimizer.bpk"), state: dir.join("state.json") }
+        Self {
+            model: dir.join("model.bpk"),
+            optimizer: dir.join("optimizer.bpk"),
+            average: dir.join("average.bpk"),
+            state: dir.join("state.json"),
+        }
     }
 }
 
@@ -259,6 +266,23 @@ struct CheckpointState {
     step: usize,
     /// The config the checkpoint belongs to: resuming with another is refused.
     config: DistillConfig,
+}
+
+/// What a run ends with: the module that trained and, when the config asks
+/// for it, the moving average of the student's weights.
+pub struct Trained {
+    pub model: Distillee,
+    pub average: Option<WeightAverage>,
+}
+
+impl Trained {
+    /// The student to ship, without autodiff: the average where there is one.
+    pub fn student(&self) -> Network {
+        match &self.average {
+            Some(average) => average.network().clone(),
+            None => self.model.student.valid(),
+        }
+    }
 }
 
 /// Trains for `cfg.steps` (from the checkpoint in `out` when `resume`).
@@ -271,18 +295,19 @@ pub fn train(
     resume: bool,
     device: &Device,
     on_step: &mut dyn FnMut(&LossRecord),
-) -> Result<(Distillee, Vec<LossRecord>), DistillError> {
+) -> Result<(Trained, Vec<LossRecord>), DistillError> {
     let t = &volumes.first().ok_or_else(|| DistillError::Config("no training volumes".into()))?.teacher;
     let widths = [t.encoder.channels, t.bottleneck.channels, t.decoder.channels];
     device.seed(cfg.seed);
     let mut model = Distillee::new(cfg, widths, device)?;
     let mut optim = AdamConfig::new().init();
+    let mut average = cfg.average_decay.map(|decay| WeightAverage::new(decay, model.student.valid()));
     let paths = CheckpointPaths::new(out);
     let mut first_step = 0;
     if resume && paths.state.is_file() {
         let text = std::fs::read_to_string(&paths.state).map_err(|e| DistillError::io(&paths.state, e))?;
         let state: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| DistillError::Cache(format!("{}: {e}", paths.state.display())))?;
+            serde_json::from_str(&text).map_err(|e| DistillError::cache(&paths.state, e))?;
         if state.config != *cfg {
             return Err(DistillError::Config(format!(
                 "{} was written with a different config; start without --resume or use the same config",
@@ -291,10 +316,13 @@ pub fn train(
         }
         model
             .load_from(&mut BurnpackStore::from_file(&paths.model))
-            .map_err(|e| DistillError::Cache(format!("{}: {e}", paths.model.display())))?;
+            .map_err(|e| DistillError::cache(&paths.model, e))?;
         optim = optim
             .load(&paths.optimizer)
-            .map_err(|e| DistillError::Cache(format!("{}: {e}", paths.optimizer.display())))?;
+            .map_err(|e| DistillError::cache(&paths.optimizer, e))?;
+        if let Some(average) = average.as_mut() {
+            average.load(&paths.average)?;
+        }
         first_step = state.step;
     }
     let csv_path = out.join("losses.csv");
@@ -315,6 +343,9 @@ pub fn train(
         let grads = GradientsParams::from_grads(total.backward(), &model);
         let lr = learning_rate(cfg, step);
         model = optim.step(lr, model, grads);
+        if let Some(average) = average.as_mut() {
+            average.update(&model.student.valid());
+        }
         record.step = step + 1;
         record.learning_rate = lr;
         record.data_ms = data_ms;
@@ -327,13 +358,16 @@ pub fn train(
             std::fs::create_dir_all(paths.model.parent().unwrap()).map_err(|e| DistillError::io(out, e))?;
             model
                 .save_into(&mut BurnpackStore::from_file(&paths.model).overwrite(true))
-                .map_err(|e| DistillError::Cache(format!("{}: {e}", paths.model.display())))?;
-            optim.save(&paths.optimizer).map_err(|e| DistillError::Cache(format!("{}: {e}", paths.optimizer.display())))?;
+                .map_err(|e| DistillError::cache(&paths.model, e))?;
+            optim.save(&paths.optimizer).map_err(|e| DistillError::cache(&paths.optimizer, e))?;
+            if let Some(average) = &average {
+                average.save(&paths.average)?;
+            }
             let state = serde_json::to_string_pretty(&CheckpointState { step: step + 1, config: cfg.clone() }).unwrap();
             std::fs::write(&paths.state, state).map_err(|e| DistillError::io(&paths.state, e))?;
         }
     }
-    Ok((model, records))
+    Ok((Trained { model, average }, records))
 }
 
 /// Opens the loss log; on resume keeps only the rows up to `keep_steps`.
@@ -357,15 +391,11 @@ fn open_csv(path: &Path, keep_steps: usize) -> Result<std::fs::File, DistillErro
     Ok(f)
 }
 
-/// The trained student without autodiff, for inference and export.
-pub fn trained_student(model: &Distillee) -> Network {
-    model.student.valid()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::distill::augment::AugmentConfig;
+    use crate::distill::average::flat_weights;
     use crate::distill::teacher::run_teacher;
     use crate::inference::preprocess::Prepared;
     use crate::model::unet3d::Unet3dConfig;
@@ -406,7 +436,7 @@ mod tests {
             "volumes": [{"image": "unused"}],
             "patch": [32, 32, 32], "batch": 1, "steps": 24, "learning_rate": 0.01,
             "loss": {"cross_entropy": 0.2, "dice": 0.4, "kd": 0.2, "encoder": 0.1, "bottleneck": 0.2, "decoder": 0.1, "samples": 64},
-            "checkpoint_every": 12
+            "checkpoint_every": 12, "average_decay": 0.9
         }))
         .unwrap();
         let cfg = DistillConfig { augment: AugmentConfig::none(), ..cfg };
@@ -418,14 +448,17 @@ mod tests {
         let mut keep = |r: &LossRecord| {
             if r.step == 13 {
                 std::fs::create_dir_all(half.join("checkpoint")).unwrap();
-                for f in ["model.bpk", "optimizer.bpk", "state.json"] {
+                for f in ["model.bpk", "optimizer.bpk", "average.bpk", "state.json"] {
                     std::fs::copy(dir.join("checkpoint").join(f), half.join("checkpoint").join(f)).unwrap();
                 }
                 std::fs::copy(dir.join("losses.csv"), half.join("losses.csv")).unwrap();
             }
         };
-        let (_, records) = train(&cfg, std::slice::from_ref(&volume), &dir, false, &device, &mut keep).unwrap();
+        let (trained, records) = train(&cfg, std::slice::from_ref(&volume), &dir, false, &device, &mut keep).unwrap();
         assert_eq!(records.len(), 24);
+        // The package gets the moving average, not the last step's weights.
+        let (shipped, last_step) = (flat_weights(&trained.student()), flat_weights(&trained.model.student.valid()));
+        assert!(shipped.iter().zip(&last_step).any(|(a, b)| (a - b).abs() > 1e-4));
         let mean = |r: &[LossRecord], f: fn(&LossRecord) -> f64| r.iter().map(f).sum::<f64>() / r.len() as f64;
         let (first, last) = (mean(&records[..4], |r| r.total), mean(&records[20..], |r| r.total));
         assert!(last < 0.85 * first, "loss {first:.4} → {last:.4} did not fall");
@@ -437,8 +470,12 @@ mod tests {
         assert_eq!(csv.lines().count(), 25, "a header and one row per step");
 
         // Resuming from the step-12 checkpoint repeats steps 13–24.
-        let (_, resumed) = train(&cfg, std::slice::from_ref(&volume), &half, true, &device, &mut |_| {}).unwrap();
+        let (trained_again, resumed) = train(&cfg, std::slice::from_ref(&volume), &half, true, &device, &mut |_| {}).unwrap();
         assert_eq!(resumed.len(), 12);
+        // The average resumes too (it is kept with the checkpoint).
+        for (a, b) in flat_weights(&trained_again.student()).iter().zip(&shipped) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "averaged weight {a} vs {b}");
+        }
         for (a, b) in resumed.iter().zip(&records[12..]) {
             assert_eq!(a.step, b.step);
             assert!((a.total - b.total).abs() <= 1e-3 * b.total.abs().max(1e-3), "step {}: {} vs {}", a.step, a.total, b.total);
@@ -490,7 +527,7 @@ mod tests {
 
         let device = plain.clone().autodiff();
         let (trained, records) = train(&cfg, std::slice::from_ref(&volume), &dir, false, &device, &mut |_| {}).unwrap();
-        let student = trained_student(&trained);
+        let student = trained.student();
         assert_eq!(student.num_params() as u64, c.manifest.params, "the factorisation is kept");
         let mean = |r: &[LossRecord]| r.iter().map(|r| r.total).sum::<f64>() / r.len() as f64;
         let (first, last) = (mean(&records[..4]), mean(&records[12..]));
