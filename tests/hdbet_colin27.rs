@@ -1,8 +1,15 @@
 //! HD-BET, converted from its shipped PyTorch weights, extracts the brain of
 //! Colin27 (`ch2.nii.gz`, a real subject, with skull) with Dice ≥ 0.90 against
 //! the independent brain mask shipped beside it (`ch2bet.nii.gz > 0`), on the
-//! CPU (Burn flex) and on wgpu (lavapipe on a machine without a GPU), through
-//! the real CLI. The written mask must be on the input's grid.
+//! CPU (Burn flex), through the real CLI. The written mask must be on the
+//! input's grid.
+//!
+//! On wgpu, HD-BET's network is checked against the CPU by `backend_agreement`,
+//! and the whole CLI pipeline by `students` (student-s on Colin27). HD-BET's
+//! whole head on lavapipe (Mesa's CPU Vulkan: the patch shrinks to 96×96×80
+//! under its 128 MiB buffer limit, 8 windows) took ~18 min on 2 cores (Dice
+//! 0.928) and once hung CI for over an hour, so it is not run in CI:
+//! `bedside segment ch2.nii.gz --model models/hd-bet --backend wgpu` does it.
 
 #![cfg(not(target_arch = "wasm32"))] // runs the native CLI
 
@@ -58,15 +65,5 @@ fn segment_and_score(backend: &str) -> f64 {
 #[test]
 fn hdbet_extracts_colin27_brain_on_cpu() {
     let d = segment_and_score("cpu");
-    assert!(d >= 0.90, "Dice {d}");
-}
-
-/// On a machine without a GPU, wgpu runs on lavapipe (Mesa's CPU Vulkan),
-/// which binds at most 128 MiB per buffer: the patch shrinks to 96×96×80 and
-/// Colin27 needs 8 windows. On this project's 2-core machine that takes about
-/// 18 minutes (Dice 0.928), the longest test in CI.
-#[test]
-fn hdbet_extracts_colin27_brain_on_wgpu() {
-    let d = segment_and_score("wgpu");
     assert!(d >= 0.90, "Dice {d}");
 }

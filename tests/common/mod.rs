@@ -2,8 +2,10 @@
 //! and running the real `bedside` binary.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Folder with the fetched volumes (`scripts/fetch-data` fills it).
 /// A missing file is a failed test, never a skipped one: the setup scripts
@@ -35,14 +37,51 @@ pub fn bedside() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bedside"))
 }
 
+/// How long one `bedside` run may take before the test kills it and fails.
+/// The slowest run in the suite (HD-BET on lavapipe) takes a few minutes; a
+/// run that hangs must fail the test with a message, not stall CI until its
+/// budget ends. `BEDSIDE_TEST_TIMEOUT_S` overrides it on a slower machine.
+fn run_timeout() -> Duration {
+    let secs = std::env::var("BEDSIDE_TEST_TIMEOUT_S").ok().and_then(|s| s.parse().ok()).unwrap_or(20 * 60);
+    Duration::from_secs(secs)
+}
+
 /// Runs `bedside` with `args`; returns (exit success, stdout, stderr).
+/// Panics if the run outlives `run_timeout()` (the process is killed first).
 pub fn run(args: &[&str]) -> (bool, String, String) {
-    let out = bedside().args(args).output().expect("bedside runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut child = bedside()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bedside runs");
+    // Drain both pipes on their own threads, so a chatty child never blocks
+    // on a full pipe while we wait for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let (start, limit) = (Instant::now(), run_timeout());
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for bedside") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = stderr.join().unwrap_or_default();
+            panic!("bedside {args:?} still running after {} s: killed.\nstderr so far:\n{err}", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status.success(), stdout.join().expect("stdout reader"), stderr.join().expect("stderr reader"))
 }
 
 /// Runs `bedside` with `args`, which must fail with a message rather than a
