@@ -55,19 +55,8 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("bedside runs");
-    // Drain both pipes on their own threads, so a chatty child never blocks
-    // on a full pipe while we wait for it.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut bytes);
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
     let (start, limit) = (Instant::now(), run_timeout());
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for bedside") {
@@ -82,6 +71,16 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
         std::thread::sleep(Duration::from_millis(100));
     };
     (status.success(), stdout.join().expect("stdout reader"), stderr.join().expect("stderr reader"))
+}
+
+/// Reads a child's pipe to the end on its own thread, so a chatty child never
+/// blocks on a full pipe while the test waits for it to exit.
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }
 
 /// Runs `bedside` with `args`, which must fail with a message rather than a
