@@ -45,6 +45,10 @@ pub struct AugmentConfig {
     /// Down- then up-sampling by a factor up to this.
     pub low_resolution_probability: f64,
     pub max_low_resolution: f64,
+    /// Probability of seeing the volume as if its field of view held another
+    /// fraction of air, drawn from this range (see [`Background`]).
+    pub field_of_view_probability: f64,
+    pub air_fraction_range: [f64; 2],
 }
 
 impl Default for AugmentConfig {
@@ -65,6 +69,8 @@ impl Default for AugmentConfig {
             max_noise: 0.1,
             low_resolution_probability: 0.2,
             max_low_resolution: 2.0,
+            field_of_view_probability: 0.0,
+            air_fraction_range: [0.2, 0.75],
         }
     }
 }
@@ -80,6 +86,7 @@ impl AugmentConfig {
             bias_field_probability: 0.0,
             noise_probability: 0.0,
             low_resolution_probability: 0.0,
+            field_of_view_probability: 0.0,
             ..Self::default()
         }
     }
@@ -173,9 +180,85 @@ impl Augmenter {
         s
     }
 
+    /// With `field_of_view_probability`, re-standardises the image as if the
+    /// whole volume (`background` describes it) held another fraction of air.
+    /// Nothing is drawn when the probability is zero, so recipes without it
+    /// keep their random streams.
+    pub fn field_of_view(&mut self, s: &mut Sample, background: &Background) {
+        let p = self.config.field_of_view_probability;
+        if p <= 0.0 || !self.rng.random_bool(p) {
+            return;
+        }
+        let [lo, hi] = self.config.air_fraction_range;
+        let fraction = lo + self.rng.random::<f64>() * (hi - lo);
+        let (scale, shift) = background.restandardise(fraction);
+        for v in s.image.iter_mut() {
+            *v = (*v as f64 * scale + shift) as f32;
+        }
+    }
+
     /// Uniform in [−range, range].
     fn uniform(&mut self, range: f64) -> f64 {
         (self.rng.random::<f64>() * 2.0 - 1.0) * range
+    }
+}
+
+/// What a whole-volume z-score depends on besides the head: how much air the
+/// field of view holds. A scan cropped tight to the head and one with a wide
+/// margin give the same brain different z values (Colin27, 43% air: brain
+/// near 1.0; the ROBEX volume, 61%: near 1.6), and a network without
+/// normalisation layers reads intensities absolutely. Measured once per
+/// volume on its normalised image, so that a patch can be re-standardised as
+/// if air had been added or cropped away, exactly as the z-score of that
+/// other scan would come out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Background {
+    /// Mean and mean square of the whole normalised image.
+    pub mean: f64,
+    pub mean_square: f64,
+    /// The air's value (the image's minimum) and its share of the voxels.
+    pub air: f64,
+    pub air_fraction: f64,
+}
+
+impl Background {
+    /// Air is every voxel within a tenth of the way from the minimum to the
+    /// mean of the voxels `labels` marks as foreground (the brain): the
+    /// scanner's noise floor, not dark tissue.
+    pub fn measure(image: &[f32], labels: &[u8]) -> Self {
+        let n = image.len().max(1) as f64;
+        let air = image.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+        let (mut sum, mut square, mut fg_sum, mut fg_n) = (0.0, 0.0, 0.0, 0usize);
+        for (&v, &l) in image.iter().zip(labels) {
+            let v = v as f64;
+            sum += v;
+            square += v * v;
+            if l > 0 {
+                fg_sum += v;
+                fg_n += 1;
+            }
+        }
+        let tissue = if fg_n > 0 { fg_sum / fg_n as f64 } else { sum / n };
+        let threshold = air + 0.1 * (tissue - air);
+        let air_voxels = image.iter().filter(|&&v| (v as f64) <= threshold).count();
+        Self { mean: sum / n, mean_square: square / n, air, air_fraction: air_voxels as f64 / n }
+    }
+
+    /// `(scale, shift)` such that `x·scale + shift` is the z-score `x` would
+    /// get if the volume held `fraction` air: air voxels are added (or
+    /// removed) at the air's value, and the mean and standard deviation
+    /// recomputed. The fraction is kept below 1 (a volume of air only has no
+    /// z-score) and above 0.
+    pub fn restandardise(&self, fraction: f64) -> (f64, f64) {
+        let f = fraction.clamp(0.0, 0.99);
+        // Air voxels added per voxel of the volume (negative: removed); never
+        // more removed than there are.
+        let added = ((f - self.air_fraction) / (1.0 - f)).max(-self.air_fraction);
+        let total = 1.0 + added;
+        let mean = (self.mean + added * self.air) / total;
+        let square = (self.mean_square + added * self.air * self.air) / total;
+        let std = (square - mean * mean).max(1e-12).sqrt();
+        (1.0 / std, -mean / std)
     }
 }
 
@@ -438,6 +521,62 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(a.augment(&s), b.augment(&s));
         }
+    }
+
+    /// Re-standardising for another air fraction gives exactly the z-score
+    /// of the volume with that much air added or cropped away.
+    #[test]
+    fn field_of_view_matches_the_z_score_of_a_padded_or_cropped_volume() {
+        let zscore = |v: &[f64]| -> Vec<f64> {
+            let n = v.len() as f64;
+            let m = v.iter().sum::<f64>() / n;
+            let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
+            v.iter().map(|x| (x - m) / s).collect()
+        };
+        // A head: 40 air voxels at 0 and 60 of tissue (brain labelled), raw.
+        let raw: Vec<f64> = (0..100).map(|i| if i < 40 { 0.0 } else { 100.0 + (i % 7) as f64 * 20.0 }).collect();
+        let labels: Vec<u8> = (0..100).map(|i| (i >= 70) as u8).collect();
+        let z: Vec<f32> = zscore(&raw).iter().map(|&v| v as f32).collect();
+        let b = Background::measure(&z, &labels);
+        assert!((b.air_fraction - 0.4).abs() < 1e-12, "{b:?}");
+        assert!(b.mean.abs() < 1e-6 && (b.mean_square - 1.0).abs() < 1e-6, "{b:?}");
+        // 60 more air voxels (100 of 160: 62.5% air), and 30 fewer (10 of 70).
+        for (extra_air, fraction) in [(60i64, 100.0 / 160.0), (-30, 10.0 / 70.0)] {
+            let other: Vec<f64> = if extra_air > 0 {
+                raw.iter().copied().chain(std::iter::repeat_n(0.0, extra_air as usize)).collect()
+            } else {
+                raw[(-extra_air) as usize..].to_vec()
+            };
+            let expected = zscore(&other);
+            let offset = if extra_air > 0 { 0 } else { (-extra_air) as usize };
+            let (scale, shift) = b.restandardise(fraction);
+            for (i, &zi) in z.iter().enumerate().skip(offset) {
+                let got = zi as f64 * scale + shift;
+                assert!((got - expected[i - offset]).abs() < 1e-5, "{extra_air}: voxel {i}: {got} vs {}", expected[i - offset]);
+            }
+        }
+        // Its own air fraction changes nothing.
+        let (scale, shift) = b.restandardise(0.4);
+        assert!((scale - 1.0).abs() < 1e-6 && shift.abs() < 1e-6);
+    }
+
+    #[test]
+    fn field_of_view_draws_nothing_when_off_and_leaves_the_target_alone() {
+        let s = aligned_sample();
+        let labels = vec![1u8; s.image.len()];
+        let background = Background::measure(&s.image, &labels);
+        // Off (the default): the sample and the random stream are untouched.
+        let (mut a, mut b) = (Augmenter::new(AugmentConfig::default(), 5), Augmenter::new(AugmentConfig::default(), 5));
+        let mut t = s.clone();
+        a.field_of_view(&mut t, &background);
+        assert_eq!(t, s);
+        assert_eq!(a.augment(&s), b.augment(&s));
+        // On: the image moves, the target does not.
+        let on = AugmentConfig { field_of_view_probability: 1.0, air_fraction_range: [0.7, 0.7], ..AugmentConfig::none() };
+        let mut t = s.clone();
+        Augmenter::new(on, 5).field_of_view(&mut t, &background);
+        assert_eq!(t.target, s.target);
+        assert_ne!(t.image, s.image);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 
-use super::augment::{Grid, Sample};
+use super::augment::{Background, Grid, Sample};
 use super::config::{expand_data_path, TrainingVolume};
 use super::teacher::{run_teacher, TeacherTargets};
 use super::DistillError;
@@ -30,6 +30,8 @@ pub struct PreparedVolume {
     pub teacher: TeacherTargets,
     /// Indices of foreground voxels, for foreground-centred patches.
     foreground: Vec<usize>,
+    /// The image's air and statistics, for the field-of-view augmentation.
+    pub background: Background,
 }
 
 /// What a cached teacher output is keyed by: the volume's and the teacher's
@@ -161,7 +163,8 @@ fn crop_grid(g: &Grid, start: [usize; 3], size: [usize; 3]) -> Grid {
 impl PreparedVolume {
     pub fn new(name: String, dims: [usize; 3], image: Vec<f32>, labels: Vec<u8>, has_mask: bool, teacher: TeacherTargets) -> Self {
         let foreground = labels.iter().enumerate().filter(|(_, &l)| l > 0).map(|(i, _)| i).collect();
-        Self { name, dims, image, labels, has_mask, teacher, foreground }
+        let background = Background::measure(&image, &labels);
+        Self { name, dims, image, labels, has_mask, teacher, foreground, background }
     }
 
     /// A random patch of `size` (storage order), starting on multiples of 16

@@ -235,7 +235,9 @@ pub fn batch_samples(cfg: &DistillConfig, volumes: &[PreparedVolume], rng: &mut 
     (0..cfg.batch)
         .map(|_| {
             let v = &volumes[rng.random_range(0..volumes.len())];
-            augmenter.augment(&v.random_patch(size, cfg.foreground_fraction, rng))
+            let mut patch = v.random_patch(size, cfg.foreground_fraction, rng);
+            augmenter.field_of_view(&mut patch, &v.background);
+            augmenter.augment(&patch)
         })
         .collect()
 }
