@@ -226,22 +226,14 @@ impl Background {
     /// mean of the voxels `labels` marks as foreground (the brain): the
     /// scanner's noise floor, not dark tissue.
     pub fn measure(image: &[f32], labels: &[u8]) -> Self {
-        let n = image.len().max(1) as f64;
+        let (mean, std) = mean_std(image);
         let air = image.iter().copied().fold(f32::INFINITY, f32::min) as f64;
-        let (mut sum, mut square, mut fg_sum, mut fg_n) = (0.0, 0.0, 0.0, 0usize);
-        for (&v, &l) in image.iter().zip(labels) {
-            let v = v as f64;
-            sum += v;
-            square += v * v;
-            if l > 0 {
-                fg_sum += v;
-                fg_n += 1;
-            }
-        }
-        let tissue = if fg_n > 0 { fg_sum / fg_n as f64 } else { sum / n };
+        let brain: Vec<f32> = image.iter().zip(labels).filter(|(_, &l)| l > 0).map(|(&v, _)| v).collect();
+        let tissue = if brain.is_empty() { mean } else { mean_std(&brain).0 };
         let threshold = air + 0.1 * (tissue - air);
         let air_voxels = image.iter().filter(|&&v| (v as f64) <= threshold).count();
-        Self { mean: sum / n, mean_square: square / n, air, air_fraction: air_voxels as f64 / n }
+        let air_fraction = air_voxels as f64 / image.len().max(1) as f64;
+        Self { mean, mean_square: std * std + mean * mean, air, air_fraction }
     }
 
     /// `(scale, shift)` such that `x·scale + shift` is the z-score `x` would
@@ -251,9 +243,9 @@ impl Background {
     /// z-score) and above 0.
     pub fn restandardise(&self, fraction: f64) -> (f64, f64) {
         let f = fraction.clamp(0.0, 0.99);
-        // Air voxels added per voxel of the volume (negative: removed); never
-        // more removed than there are.
-        let added = ((f - self.air_fraction) / (1.0 - f)).max(-self.air_fraction);
+        // Air voxels added per voxel of the volume (negative: removed). With
+        // f ≥ 0 this never removes more air than there is: −added ≤ air_fraction.
+        let added = (f - self.air_fraction) / (1.0 - f);
         let total = 1.0 + added;
         let mean = (self.mean + added * self.air) / total;
         let square = (self.mean_square + added * self.air * self.air) / total;
