@@ -5,8 +5,8 @@
 //! budget. `models/index.json` must list them as `bedside catalog` would.
 //!
 //! The targets (student-s ≥ 0.90, student-m ≥ 0.93 on every
-//! evaluation volume) are met by student-s, and by student-m on Colin27 but
-//! not yet on ROBEX (README, Students); this test guards what the students do reach, so a regression in
+//! evaluation volume) are met by both on Colin27 and ROBEX (README,
+//! Students); this test guards what the students reach, so a regression in
 //! loading, preprocessing (their turn to RAS), inference or postprocessing
 //! (their axial hole filling) shows.
 #![cfg(not(target_arch = "wasm32"))] // runs the native CLI

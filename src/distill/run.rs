@@ -39,6 +39,9 @@ pub struct RunReport {
     pub teacher_seconds: f64,
 }
 
+/// What every distilled package cites.
+const HINTON: &str = "Hinton G, Vinyals O, Dean J. Distilling the knowledge in a neural network. arXiv:1503.02531";
+
 /// Mean of the first and of the last `k` totals (a smoothed start and end).
 fn ends(records: &[LossRecord], k: usize) -> (Option<f64>, Option<f64>) {
     if records.is_empty() {
@@ -142,9 +145,7 @@ fn student_manifest(
         provenance: Provenance {
             source: format!("distilled by bedside from {} ({})", teacher.id, teacher.name),
             source_sha256: String::new(),
-            citation: "Hinton G, Vinyals O, Dean J. Distilling the knowledge in a neural network. arXiv:1503.02531; \
-                       multi-scale contrastive KD after MTMS, arXiv:2406.03173"
-                .into(),
+            citation: format!("{HINTON}; multi-scale contrastive KD after MTMS, arXiv:2406.03173"),
             converted_by: format!("bedside {} distill", env!("CARGO_PKG_VERSION")),
         },
         licence: teacher.licence.clone(),
@@ -216,10 +217,13 @@ fn trained_on_manifest(
         provenance: Provenance {
             source: format!("{} ({}) trained further by bedside, with {} as teacher", source.id, source.name, teacher.id),
             source_sha256: String::new(),
-            citation: format!(
-                "{}; distillation: Hinton G, Vinyals O, Dean J. Distilling the knowledge in a neural network. arXiv:1503.02531",
-                source.provenance.citation
-            ),
+            // A student trained further already cites Hinton et al.; a
+            // converted teacher does not.
+            citation: if source.provenance.citation.contains(HINTON) {
+                source.provenance.citation.clone()
+            } else {
+                format!("{}; distillation: {HINTON}", source.provenance.citation)
+            },
             converted_by: format!("bedside {} distill", env!("CARGO_PKG_VERSION")),
         },
         ensemble: Vec::new(),
