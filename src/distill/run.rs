@@ -227,7 +227,7 @@ fn trained_on_manifest(
             converted_by: format!("bedside {} distill", env!("CARGO_PKG_VERSION")),
         },
         ensemble: Vec::new(),
-        training: Some(training_record(config, volumes, &teacher.id, Some(&source.id), train_seconds, machine)),
+        training: Some(training_record(config, volumes, &teacher.id, Some(source), train_seconds, machine)),
         evaluation: Vec::new(),
         ..source.clone()
     }
@@ -235,12 +235,13 @@ fn trained_on_manifest(
 
 /// The `training` entry of a trained package's `model.json`: the recipe as
 /// run, its volumes and labels, the teacher, the package it started from (if
-/// any), and the time it took where.
+/// any) with that package's own training record, so a student trained in
+/// stages keeps every stage, and the time it took where.
 fn training_record(
     config: serde_json::Value,
     volumes: &serde_json::Value,
     teacher: &str,
-    start_from: Option<&str>,
+    start_from: Option<&Manifest>,
     train_seconds: f64,
     machine: &str,
 ) -> serde_json::Value {
@@ -252,7 +253,10 @@ fn training_record(
         "machine": machine,
     });
     if let Some(source) = start_from {
-        record["start_from"] = source.into();
+        record["start_from"] = source.id.as_str().into();
+        if let Some(earlier) = &source.training {
+            record["continued_from"] = earlier.clone();
+        }
     }
     record
 }
@@ -265,3 +269,24 @@ pub fn default_cache_dir() -> PathBuf {
         .join("teacher")
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A student trained in two stages keeps the first stage's record
+    /// (student-m: 1500 steps, then 1200 more from its package).
+    #[test]
+    fn a_continued_package_keeps_its_earlier_training_record() {
+        let json = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/student-s/model.json")).unwrap();
+        let source: Manifest = serde_json::from_str(&json).unwrap();
+        let earlier = source.training.clone().expect("student-s records its training");
+        let config = serde_json::json!({ "steps": 12 });
+        let record = training_record(config, &serde_json::json!([]), "hd-bet", Some(&source), 3.14, "here");
+        assert_eq!(record["start_from"], "student-s");
+        assert_eq!(record["continued_from"], earlier);
+        assert_eq!(record["config"]["steps"], 12);
+        let fresh = training_record(serde_json::json!({}), &serde_json::json!([]), "hd-bet", None, 3.14, "here");
+        assert!(fresh.get("start_from").is_none() && fresh.get("continued_from").is_none());
+    }
+}
