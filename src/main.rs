@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bedside::cli::{commands, compress, train};
+use bedside::cli::{commands, compress, teach, train, CliError};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -102,6 +102,30 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// The teach room's run natively: ms per lock-step step of each student preset and the
+    /// held-out Dice of the KD student and its twin against the teacher as they learn.
+    BenchTeach {
+        volume: PathBuf,
+        /// Teacher package folder, or the name of one under ./models.
+        #[arg(long, default_value = "hd-bet")]
+        teacher: String,
+        /// Comma-separated student presets (lecture, student-s, student-m).
+        #[arg(long, default_value = "lecture")]
+        presets: String,
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Evaluate (full-volume forward of both students) every N steps.
+        #[arg(long, default_value_t = 25)]
+        eval_every: usize,
+        /// Stop once the KD student's held-out Dice reaches this.
+        #[arg(long)]
+        until_dice: Option<f64>,
+        /// The rest of the setup as the room's URL hash (e.g. "T=4&alpha=0.7&lr=0.003&seed=42").
+        #[arg(long, default_value = "")]
+        setup: String,
+    },
     /// Replace every convolution of a model package by its Tucker-2 (three smaller
     /// convolutions), at ranks one rule chooses; writes a package and a per-layer report.
     Compress {
@@ -187,6 +211,15 @@ fn main() -> ExitCode {
         Command::Catalog { models_dir, check } => commands::catalog(&models_dir, check, cli.json),
         Command::Bench { volume, model, backends, repeat } => {
             commands::bench(&volume, &model, &backends, repeat, cli.json)
+        }
+        Command::BenchTeach { volume, teacher, presets, backend, steps, eval_every, until_dice, setup } => {
+            match bedside::distill::teach_setup::TeachSetup::from_hash(&setup) {
+                Ok(setup) => teach::bench_teach(
+                    &teach::BenchTeach { volume: &volume, teacher: &teacher, presets: &presets, backend: &backend, steps, eval_every, until_dice, setup },
+                    cli.json,
+                ),
+                Err(e) => Err(CliError(e)),
+            }
         }
         Command::Compress { model, rank_factor, min_rank, energy, evbmf, budget_flops, budget_params, out, report } => {
             let rule = compress::RuleOptions { rank_factor, min_rank, energy, evbmf, budget_flops, budget_params };

@@ -21,8 +21,11 @@
 //   {type:'pareto', id, model, bytes, reference?, options, backend, cachedChoice}
 //                                        {type:'backend', …}, {type:'progress', …},
 //                                        {type:'pareto-point', id, point} per model, then {type:'pareto', id, sweep}
+//   {type:'teach-…' | 'recover-…', id, …}  {type:'teach-reply', id, result}: training (worker_train.js)
 // Image bytes arrive here by transfer and are never sent anywhere else. The only network requests
 // made here are same-origin GETs of the wasm and the model package.
+
+import { handleTraining } from './worker_train.js';
 
 let bedside = null;
 let initPromise = null;
@@ -385,6 +388,10 @@ async function handle(msg) {
       return;
     }
     default:
+      if (/^(teach|recover)-/.test(String(msg.type))) {
+        await ensureEngine();
+        return handleTraining(msg, { bedside, post, plain, toU8, ownBuffer, selectBackend, readPackage });
+      }
       throw new Error(`unknown message type ${msg.type}`);
   }
 }

@@ -9,16 +9,19 @@
 //! once to blend them into the average (both visit parameters in the same
 //! order).
 
-use std::path::Path;
-
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Tensor;
+#[cfg(not(target_arch = "wasm32"))]
 use burn_store::{BurnpackStore, ModuleSnapshot};
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::Path;
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::DistillError;
 use crate::model::Network;
 
 /// The running average; `decay` is the weight of the old average per step.
+#[derive(Clone)]
 pub struct WeightAverage {
     decay: f64,
     average: Network,
@@ -44,10 +47,12 @@ impl WeightAverage {
     }
 
     /// Kept with the run's checkpoint, so a resumed run averages on.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &Path) -> Result<(), DistillError> {
         self.average.save_into(&mut BurnpackStore::from_file(path).overwrite(true)).map_err(|e| DistillError::cache(path, e))
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(&mut self, path: &Path) -> Result<(), DistillError> {
         self.average.load_from(&mut BurnpackStore::from_file(path)).map(|_| ()).map_err(|e| DistillError::cache(path, e))
     }

@@ -2,21 +2,13 @@
 //! its hard labels and the teacher's cached outputs, and random patches cut
 //! from them.
 
-use std::path::{Path, PathBuf};
-
-use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::RngExt;
-use sha2::{Digest, Sha256};
 
 use super::augment::{Background, Grid, Sample};
-use super::config::{expand_data_path, TrainingVolume};
-use super::teacher::{run_teacher, TeacherTargets};
-use super::DistillError;
-use crate::inference::preprocess::{labels_to_model, prepare_each, Prepared};
-use crate::model::manifest::Preprocessing;
-use crate::model::Model;
-use crate::volume::{read_nifti, read_nifti_file};
+use super::teacher::TeacherTargets;
+#[cfg(not(target_arch = "wasm32"))]
+pub use files::prepare_volumes;
 
 /// One training volume, ready to cut patches from.
 pub struct PreparedVolume {
@@ -33,6 +25,23 @@ pub struct PreparedVolume {
     /// The image's air and statistics, for the field-of-view augmentation.
     pub background: Background,
 }
+
+/// Reading the training volumes of a recipe from files (native: the CLI).
+#[cfg(not(target_arch = "wasm32"))]
+mod files {
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use sha2::{Digest, Sha256};
+
+use super::{argmax, PreparedVolume};
+use crate::distill::config::{expand_data_path, TrainingVolume};
+use crate::distill::teacher::{run_teacher, TeacherTargets};
+use crate::distill::DistillError;
+use crate::inference::preprocess::{labels_to_model, prepare_each, Prepared};
+use crate::model::manifest::Preprocessing;
+use crate::model::Model;
+use crate::volume::{read_nifti, read_nifti_file};
 
 /// What a cached teacher output is keyed by: the volume's and the teacher's
 /// bytes, and the axis order (HD-BET's own "zyx" adds nothing, so caches made
@@ -123,6 +132,8 @@ fn mask_on_grid(path: &PathBuf, native_dims: &[usize; 3], prepared: &Prepared) -
     Ok(labels_to_model(&binary, mask.dims, prepared))
 }
 
+}
+
 /// Most probable class per voxel of channel-major logits.
 pub fn argmax(logits: &Grid) -> Vec<u8> {
     let n: usize = logits.dims.iter().product();
@@ -184,6 +195,29 @@ impl PreparedVolume {
             (s / 16) * 16
         });
         self.patch_at(start, size)
+    }
+
+    /// The first storage axis's columns where the held-out part starts when
+    /// `fraction` of the volume is kept out of training (a multiple of 16,
+    /// leaving at least `min_train` columns to train on).
+    pub fn hold_out_start(&self, fraction: f64, min_train: usize) -> usize {
+        let keep = (self.dims[0] as f64 * (1.0 - fraction.clamp(0.0, 1.0))).round() as usize;
+        (keep / 16 * 16).max(min_train.div_ceil(16) * 16).min(self.dims[0])
+    }
+
+    /// The part of the volume before column `split` of the first storage
+    /// axis (a multiple of 16): what trains when the rest is held out.
+    pub fn training_part(&self, split: usize) -> PreparedVolume {
+        let size = [split, self.dims[1], self.dims[2]];
+        let image = crop(&self.image, self.dims, 1, [0; 3], size);
+        let labels = crop(&self.labels, self.dims, 1, [0; 3], size);
+        let part = |g: &Grid| {
+            let stride = self.dims[0] / g.dims[0];
+            crop_grid(g, [0; 3], size.map(|s| s / stride))
+        };
+        let t = &self.teacher;
+        let teacher = TeacherTargets { logits: part(&t.logits), encoder: part(&t.encoder), bottleneck: part(&t.bottleneck), decoder: part(&t.decoder) };
+        PreparedVolume::new(self.name.clone(), size, image, labels, self.has_mask, teacher)
     }
 
     /// The patch at `start` (multiples of 16) of `size`.

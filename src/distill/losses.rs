@@ -12,12 +12,17 @@ use burn::tensor::Tensor;
 /// summed over classes and averaged over voxels (and the batch). The `T²`
 /// keeps the gradient's size independent of the temperature.
 pub fn kd_kl(student_logits: Tensor<5>, teacher_logits: Tensor<5>, temperature: f64) -> Tensor<1> {
+    kd_kl_per_voxel(student_logits, teacher_logits, temperature).mean()
+}
+
+/// The same term before the mean: `[batch, 1, d, h, w]`, each voxel's
+/// `T² · KL`. The teach room draws it to show where a student still disagrees.
+pub fn kd_kl_per_voxel(student_logits: Tensor<5>, teacher_logits: Tensor<5>, temperature: f64) -> Tensor<5> {
     let t = temperature;
     let log_ps = log_softmax(student_logits / t, 1);
     let log_pt = log_softmax(teacher_logits / t, 1);
     let pt = log_pt.clone().exp();
-    let per_voxel = (pt * (log_pt - log_ps)).sum_dim(1);
-    per_voxel.mean().mul_scalar(t * t)
+    (pt * (log_pt - log_ps)).sum_dim(1).mul_scalar(t * t)
 }
 
 /// Cross-entropy against a one-hot (or soft) target, averaged over voxels.
@@ -97,6 +102,23 @@ mod tests {
         let s = voxels(&[&[1.0, -1.0, 0.5], &[0.3, 0.1, 0.2]]);
         let t = voxels(&[&[0.2, 0.3, -0.4], &[0.3, 0.1, 0.2]]);
         assert!((scalar(kd_kl(s, t, 2.0)) - 0.476_838_472 / 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn kd_kl_per_voxel_matches_hand_values() {
+        // Voxel 0: student [0, 0], teacher [ln 3, 0]; at T = 2 the teacher's
+        // soft targets are softmax([ln 3 / 2, 0]) = [√3/(1+√3), 1/(1+√3)]
+        // = [0.633975, 0.366025] and the student's [0.5, 0.5]:
+        // KL = 0.633975·ln(1.267949) + 0.366025·ln(0.732051) = 0.036341, × T² = 0.145363.
+        // Voxel 1 agrees exactly: 0.
+        let s = voxels(&[&[0.0, 0.0], &[0.3, -0.2]]);
+        let t = voxels(&[&[3f32.ln(), 0.0], &[0.3, -0.2]]);
+        let map = kd_kl_per_voxel(s, t, 2.0);
+        assert_eq!(map.dims(), [1, 1, 2, 1, 1]);
+        let v = map.into_data().try_to_vec::<f32>().unwrap();
+        let hand = 0.633_975f64 * (0.633_975f64 / 0.5).ln() + 0.366_025f64 * (0.366_025f64 / 0.5).ln();
+        assert!((v[0] as f64 - 4.0 * hand).abs() < 1e-5, "{} vs {}", v[0], 4.0 * hand);
+        assert!(v[1].abs() < 1e-7);
     }
 
     #[test]

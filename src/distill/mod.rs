@@ -5,21 +5,28 @@
 //! - [`dataset`]: volumes on the teacher's grid and random patches from them;
 //! - [`augment`]: augmentation that keeps the cached outputs aligned;
 //! - [`losses`]: hard, response-KD and contrastive feature-KD losses;
-//! - [`trainer`]: the autodiff loop, with checkpoints and a loss log;
+//! - [`engine`]: one training step on any device and target (CLI and browser);
+//! - [`trainer`] (native): the loop on disk, with checkpoints and a loss log;
 //! - [`average`]: a moving average of the student's weights;
+//! - [`recover`]: a compressed model trained further from its original, in memory;
+//! - [`record`]: a trained package's `model.json` and training record;
+//! - [`teach_setup`], [`lockstep`]: the teach room's setup (its URL state,
+//!   presets, recipe) and its KD student and hard-label twin in lock-step;
 //! - [`run`] (native): a whole run, from config file to model package.
 
 pub mod augment;
-pub mod losses;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod average;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod config;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod dataset;
+pub mod engine;
+pub mod fixtures;
+pub mod lockstep;
+pub mod losses;
+pub mod record;
+pub mod recover;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod run;
-#[cfg(not(target_arch = "wasm32"))]
+pub mod teach_setup;
 pub mod teacher;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod trainer;

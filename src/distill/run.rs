@@ -11,7 +11,7 @@ use super::config::DistillConfig;
 use super::dataset::prepare_volumes;
 use super::trainer::{train, LossRecord};
 use super::DistillError;
-use crate::model::manifest::{Provenance, FORMAT};
+use super::record::{student_manifest, trained_on_manifest};
 use crate::model::{Manifest, Model, Network};
 
 pub struct RunOptions {
@@ -39,9 +39,6 @@ pub struct RunReport {
     pub teacher_seconds: f64,
 }
 
-/// What every distilled package cites.
-const HINTON: &str = "Hinton G, Vinyals O, Dean J. Distilling the knowledge in a neural network. arXiv:1503.02531";
-
 /// Mean of the first and of the last `k` totals (a smoothed start and end).
 fn ends(records: &[LossRecord], k: usize) -> (Option<f64>, Option<f64>) {
     if records.is_empty() {
@@ -64,6 +61,11 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
     let t0 = std::time::Instant::now();
     let volumes = prepare_volumes(&cfg.volumes, &cfg.axis_order, &cfg.normalisation, &teacher, &cfg.teacher, &opts.cache, &plain, log)?;
     let teacher_seconds = t0.elapsed().as_secs_f64();
+    let min_train = cfg.patch.iter().copied().max().unwrap_or(16);
+    let volumes: Vec<_> = match cfg.hold_out {
+        Some(f) => volumes.iter().map(|v| v.training_part(v.hold_out_start(f, min_train))).collect(),
+        None => volumes,
+    };
     std::fs::create_dir_all(&opts.out).map_err(|e| DistillError::io(&opts.out, e))?;
 
     let t1 = std::time::Instant::now();
@@ -115,57 +117,6 @@ fn volumes_summary(cfg: &DistillConfig, volumes: &[super::dataset::PreparedVolum
         .collect()
 }
 
-/// The student's `model.json`: the teacher's pre- and postprocessing (the
-/// student learnt on the teacher's grid) with the recipe's window (by default
-/// the training patch); FLOPs are per window, as for every model.
-fn student_manifest(
-    cfg: &DistillConfig,
-    teacher: &Manifest,
-    network: &Network,
-    volumes: &serde_json::Value,
-    train_seconds: f64,
-    machine: &str,
-) -> Manifest {
-    let window = cfg.window.unwrap_or(cfg.patch);
-    let mut pre = teacher.preprocessing.clone();
-    pre.patch_size = window;
-    pre.axis_order = cfg.axis_order.clone();
-    pre.normalisation = cfg.normalisation.clone();
-    pre.divisible_by = pre.divisible_by.max(1 << cfg.student.depth);
-    Manifest {
-        format: FORMAT.into(),
-        id: cfg.id.clone(),
-        name: cfg.name.clone(),
-        family: "unet3d".into(),
-        hyperparameters: serde_json::to_value(&cfg.student).expect("config serialises"),
-        flops_per_patch: cfg.student.flops(window),
-        preprocessing: pre,
-        postprocessing: cfg.postprocessing.clone().unwrap_or_else(|| teacher.postprocessing.clone()),
-        labels: teacher.labels.clone(),
-        provenance: Provenance {
-            source: format!("distilled by bedside from {} ({})", teacher.id, teacher.name),
-            source_sha256: String::new(),
-            citation: format!("{HINTON}; multi-scale contrastive KD after MTMS, arXiv:2406.03173"),
-            converted_by: format!("bedside {} distill", env!("CARGO_PKG_VERSION")),
-        },
-        licence: teacher.licence.clone(),
-        params: network.num_params() as u64,
-        ensemble: Vec::new(),
-        training: Some(training_record(
-            // The teacher as the recipes name it (a sibling package), not this machine's path.
-            serde_json::to_value(DistillConfig { teacher: PathBuf::from(format!("../{}", teacher.id)), ..cfg.clone() })
-                .expect("config serialises"),
-            volumes,
-            &teacher.id,
-            None,
-            train_seconds,
-            machine,
-        )),
-        evaluation: Vec::new(),
-        compression: None,
-    }
-}
-
 /// The manifest of the package `start_from` names, checked against the run:
 /// the volumes are prepared on the teacher's grid and in the recipe's axis
 /// order and normalisation, so the package must expect the same.
@@ -190,103 +141,10 @@ fn source_manifest(dir: &Path, cfg: &DistillConfig, teacher: &Manifest) -> Resul
     Ok(source)
 }
 
-/// The `model.json` of a package trained further from `source`: the source's
-/// family, network (with its factorisation), preprocessing and window, with
-/// the recipe recorded and the earlier Dice table dropped (the weights changed).
-fn trained_on_manifest(
-    cfg: &DistillConfig,
-    source: &Manifest,
-    teacher: &Manifest,
-    network: &Network,
-    volumes: &serde_json::Value,
-    train_seconds: f64,
-    machine: &str,
-) -> Manifest {
-    let mut config = serde_json::to_value(DistillConfig {
-        teacher: PathBuf::from(format!("../{}", teacher.id)),
-        start_from: Some(PathBuf::from(format!("../{}", source.id))),
-        ..cfg.clone()
-    })
-    .expect("config serialises");
-    config.as_object_mut().expect("an object").remove("student");
-    Manifest {
-        id: cfg.id.clone(),
-        name: cfg.name.clone(),
-        params: network.num_params() as u64,
-        postprocessing: cfg.postprocessing.clone().unwrap_or_else(|| source.postprocessing.clone()),
-        provenance: Provenance {
-            source: format!("{} ({}) trained further by bedside, with {} as teacher", source.id, source.name, teacher.id),
-            source_sha256: String::new(),
-            // A student trained further already cites Hinton et al.; a
-            // converted teacher does not.
-            citation: if source.provenance.citation.contains(HINTON) {
-                source.provenance.citation.clone()
-            } else {
-                format!("{}; distillation: {HINTON}", source.provenance.citation)
-            },
-            converted_by: format!("bedside {} distill", env!("CARGO_PKG_VERSION")),
-        },
-        ensemble: Vec::new(),
-        training: Some(training_record(config, volumes, &teacher.id, Some(source), train_seconds, machine)),
-        evaluation: Vec::new(),
-        ..source.clone()
-    }
-}
-
-/// The `training` entry of a trained package's `model.json`: the recipe as
-/// run, its volumes and labels, the teacher, the package it started from (if
-/// any) with that package's own training record, so a student trained in
-/// stages keeps every stage, and the time it took where.
-fn training_record(
-    config: serde_json::Value,
-    volumes: &serde_json::Value,
-    teacher: &str,
-    start_from: Option<&Manifest>,
-    train_seconds: f64,
-    machine: &str,
-) -> serde_json::Value {
-    let mut record = serde_json::json!({
-        "config": config,
-        "volumes": volumes,
-        "teacher": teacher,
-        "train_seconds": (train_seconds * 10.0).round() / 10.0,
-        "machine": machine,
-    });
-    if let Some(source) = start_from {
-        record["start_from"] = source.id.as_str().into();
-        if let Some(earlier) = &source.training {
-            record["continued_from"] = earlier.clone();
-        }
-    }
-    record
-}
-
 /// The default teacher-output cache: beside the data.
 pub fn default_cache_dir() -> PathBuf {
     std::env::var_os("BEDSIDE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache/bedside"))
         .join("teacher")
-}
-
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A student trained in two stages keeps the first stage's record
-    /// (student-m: 1500 steps, then 1200 more from its package).
-    #[test]
-    fn a_continued_package_keeps_its_earlier_training_record() {
-        let json = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/student-s/model.json")).unwrap();
-        let source: Manifest = serde_json::from_str(&json).unwrap();
-        let earlier = source.training.clone().expect("student-s records its training");
-        let config = serde_json::json!({ "steps": 12 });
-        let record = training_record(config, &serde_json::json!([]), "hd-bet", Some(&source), 3.14, "here");
-        assert_eq!(record["start_from"], "student-s");
-        assert_eq!(record["continued_from"], earlier);
-        assert_eq!(record["config"]["steps"], 12);
-        let fresh = training_record(serde_json::json!({}), &serde_json::json!([]), "hd-bet", None, 3.14, "here");
-        assert!(fresh.get("start_from").is_none() && fresh.get("continued_from").is_none());
-    }
 }

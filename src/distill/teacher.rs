@@ -8,13 +8,14 @@
 //! contrastive loss through a projection, where f16's 3 digits are plenty,
 //! and they are most of the bytes).
 
-use std::collections::HashMap;
-use std::path::Path;
+#[cfg(not(target_arch = "wasm32"))]
+use std::{collections::HashMap, path::Path};
 
 use burn::tensor::{Device, Tensor, TensorData};
+#[cfg(not(target_arch = "wasm32"))]
 use half::f16;
-use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
+#[cfg(not(target_arch = "wasm32"))]
+use safetensors::{tensor::{Dtype, TensorView}, SafeTensors};
 
 use super::augment::Grid;
 use super::DistillError;
@@ -37,6 +38,15 @@ pub fn grid_from_tensor(t: Tensor<5>) -> Grid {
     Grid { dims: [w, h, d], channels: c, data }
 }
 
+/// The same, read back asynchronously: WebGPU in a browser can only read
+/// back that way (a sync read panics there).
+pub async fn grid_from_tensor_async(t: Tensor<5>) -> Result<Grid, DistillError> {
+    let [_, c, d, h, w] = t.dims();
+    let data = t.into_data_async().await.map_err(|e| DistillError::Model(format!("reading back: {e:?}")))?;
+    let data = data.convert::<f32>().try_to_vec::<f32>().map_err(|e| DistillError::Model(format!("reading back: {e:?}")))?;
+    Ok(Grid { dims: [w, h, d], channels: c, data })
+}
+
 /// A grid as `[1, C, d, h, w]`.
 pub fn tensor_from_grid(g: &Grid, device: &Device) -> Tensor<5> {
     let [w, h, d] = g.dims;
@@ -55,8 +65,22 @@ pub fn run_teacher(teacher: &Network, prepared: &Prepared, device: &Device) -> T
     }
 }
 
+/// [`run_teacher`] on any device: in the tab the teacher may run on WebGPU.
+pub async fn run_teacher_async(teacher: &Network, prepared: &Prepared, device: &Device) -> Result<TeacherTargets, DistillError> {
+    let image = Grid { dims: prepared.padded_dims, channels: 1, data: prepared.data.clone() };
+    let taps = teacher.forward_taps(tensor_from_grid(&image, device));
+    Ok(TeacherTargets {
+        logits: grid_from_tensor_async(taps.logits).await?,
+        encoder: grid_from_tensor_async(taps.encoder).await?,
+        bottleneck: grid_from_tensor_async(taps.bottleneck).await?,
+        decoder: grid_from_tensor_async(taps.decoder).await?,
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 const NAMES: [&str; 4] = ["logits", "encoder", "bottleneck", "decoder"];
 
+#[cfg(not(target_arch = "wasm32"))]
 impl TeacherTargets {
     fn grids(&self) -> [&Grid; 4] {
         [&self.logits, &self.encoder, &self.bottleneck, &self.decoder]

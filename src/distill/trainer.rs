@@ -1,74 +1,28 @@
-//! The training loop: a student (plus its projection heads) learns from hard
-//! labels, the teacher's softened logits and the teacher's features, with
-//! Burn's autodiff on the native CPU backend (or a GPU where one exists).
-//!
-//! Reproducible: every random choice at step `s` (patches, augmentation,
-//! InfoNCE locations) comes from an RNG seeded with (seed, s), so a run
-//! resumed from a checkpoint continues exactly as if it had not stopped.
+//! A whole training run on disk (`bedside distill`): the shared step of
+//! [`super::engine`] in a loop, with checkpoints to resume from and a loss
+//! log. The browser's teach room drives the same engine from memory.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::module::adaptive_avg_pool3d;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use burn_store::{BurnpackStore, ModuleSnapshot};
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::augment::{Augmenter, Sample};
-use super::average::WeightAverage;
-use super::config::{DistillConfig, LossWeights};
+use super::config::DistillConfig;
 use super::dataset::PreparedVolume;
-use super::losses::{cross_entropy, dice_loss, info_nce, kd_kl};
+pub use super::engine::{batch_samples, learning_rate, Distillee, Engine, LossRecord, TapWidths};
+use super::engine::step_rng;
 use super::DistillError;
+use crate::inference::clock::now_ms;
 use crate::model::{Model, Network};
 
-/// Maps one tap's student and teacher features to a common width (MTMS).
-#[derive(Module, Debug)]
-pub struct Projection {
-    student: Linear,
-    teacher: Linear,
-}
-
-impl Projection {
-    fn new(student_channels: usize, teacher_channels: usize, dim: usize, device: &Device) -> Self {
-        Self {
-            student: LinearConfig::new(student_channels, dim).init(device),
-            teacher: LinearConfig::new(teacher_channels, dim).init(device),
-        }
-    }
-}
-
-/// Everything that trains: the student and the three projection pairs.
-#[derive(Module, Debug)]
-pub struct Distillee {
-    pub student: Network,
-    encoder: Projection,
-    bottleneck: Projection,
-    decoder: Projection,
-}
-
-/// Feature widths at the taps (encoder, bottleneck, decoder).
-pub type TapWidths = [usize; 3];
-
-impl Distillee {
-    /// The student (see [`initial_student`]) with projection heads from its
-    /// tap widths and the teacher's to `cfg.loss.projection_dim`.
-    pub fn new(cfg: &DistillConfig, teacher: TapWidths, device: &Device) -> Result<Self, DistillError> {
-        let student = initial_student(cfg, device)?;
-        let s = tap_widths(&student, device);
-        let dim = cfg.loss.projection_dim;
-        Ok(Self {
-            student,
-            encoder: Projection::new(s[0], teacher[0], dim, device),
-            bottleneck: Projection::new(s[1], teacher[1], dim, device),
-            decoder: Projection::new(s[2], teacher[2], dim, device),
-        })
-    }
+/// The student and its projection heads as `cfg` describes them (see
+/// [`initial_student`]), seeded by the caller.
+pub fn new_distillee(cfg: &DistillConfig, teacher: TapWidths, device: &Device) -> Result<Distillee, DistillError> {
+    let student = initial_student(cfg, device)?;
+    Ok(Distillee::with_student(student, teacher, cfg.loss.projection_dim, device))
 }
 
 /// The network that trains: a new unet3d as `cfg.student` describes, or the
@@ -80,166 +34,6 @@ pub fn initial_student(cfg: &DistillConfig, device: &Device) -> Result<Network, 
             .map(|m| m.network)
             .map_err(|e| DistillError::Model(format!("{}: {e}", dir.display()))),
     }
-}
-
-/// A network's channels at its three taps, read off one forward pass of a
-/// small empty patch (every family reaches its coarsest level at 32³).
-fn tap_widths(network: &Network, device: &Device) -> TapWidths {
-    let taps = network.forward_taps(Tensor::zeros([1, 1, 32, 32, 32], device));
-    [taps.encoder.dims()[1], taps.bottleneck.dims()[1], taps.decoder.dims()[1]]
-}
-
-/// One step's loss terms (already weighted in `total`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct LossRecord {
-    pub step: usize,
-    pub total: f64,
-    pub cross_entropy: f64,
-    pub dice: f64,
-    pub kd: f64,
-    pub encoder: f64,
-    pub bottleneck: f64,
-    pub decoder: f64,
-    pub learning_rate: f64,
-    /// Time spent cutting and augmenting the batch, and in forward, backward
-    /// and the optimiser step (ms).
-    pub data_ms: f64,
-    pub compute_ms: f64,
-    pub seconds: f64,
-}
-
-impl LossRecord {
-    pub const CSV_HEADER: &'static str =
-        "step,total,cross_entropy,dice,kd,encoder,bottleneck,decoder,learning_rate,data_ms,compute_ms,seconds";
-
-    pub fn csv(&self) -> String {
-        format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3e},{:.0},{:.0},{:.2}",
-            self.step, self.total, self.cross_entropy, self.dice, self.kd, self.encoder, self.bottleneck,
-            self.decoder, self.learning_rate, self.data_ms, self.compute_ms, self.seconds
-        )
-    }
-}
-
-/// A batch as tensors `[batch, channels, d, h, w]`.
-struct Batch {
-    image: Tensor<5>,
-    teacher_logits: Tensor<5>,
-    hard: Tensor<5>,
-    /// Teacher features: encoder, bottleneck, decoder.
-    features: [Tensor<5>; 3],
-}
-
-fn stack(parts: Vec<&[f32]>, channels: usize, [w, h, d]: [usize; 3], device: &Device) -> Tensor<5> {
-    let batch = parts.len();
-    let data: Vec<f32> = parts.concat();
-    Tensor::from_data(TensorData::new(data, [batch, channels, d, h, w]), device)
-}
-
-fn to_batch(samples: &[Sample], device: &Device) -> Batch {
-    let s0 = &samples[0];
-    let classes = s0.channels / 2;
-    let n: usize = s0.dims.iter().product();
-    let image = stack(samples.iter().map(|s| s.image.as_slice()).collect(), 1, s0.dims, device);
-    let teacher_logits = stack(samples.iter().map(|s| &s.target[..classes * n]).collect(), classes, s0.dims, device);
-    let hard = stack(samples.iter().map(|s| &s.target[classes * n..]).collect(), classes, s0.dims, device);
-    let features = std::array::from_fn(|k| {
-        let g = &s0.coarse[k];
-        stack(samples.iter().map(|s| s.coarse[k].data.as_slice()).collect(), g.channels, g.dims, device)
-    });
-    Batch { image, teacher_logits, hard, features }
-}
-
-/// Brings a student and a teacher feature map to the same grid by averaging
-/// the finer one down to the coarser one.
-fn align(student: Tensor<5>, teacher: Tensor<5>) -> (Tensor<5>, Tensor<5>) {
-    let [_, _, sd, sh, sw] = student.dims();
-    let [_, _, td, th, tw] = teacher.dims();
-    let size = [sd.min(td), sh.min(th), sw.min(tw)];
-    let pool = |x: Tensor<5>, d: [usize; 3]| if d == size { x } else { adaptive_avg_pool3d(x, size) };
-    (pool(student, [sd, sh, sw]), pool(teacher, [td, th, tw]))
-}
-
-/// `[B, C, d, h, w]` → `[B·d·h·w, C]` rows at `rows`.
-fn rows_at(x: Tensor<5>, rows: &Tensor<1, Int>) -> Tensor<2> {
-    let [b, c, d, h, w] = x.dims();
-    x.swap_dims(0, 1).reshape([c, b * d * h * w]).select(1, rows.clone()).transpose()
-}
-
-/// The weighted loss of one batch, and its parts.
-fn loss(model: &Distillee, batch: Batch, w: &LossWeights, rng: &mut StdRng) -> (Tensor<1>, LossRecord) {
-    let device = batch.image.device();
-    let need_features = w.uses_features();
-    let taps = model.student.forward_taps(batch.image);
-    let logits = taps.logits;
-    let mut record = LossRecord::default();
-    let mut total = Tensor::<1>::zeros([1], &device);
-    let add = |total: &mut Tensor<1>, slot: &mut f64, weight: f64, term: Tensor<1>| {
-        *slot = term.clone().into_scalar::<f32>() as f64;
-        *total = total.clone() + term * weight;
-    };
-    if w.cross_entropy > 0.0 {
-        add(&mut total, &mut record.cross_entropy, w.cross_entropy, cross_entropy(logits.clone(), batch.hard.clone()));
-    }
-    if w.dice > 0.0 {
-        add(&mut total, &mut record.dice, w.dice, dice_loss(logits.clone(), batch.hard.clone(), false, 1e-5));
-    }
-    if w.kd > 0.0 {
-        add(&mut total, &mut record.kd, w.kd, kd_kl(logits, batch.teacher_logits, w.temperature));
-    }
-    if need_features {
-        let [te, tb, td] = batch.features;
-        let pairs = [
-            (w.encoder, taps.encoder, te, &model.encoder, &mut record.encoder),
-            (w.bottleneck, taps.bottleneck, tb, &model.bottleneck, &mut record.bottleneck),
-            (w.decoder, taps.decoder, td, &model.decoder, &mut record.decoder),
-        ];
-        for (weight, student, teacher, heads, slot) in pairs {
-            if weight == 0.0 {
-                continue;
-            }
-            let (student, teacher) = align(student, teacher);
-            let [b, _, d, h, wd] = student.dims();
-            let available = b * d * h * wd;
-            let n = w.samples.min(available);
-            // Distinct locations: positives are the same location in both,
-            // negatives every other sampled location (in any patch of the batch).
-            let picked: Vec<i64> = rand::seq::index::sample(rng, available, n).into_iter().map(|i| i as i64).collect();
-            let rows = Tensor::<1, Int>::from_data(TensorData::new(picked, [n]), &device);
-            let s = heads.student.forward(rows_at(student, &rows));
-            let t = heads.teacher.forward(rows_at(teacher, &rows));
-            let term = info_nce(s, t, w.info_nce_temperature);
-            *slot = term.clone().into_scalar::<f32>() as f64;
-            total = total + term * weight;
-        }
-    }
-    record.total = total.clone().into_scalar::<f32>() as f64;
-    (total, record)
-}
-
-/// Cosine decay from the configured rate to 1% of it.
-pub fn learning_rate(cfg: &DistillConfig, step: usize) -> f64 {
-    let t = step as f64 / cfg.steps.max(1) as f64;
-    let floor = 0.01 * cfg.learning_rate;
-    floor + (cfg.learning_rate - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-}
-
-fn step_rng(seed: u64, step: usize) -> StdRng {
-    StdRng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-}
-
-/// The batch for `step`: patches from volumes drawn at random, augmented.
-pub fn batch_samples(cfg: &DistillConfig, volumes: &[PreparedVolume], rng: &mut StdRng) -> Vec<Sample> {
-    let size = [cfg.patch[2], cfg.patch[1], cfg.patch[0]];
-    let mut augmenter = Augmenter::new(cfg.augment.clone(), rng.random());
-    (0..cfg.batch)
-        .map(|_| {
-            let v = &volumes[rng.random_range(0..volumes.len())];
-            let mut patch = v.random_patch(size, cfg.foreground_fraction, rng);
-            augmenter.field_of_view(&mut patch, &v.background);
-            augmenter.augment(&patch)
-        })
-        .collect()
 }
 
 /// Where a run keeps its checkpoint.
@@ -272,23 +66,10 @@ struct CheckpointState {
 
 /// What a run ends with: the module that trained and, when the config asks
 /// for it, the moving average of the student's weights.
-pub struct Trained {
-    pub model: Distillee,
-    pub average: Option<WeightAverage>,
-}
-
-impl Trained {
-    /// The student to ship, without autodiff: the average where there is one.
-    pub fn student(&self) -> Network {
-        match &self.average {
-            Some(average) => average.network().clone(),
-            None => self.model.student.valid(),
-        }
-    }
-}
+pub type Trained = Engine;
 
 /// Trains for `cfg.steps` (from the checkpoint in `out` when `resume`).
-/// Writes `out/losses.csv` and checkpoints; returns the trained module and
+/// Writes `out/losses.csv` and checkpoints; returns the trained engine and
 /// the loss records of this call. `on_step` sees every record.
 pub fn train(
     cfg: &DistillConfig,
@@ -301,11 +82,8 @@ pub fn train(
     let t = &volumes.first().ok_or_else(|| DistillError::Config("no training volumes".into()))?.teacher;
     let widths = [t.encoder.channels, t.bottleneck.channels, t.decoder.channels];
     device.seed(cfg.seed);
-    let mut model = Distillee::new(cfg, widths, device)?;
-    let mut optim = AdamConfig::new().init();
-    let mut average = cfg.average_decay.map(|decay| WeightAverage::new(decay, model.student.valid()));
+    let mut engine = Engine::new(new_distillee(cfg, widths, device)?, cfg.average_decay, device);
     let paths = CheckpointPaths::new(out);
-    let mut first_step = 0;
     if resume && paths.state.is_file() {
         let text = std::fs::read_to_string(&paths.state).map_err(|e| DistillError::io(&paths.state, e))?;
         let state: CheckpointState =
@@ -316,60 +94,53 @@ pub fn train(
                 paths.state.display()
             )));
         }
-        model
+        engine
+            .model
             .load_from(&mut BurnpackStore::from_file(&paths.model))
             .map_err(|e| DistillError::cache(&paths.model, e))?;
-        optim = optim
+        engine.optim = engine
+            .optim
+            .clone()
             .load(&paths.optimizer)
             .map_err(|e| DistillError::cache(&paths.optimizer, e))?;
-        if let Some(average) = average.as_mut() {
+        if let Some(average) = engine.average.as_mut() {
             average.load(&paths.average)?;
         }
-        first_step = state.step;
+        engine.steps_done = state.step;
     }
     let csv_path = out.join("losses.csv");
-    let mut csv = open_csv(&csv_path, first_step)?;
-    let start = std::time::Instant::now();
+    let mut csv = open_csv(&csv_path, engine.steps_done)?;
+    let start = now_ms();
     let mut records = Vec::new();
-    for step in first_step..cfg.steps {
+    for step in engine.steps_done..cfg.steps {
         let mut rng = step_rng(cfg.seed, step);
-        let t_data = std::time::Instant::now();
+        let t_data = now_ms();
         let samples = batch_samples(cfg, volumes, &mut rng);
-        let batch = to_batch(&samples, device);
-        let data_ms = t_data.elapsed().as_secs_f64() * 1e3;
-        let t_compute = std::time::Instant::now();
-        let (total, mut record) = loss(&model, batch, &cfg.loss, &mut rng);
+        let data_ms = now_ms() - t_data;
+        let mut record = engine.step(&samples, &cfg.loss, learning_rate(cfg, step), &mut rng).read();
         if !record.total.is_finite() {
             return Err(DistillError::Diverged(step));
         }
-        let grads = GradientsParams::from_grads(total.backward(), &model);
-        let lr = learning_rate(cfg, step);
-        model = optim.step(lr, model, grads);
-        if let Some(average) = average.as_mut() {
-            average.update(&model.student.valid());
-        }
-        record.step = step + 1;
-        record.learning_rate = lr;
         record.data_ms = data_ms;
-        record.compute_ms = t_compute.elapsed().as_secs_f64() * 1e3;
-        record.seconds = start.elapsed().as_secs_f64();
+        record.seconds = (now_ms() - start) / 1e3;
         writeln!(csv, "{}", record.csv()).map_err(|e| DistillError::io(&csv_path, e))?;
         on_step(&record);
         records.push(record);
         if (step + 1) % cfg.checkpoint_every == 0 || step + 1 == cfg.steps {
             std::fs::create_dir_all(paths.model.parent().unwrap()).map_err(|e| DistillError::io(out, e))?;
-            model
+            engine
+                .model
                 .save_into(&mut BurnpackStore::from_file(&paths.model).overwrite(true))
                 .map_err(|e| DistillError::cache(&paths.model, e))?;
-            optim.save(&paths.optimizer).map_err(|e| DistillError::cache(&paths.optimizer, e))?;
-            if let Some(average) = &average {
+            engine.optim.save(&paths.optimizer).map_err(|e| DistillError::cache(&paths.optimizer, e))?;
+            if let Some(average) = &engine.average {
                 average.save(&paths.average)?;
             }
             let state = serde_json::to_string_pretty(&CheckpointState { step: step + 1, config: cfg.clone() }).unwrap();
             std::fs::write(&paths.state, state).map_err(|e| DistillError::io(&paths.state, e))?;
         }
     }
-    Ok((Trained { model, average }, records))
+    Ok((engine, records))
 }
 
 /// Opens the loss log; on resume keeps only the rows up to `keep_steps`.

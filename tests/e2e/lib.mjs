@@ -92,10 +92,11 @@ export async function launch({ webgpu = true } = {}) {
 }
 
 /**
- * Serve dist, open the page, and record everything: requests (page and workers), console
+ * Serve dist, open the page (`page`: a path under dist, e.g. 'teach.html#T=2'; default the main
+ * page), and record everything: requests (page and workers), console
  * messages, CSP violations, page errors.
  */
-export async function openApp({ webgpu = true } = {}) {
+export async function openApp({ webgpu = true, page: pagePath = '' } = {}) {
   const root = distDir();
   const server = await startServer({ root });
   const { context, close: closeBrowser } = await launch({ webgpu });
@@ -131,7 +132,7 @@ export async function openApp({ webgpu = true } = {}) {
   });
   let response;
   try {
-    response = await page.goto(server.url + '/', { waitUntil: 'load' });
+    response = await page.goto(`${server.url}/${pagePath}`, { waitUntil: 'load' });
     await page.waitForSelector('html[data-app-ready="true"]', { timeout: 60_000 });
   } catch (e) {
     // A browser that dies while loading (e.g. its GPU process) must not leave the server open:

@@ -97,23 +97,26 @@ export function processHtml(html) {
 
 function main() {
   const dir = process.env.TRUNK_STAGING_DIR || process.argv[2] || 'dist';
-  const file = path.join(dir, 'index.html');
-  if (!fs.existsSync(file)) {
-    console.error(`csp-postprocess: ${file} not found`);
-    process.exit(1);
+  // Every page we serve: the main page and the teach room (copied as a file, so checked here too).
+  for (const page of ['index.html', 'teach.html']) {
+    const file = path.join(dir, page);
+    if (!fs.existsSync(file)) {
+      console.error(`csp-postprocess: ${file} not found`);
+      process.exit(1);
+    }
+    const { html, extracted, problems } = processHtml(fs.readFileSync(file, 'utf8'));
+    for (const { name, code } of extracted) {
+      fs.writeFileSync(path.join(dir, name), code);
+      console.log(`csp-postprocess: moved an inline <script> to ${name}`);
+    }
+    if (problems.length) {
+      console.error(`csp-postprocess: ${file} violates the page's CSP:`);
+      for (const p of problems) console.error(`  - ${p}`);
+      process.exit(1);
+    }
+    fs.writeFileSync(file, html);
+    console.log(`csp-postprocess: ${file} OK (no inline script or style; CSP meta present)`);
   }
-  const { html, extracted, problems } = processHtml(fs.readFileSync(file, 'utf8'));
-  for (const { name, code } of extracted) {
-    fs.writeFileSync(path.join(dir, name), code);
-    console.log(`csp-postprocess: moved an inline <script> to ${name}`);
-  }
-  if (problems.length) {
-    console.error(`csp-postprocess: ${file} violates the page's CSP:`);
-    for (const p of problems) console.error(`  - ${p}`);
-    process.exit(1);
-  }
-  fs.writeFileSync(file, html);
-  console.log(`csp-postprocess: ${file} OK (no inline script or style; CSP meta present)`);
 }
 
 if (import.meta.url === `file://${path.resolve(process.argv[1] || '')}`) main();

@@ -15,6 +15,9 @@ use crate::inference::{backend, Backend};
 use crate::model::Model;
 use crate::volume;
 
+mod recover;
+mod teach;
+
 #[derive(Default)]
 struct State {
     device: Option<OpenedDevice>,
@@ -30,7 +33,7 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+pub(crate) fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| JsError::new(&e.to_string()))
@@ -130,20 +133,20 @@ pub async fn select_backend(preference: String, cached_choice: Option<String>) -
 }
 
 /// The page calls wgpu by the browser API it runs on.
-fn page_name(backend: Backend) -> &'static str {
+pub(crate) fn page_name(backend: Backend) -> &'static str {
     match backend {
         Backend::Wgpu => "webgpu",
         Backend::Cpu => "cpu",
     }
 }
 
-fn current_device() -> Result<OpenedDevice, JsError> {
+pub(crate) fn current_device() -> Result<OpenedDevice, JsError> {
     STATE.with(|s| s.borrow().device.clone()).ok_or_else(|| JsError::new("no backend selected yet"))
 }
 
 /// What the page shows about a model.
 #[derive(Serialize)]
-struct Card<'a> {
+pub(crate) struct Card<'a> {
     id: &'a str,
     name: &'a str,
     params: u64,
@@ -156,7 +159,7 @@ struct Card<'a> {
     ensemble_members: usize,
 }
 
-fn card(m: &crate::model::Manifest) -> Card<'_> {
+pub(crate) fn card(m: &crate::model::Manifest) -> Card<'_> {
     Card {
         id: &m.id,
         name: &m.name,
@@ -406,7 +409,7 @@ fn reference_on_grid(bytes: &[u8], dims: [usize; 3], labels: &[crate::model::Lab
 
 /// Sets `object[key] = value`. Byte arrays go this way rather than through
 /// serde, which would turn them into arrays of numbers.
-fn set_field(object: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
+pub(crate) fn set_field(object: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
     js_sys::Reflect::set(object, &JsValue::from_str(key), value)
         .map(|_| ())
         .map_err(|_| JsError::new("cannot build the result"))

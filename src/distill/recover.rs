@@ -1,0 +1,169 @@
+//! Recovery of a compressed model by distillation, in memory (the page's
+//! Compress panel): the compressed package trains further with its original
+//! as the teacher, on the loaded volume, with `start_from`'s semantics (it
+//! keeps its family, factorisation, preprocessing and window) and the
+//! shared [`Engine`]. The CLI does the same from a recipe
+//! (`models/recipes/recovery/`).
+
+use burn::tensor::Device;
+
+use super::augment::AugmentConfig;
+use super::config::{DistillConfig, LossWeights, TrainingVolume};
+use super::dataset::PreparedVolume;
+use super::engine::{batch_samples, learning_rate, step_rng, Distillee, Engine, LossRecord};
+use super::lockstep::RoomVolume;
+use super::record::trained_on_manifest;
+use super::DistillError;
+use crate::model::{Manifest, Model};
+
+/// The recipe of an in-tab recovery: the losses of
+/// `models/recipes/recovery/hd-bet-f0.50.json` (hard labels and response KD
+/// at T = 4, no feature terms: the factorised network's taps are its
+/// original's), on 64³ patches of the loaded volume.
+pub fn recovery_recipe(original: &Manifest, source: &Manifest, volume: &str, steps: usize, learning_rate: f64) -> DistillConfig {
+    let side = 64usize.max(source.preprocessing.divisible_by).max(original.preprocessing.divisible_by);
+    DistillConfig {
+        id: format!("{}-recovered", source.id),
+        name: format!("{}, recovered by distillation from {}", source.name, original.id),
+        teacher: format!("../{}", original.id).into(),
+        student: crate::model::unet3d::Unet3dConfig::new(),
+        start_from: Some(format!("../{}", source.id).into()),
+        volumes: vec![TrainingVolume { image: volume.to_string(), mask: None }],
+        patch: [side; 3],
+        window: None,
+        axis_order: source.preprocessing.axis_order.clone(),
+        normalisation: source.preprocessing.normalisation.clone(),
+        postprocessing: None,
+        batch: 1,
+        steps,
+        learning_rate,
+        seed: 42,
+        average_decay: None,
+        foreground_fraction: 0.67,
+        loss: LossWeights { cross_entropy: 0.2, dice: 0.4, kd: 0.4, temperature: 4.0, encoder: 0.0, bottleneck: 0.0, decoder: 0.0, ..LossWeights::default() },
+        augment: AugmentConfig::none(),
+        checkpoint_every: steps.max(1),
+        hold_out: None,
+    }
+}
+
+pub struct Recovery {
+    pub data: RoomVolume,
+    train: Vec<PreparedVolume>,
+    pub cfg: DistillConfig,
+    engine: Engine,
+    source: Manifest,
+    pub history: Vec<LossRecord>,
+}
+
+impl Recovery {
+    /// `compressed` goes on training from its own weights; `data` holds its
+    /// original's outputs on the volume (the teacher). Refused when the two
+    /// do not see the volume the same way.
+    pub fn new(compressed_json: &str, compressed_weights: Vec<u8>, data: RoomVolume, steps: usize, learning_rate: f64, device: &Device) -> Result<Self, DistillError> {
+        let device = device.clone().autodiff();
+        // Built on the autodiff device, from its own weights.
+        let compressed = Model::from_package_bytes(compressed_json, compressed_weights, &device).map_err(|e| DistillError::Model(e.to_string()))?;
+        let (pre, theirs) = (&compressed.manifest.preprocessing, &data.teacher.preprocessing);
+        if pre.axis_order != theirs.axis_order || pre.normalisation != theirs.normalisation || pre.target_spacing != theirs.target_spacing {
+            return Err(DistillError::Config(format!(
+                "{} does not see the volume as {} does (axis order, normalisation or spacing differ): recover it with its own original",
+                compressed.manifest.id, data.teacher.id
+            )));
+        }
+        if compressed.manifest.labels.len() != data.teacher.labels.len() {
+            return Err(DistillError::Config("the model and its original have different labels".into()));
+        }
+        let cfg = recovery_recipe(&data.teacher, &compressed.manifest, "the loaded volume", steps, learning_rate);
+        if data.full.dims.iter().any(|&d| d < cfg.patch[0]) {
+            return Err(DistillError::Config(format!("the volume's grid {:?} is smaller than the {}³ patches", data.full.dims, cfg.patch[0])));
+        }
+        let t = &data.full.teacher;
+        let widths = [t.encoder.channels, t.bottleneck.channels, t.decoder.channels];
+        device.seed(cfg.seed);
+        let engine = Engine::new(Distillee::with_student(compressed.network, widths, cfg.loss.projection_dim, &device), None, &device);
+        let train = vec![data.full.training_part(data.full.dims[0])];
+        Ok(Self { data, train, cfg, engine, source: compressed.manifest, history: Vec::new() })
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.engine.steps_done
+    }
+
+    /// `n` steps; a loss that is not finite stops with the weights from
+    /// before them kept.
+    pub async fn steps(&mut self, n: usize) -> Result<Vec<LossRecord>, DistillError> {
+        let before = self.engine.clone();
+        let mut pending = Vec::with_capacity(n);
+        for _ in 0..n {
+            let step = self.engine.steps_done;
+            let mut rng = step_rng(self.cfg.seed, step);
+            let samples = batch_samples(&self.cfg, &self.train, &mut rng);
+            pending.push(self.engine.step(&samples, &self.cfg.loss, learning_rate(&self.cfg, step), &mut rng));
+        }
+        let mut out = Vec::with_capacity(n);
+        for p in pending {
+            let r = p.read_async().await?;
+            if r.non_finite_term().is_some() {
+                let step = r.step;
+                self.engine = before;
+                return Err(DistillError::Diverged(step));
+            }
+            out.push(r);
+        }
+        self.history.extend(out.iter().cloned());
+        Ok(out)
+    }
+
+    /// The recovered package: the source's family and factorisation with
+    /// the trained weights, and the recipe in its training record.
+    pub fn package(&self) -> Result<(Manifest, Vec<u8>), DistillError> {
+        let network = self.engine.student();
+        let volumes = serde_json::json!([{ "image": "the volume loaded in the page", "hard_labels": "teacher argmax" }]);
+        let cfg = DistillConfig { steps: self.steps_done(), ..self.cfg.clone() };
+        let manifest = trained_on_manifest(&cfg, &self.source, &self.data.teacher, &network, &volumes, 0.0, "the bedside page (in the browser)");
+        let weights = network.to_safetensors().map_err(|e| DistillError::Model(e.to_string()))?;
+        Ok((manifest, weights))
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::compress::{compress_package, CompressOptions, RankRule};
+    use crate::distill::fixtures::{toy_head, toy_teacher};
+    use crate::distill::lockstep::prepare_volume;
+    use crate::metrics::dice;
+
+    /// The toy teacher at factor 0.5, recovered: its agreement with the
+    /// original on the toy head rises, and the package keeps the factorisation.
+    #[test]
+    fn recovery_brings_a_compressed_model_closer_to_its_original() {
+        let device = Device::flex();
+        let original = toy_teacher(&device);
+        let json = serde_json::to_string(&original.manifest).unwrap();
+        let weights = original.network.to_safetensors().unwrap();
+        let rule = RankRule::Factor { factor: 0.3, min_rank: 1 };
+        let c = compress_package(&json, &weights, &rule, &CompressOptions::default(), &|| 0.0, &mut |_, _, _| true).unwrap();
+        let c_json = serde_json::to_string(&c.manifest).unwrap();
+        let compressed = Model::from_package_bytes(&c_json, c.weights.clone(), &device).unwrap();
+        let data = pollster::block_on(prepare_volume(&toy_head(), &original, None, &device)).unwrap();
+        let teacher_labels = crate::distill::dataset::argmax(&data.full.teacher.logits);
+        let agreement = |m: &Model| {
+            let image = crate::distill::augment::Grid { dims: data.full.dims, channels: 1, data: data.full.image.clone() };
+            let out = crate::distill::teacher::grid_from_tensor(m.network.forward(crate::distill::teacher::tensor_from_grid(&image, &device)));
+            dice(&crate::distill::dataset::argmax(&out), &teacher_labels)
+        };
+        let before = agreement(&compressed);
+        let mut r = Recovery::new(&c_json, c.weights.clone(), data, 30, 2e-3, &device).unwrap();
+        let records = pollster::block_on(r.steps(30)).unwrap();
+        assert_eq!(records.len(), 30);
+        let (manifest, weights) = r.package().unwrap();
+        assert_eq!(manifest.params, c.manifest.params, "the factorisation is kept");
+        assert_eq!(manifest.training.as_ref().unwrap()["start_from"], c.manifest.id.as_str());
+        let recovered = Model::from_package_bytes(&serde_json::to_string(&manifest).unwrap(), weights, &device).unwrap();
+        let after = agreement(&recovered);
+        eprintln!("Dice with the original: {before:.4} -> {after:.4}");
+        assert!(after > before, "recovery raised the agreement: {before:.4} -> {after:.4}");
+    }
+}

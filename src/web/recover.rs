@@ -1,0 +1,70 @@
+//! "Recover by distillation" in the page's Compress panel: a thin layer over
+//! `distill::recover`. The compressed package trains further in this worker,
+//! with its original as the teacher on the loaded volume; nothing leaves
+//! memory until the user downloads the result.
+
+use std::cell::RefCell;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use super::{card, current_device, set_field, to_js};
+use crate::distill::lockstep::prepare_volume;
+use crate::distill::recover::Recovery;
+use crate::model::Model;
+use crate::volume;
+
+thread_local! {
+    static RECOVERY: RefCell<Option<Recovery>> = const { RefCell::new(None) };
+}
+
+fn err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Runs the original once on the volume (the teacher's outputs) and sets up
+/// the compressed model to train from its own weights for `steps` steps.
+#[wasm_bindgen]
+pub async fn recover_open(volume: Vec<u8>, original_json: String, original_weights: Vec<u8>, compressed_json: String, compressed_weights: Vec<u8>, steps: usize) -> Result<JsValue, JsError> {
+    RECOVERY.with(|r| r.borrow_mut().take());
+    let opened = current_device()?;
+    let vol = volume::read_nifti(&volume).map_err(err)?;
+    drop(volume);
+    let original = Model::from_package_bytes(&original_json, original_weights, &opened.device).map_err(err)?;
+    let data = prepare_volume(&vol, &original, None, &opened.device).await.map_err(err)?;
+    let teacher_ms = data.teacher_ms;
+    let recovery = Recovery::new(&compressed_json, compressed_weights, data, steps.max(1), 2e-4, &opened.device).map_err(err)?;
+    #[derive(Serialize)]
+    struct Opened {
+        teacher_ms: f64,
+        steps: usize,
+        patch: [usize; 3],
+    }
+    let out = to_js(&Opened { teacher_ms, steps: recovery.cfg.steps, patch: recovery.cfg.patch })?;
+    RECOVERY.with(|r| *r.borrow_mut() = Some(recovery));
+    Ok(out)
+}
+
+/// `n` more steps: their loss records.
+#[wasm_bindgen]
+pub async fn recover_step(n: usize) -> Result<JsValue, JsError> {
+    let mut recovery = RECOVERY.with(|r| r.borrow_mut().take()).ok_or_else(|| JsError::new("no recovery is running"))?;
+    let result = recovery.steps(n.max(1)).await;
+    RECOVERY.with(|r| *r.borrow_mut() = Some(recovery));
+    to_js(&result.map_err(err)?)
+}
+
+/// The recovered package: `{card, model_json, weights}`.
+#[wasm_bindgen]
+pub fn recover_package() -> Result<JsValue, JsError> {
+    RECOVERY.with(|r| {
+        let r = r.borrow();
+        let recovery = r.as_ref().ok_or_else(|| JsError::new("no recovery is running"))?;
+        let (manifest, weights) = recovery.package().map_err(err)?;
+        let out: JsValue = js_sys::Object::new().into();
+        set_field(&out, "card", &to_js(&card(&manifest))?)?;
+        set_field(&out, "model_json", &JsValue::from_str(&serde_json::to_string_pretty(&manifest).map_err(err)?))?;
+        set_field(&out, "weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
+        Ok(out)
+    })
+}

@@ -1,0 +1,172 @@
+// The teach room (teach.html, issue 16): a link restores its setup; on the sample, with student-s
+// as a small teacher (keeps CI fast), the KD student and its twin train in the worker: steps,
+// play and pause, curves that grow, a loss that falls, a change of T that shows in the soft-target
+// view and in the next steps' KD term, reset, a NaN that pauses the run with its message, and an
+// exported student that opens in the main page and segments the sample. No request leaves the
+// origin.
+//   node --test --test-concurrency=1 tests/e2e/teach.test.mjs
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { RUN_TIMEOUT_MS, tid, openApp, networkProblems, screenshot, loadSample, runAndWait, errorText } from './lib.mjs';
+
+const LINK = 'teach.html#teacher=student-s&student=lecture&seed=7&T=4&alpha=0.7&lr=0.003&feature=0.2&steps=400';
+
+const text = (page, id) => page.textContent(tid(id));
+const stepCount = async (page) => Number(await text(page, 'teach-step-count'));
+const points = async (page) => Number(await page.getAttribute(tid('teach-curves'), 'data-points'));
+
+async function waitIdle(page, timeout = 10 * 60_000) {
+  await page.waitForFunction(() => !document.querySelector('[data-testid="teach-step"]').disabled || !document.querySelector('[data-testid="teach-error"]').hidden, null, { timeout });
+}
+
+describe('teach room', { timeout: 3 * RUN_TIMEOUT_MS }, () => {
+  test('a link restores the setup; classroom=1 hides the advanced controls', async () => {
+    const app = await openApp({ webgpu: false, page: 'teach.html#teacher=hd-bet&student=student-s&seed=9&T=2.5&alpha=0.4&lr=0.0015&feature=0.05&steps=77&classroom=1' });
+    try {
+      const page = app.page;
+      const values = {};
+      for (const id of ['teach-teacher', 'teach-student', 'teach-seed', 'teach-T', 'teach-alpha', 'teach-lr', 'teach-feature', 'teach-steps']) {
+        values[id] = await page.inputValue(tid(id));
+      }
+      assert.deepEqual(values, {
+        'teach-teacher': 'hd-bet', 'teach-student': 'student-s', 'teach-seed': '9', 'teach-T': '2.5',
+        'teach-alpha': '0.4', 'teach-lr': '0.0015', 'teach-feature': '0.05', 'teach-steps': '77',
+      });
+      assert.equal(await page.isVisible(tid('teach-lr')), false, 'classroom=1 hides the learning rate');
+      assert.equal(await page.isVisible(tid('teach-T')), true);
+      // A change is written back to the link.
+      await page.fill(tid('teach-seed'), '11');
+      await page.dispatchEvent(tid('teach-seed'), 'change');
+      await page.waitForFunction(() => location.hash.includes('seed=11'));
+      assert.match(await page.evaluate(() => location.hash), /^#teacher=hd-bet&student=student-s&seed=11&T=2\.5&alpha=0\.4&lr=0\.0015&feature=0\.05&steps=77&classroom=1$/);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('a bad link says what is wrong and shows the defaults', async () => {
+    const app = await openApp({ webgpu: false, page: 'teach.html#T=abc' });
+    try {
+      assert.match(await text(app.page, 'teach-error'), /T=abc: a temperature expected/);
+      assert.equal(await app.page.inputValue(tid('teach-T')), '4');
+    } finally {
+      await app.close();
+    }
+  });
+
+  describe('training on the sample with student-s as teacher', () => {
+    let app;
+    before(async () => {
+      app = await openApp({ webgpu: false, page: LINK });
+      await app.page.click(tid('sample-button'));
+      await app.page.waitForFunction(() => !document.querySelector('[data-testid="teach-start"]').disabled);
+      await app.page.click(tid('teach-start'));
+      await waitIdle(app.page);
+      assert.equal(await app.page.isHidden(tid('teach-error')), true, await text(app.page, 'teach-error'));
+    });
+    after(async () => {
+      if (app) await app.close();
+    });
+
+    test('the room says where the hard labels come from', async () => {
+      assert.match(await text(app.page, 'teach-labels'), /Hard labels: the teacher's argmax \(no reference mask loaded\)/);
+    });
+
+    test('step, play and pause: the curves grow and the loss falls', async () => {
+      const page = app.page;
+      await page.click(tid('teach-step'));
+      await waitIdle(page);
+      assert.equal(await stepCount(page), 1);
+      assert.equal(await points(page), 1);
+      assert.match(await text(page, 'teach-dice-kd'), /^\d\.\d{4}$/);
+      await page.click(tid('teach-play'));
+      await page.waitForFunction(() => Number(document.querySelector('[data-testid="teach-step-count"]').textContent) >= 40, null, { timeout: 15 * 60_000 });
+      await page.click(tid('teach-play')); // pause
+      await waitIdle(page);
+      const paused = await stepCount(page);
+      await page.waitForTimeout(2000);
+      assert.equal(await stepCount(page), paused, 'pause acts within one step');
+      assert.equal(await points(page), paused);
+      const totals = await page.evaluate(() => window.bedsideTeachState().history.map((p) => p.kd.total));
+      const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      assert.ok(mean(totals.slice(-5)) < 0.8 * mean(totals.slice(0, 5)), `KD loss ${mean(totals.slice(0, 5))} → ${mean(totals.slice(-5))}`);
+      assert.match(await text(page, 'teach-ms-per-step'), /^\d+$/);
+      await screenshot(page, 'teach-room.png');
+    });
+
+    test('a change of T shows in the soft-target view and in the next steps\' KD term', async () => {
+      const page = app.page;
+      const before = await page.evaluate(() => document.querySelector('[data-testid="teach-soft-view"]').dataset.meanKl);
+      const kdBefore = await page.evaluate(() => window.bedsideTeachState().history.at(-1).kd.kd);
+      await page.fill(tid('teach-T'), '1');
+      await page.dispatchEvent(tid('teach-T'), 'change');
+      await page.waitForFunction(() => document.querySelector('[data-testid="teach-soft-view"]').dataset.t === '1');
+      const after = await page.evaluate(() => document.querySelector('[data-testid="teach-soft-view"]').dataset.meanKl);
+      assert.notEqual(after, before, 'the T²·KL map is redrawn at the new T');
+      await page.click(tid('teach-step'));
+      await waitIdle(page);
+      const kdAfter = await page.evaluate(() => window.bedsideTeachState().history.at(-1).kd.kd);
+      assert.ok(Math.abs(kdAfter - kdBefore) > 0.2 * kdBefore, `T²·KL ${kdBefore} at T = 4 → ${kdAfter} at T = 1`);
+      // A voxel's numbers.
+      await page.click('#teach-soft-kl', { position: { x: 100, y: 100 } });
+      await page.waitForFunction(() => /T²·KL = \d/.test(document.querySelector('[data-testid="teach-voxel"]').textContent));
+    });
+
+    test('a NaN loss pauses the run, names the term and keeps the weights', async () => {
+      const page = app.page;
+      const steps = await stepCount(page);
+      await page.evaluate(() => window.bedsideTeachPoison());
+      await page.click(tid('teach-step'));
+      await waitIdle(page);
+      assert.match(await text(page, 'teach-error'), /^step \d+: the KD student's .* loss is not finite\. The run is paused with the weights of step \d+/);
+      assert.equal(await stepCount(page), steps);
+      await page.click(tid('teach-step'));
+      await waitIdle(page);
+      assert.equal(await stepCount(page), steps + 1, 'the run goes on');
+    });
+
+    test('the exported KD student opens in the main page and segments the sample', async () => {
+      const page = app.page;
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bedside-teach-'));
+      const files = {};
+      const downloads = [];
+      page.on('download', (d) => downloads.push(d));
+      await page.click(tid('teach-export-kd'));
+      await page.waitForFunction(() => true);
+      for (let i = 0; i < 100 && downloads.length < 2; i++) await page.waitForTimeout(100);
+      for (const d of downloads) {
+        files[d.suggestedFilename()] = path.join(dir, d.suggestedFilename());
+        await d.saveAs(files[d.suggestedFilename()]);
+      }
+      const manifest = JSON.parse(fs.readFileSync(files['model.json'], 'utf8'));
+      assert.equal(manifest.training.teacher, 'student-s');
+      assert.equal(manifest.training.steps, await stepCount(page));
+      assert.equal(manifest.training.alpha, 0.7);
+      const main = await openApp({ webgpu: false });
+      try {
+        await loadSample(main.page);
+        await main.page.setInputFiles(tid('package-input'), [files['model.json'], files['weights.safetensors']]);
+        await main.page.waitForFunction(() => /^Imported/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 120_000 });
+        await runAndWait(main.page, 'cpu');
+        assert.equal(await errorText(main.page), '');
+      } finally {
+        await main.close();
+      }
+    });
+
+    test('reset starts again from the seed', async () => {
+      const page = app.page;
+      await page.click(tid('teach-reset'));
+      await waitIdle(page);
+      assert.equal(await stepCount(page), 0);
+      assert.equal(await points(page), 0);
+    });
+
+    test('no request leaves the origin', () => {
+      assert.deepEqual(networkProblems(app.log, app.server), []);
+    });
+  });
+});
