@@ -495,6 +495,7 @@ fn heat(v: &[f32], max: f32) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::distill::fixtures::{toy_room_volume, toy_setup, EXPECTED_TOTALS, LOSS_TOLERANCE};
+    use crate::distill::teach_setup::TeachSetup;
 
     fn room() -> Room {
         let device = Device::flex();
@@ -518,6 +519,28 @@ mod tests {
                 assert!((g[k] - e[k]).abs() <= LOSS_TOLERANCE * e[k].abs(), "{got:?} vs {EXPECTED_TOTALS:?}");
             }
         }
+    }
+
+    /// The recipe the room exports makes `bedside distill`'s loop (the
+    /// native trainer, with its checkpoint and log files) give the room's
+    /// KD losses: one trainer.
+    #[test]
+    fn the_exported_recipe_reproduces_the_rooms_losses_natively() {
+        let device = Device::flex();
+        let data = pollster::block_on(toy_room_volume(&device));
+        let mut room = Room::new(TeachSetup { steps: 4, ..toy_setup() }, data, &device).unwrap();
+        let records = steps(&mut room, 4);
+        let cfg = room.recipe("unused", None);
+        let part = room.data.full.training_part(room.data.split);
+        let dir = std::env::temp_dir().join(format!("bedside-teach-recipe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (_, native) = crate::distill::trainer::train(&cfg, std::slice::from_ref(&part), &dir, false, &device.autodiff(), &mut |_| {}).unwrap();
+        assert_eq!(native.len(), 4);
+        for (r, n) in records.iter().zip(&native) {
+            assert!((r[0].total - n.total).abs() <= 1e-5 * n.total.abs(), "room {} vs native {}", r[0].total, n.total);
+            assert_eq!(r[0].learning_rate, n.learning_rate);
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

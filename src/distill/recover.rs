@@ -19,9 +19,12 @@ use crate::model::{Manifest, Model};
 /// The recipe of an in-tab recovery: the losses of
 /// `models/recipes/recovery/hd-bet-f0.50.json` (hard labels and response KD
 /// at T = 4, no feature terms: the factorised network's taps are its
-/// original's), on 64³ patches of the loaded volume.
-pub fn recovery_recipe(original: &Manifest, source: &Manifest, volume: &str, steps: usize, learning_rate: f64) -> DistillConfig {
-    let side = 64usize.max(source.preprocessing.divisible_by).max(original.preprocessing.divisible_by);
+/// original's), on 64³ patches of the loaded volume (`grid`: its padded
+/// dims; a smaller volume gets patches of its smallest side).
+pub fn recovery_recipe(original: &Manifest, source: &Manifest, volume: &str, grid: [usize; 3], steps: usize, learning_rate: f64) -> DistillConfig {
+    let multiple = source.preprocessing.divisible_by.max(original.preprocessing.divisible_by).max(16);
+    let smallest = grid.into_iter().min().unwrap_or(0) / multiple * multiple;
+    let side = 64usize.max(multiple).min(smallest);
     DistillConfig {
         id: format!("{}-recovered", source.id),
         name: format!("{}, recovered by distillation from {}", source.name, original.id),
@@ -74,9 +77,9 @@ impl Recovery {
         if compressed.manifest.labels.len() != data.teacher.labels.len() {
             return Err(DistillError::Config("the model and its original have different labels".into()));
         }
-        let cfg = recovery_recipe(&data.teacher, &compressed.manifest, "the loaded volume", steps, learning_rate);
-        if data.full.dims.iter().any(|&d| d < cfg.patch[0]) {
-            return Err(DistillError::Config(format!("the volume's grid {:?} is smaller than the {}³ patches", data.full.dims, cfg.patch[0])));
+        let cfg = recovery_recipe(&data.teacher, &compressed.manifest, "the loaded volume", data.full.dims, steps, learning_rate);
+        if cfg.patch[0] == 0 {
+            return Err(DistillError::Config(format!("the volume's grid {:?} is too small to train on", data.full.dims)));
         }
         let t = &data.full.teacher;
         let widths = [t.encoder.channels, t.bottleneck.channels, t.decoder.channels];
@@ -149,8 +152,8 @@ mod tests {
         let compressed = Model::from_package_bytes(&c_json, c.weights.clone(), &device).unwrap();
         let data = pollster::block_on(prepare_volume(&toy_head(), &original, None, &device)).unwrap();
         let teacher_labels = crate::distill::dataset::argmax(&data.full.teacher.logits);
+        let image = crate::distill::augment::Grid { dims: data.full.dims, channels: 1, data: data.full.image.clone() };
         let agreement = |m: &Model| {
-            let image = crate::distill::augment::Grid { dims: data.full.dims, channels: 1, data: data.full.image.clone() };
             let out = crate::distill::teacher::grid_from_tensor(m.network.forward(crate::distill::teacher::tensor_from_grid(&image, &device)));
             dice(&crate::distill::dataset::argmax(&out), &teacher_labels)
         };

@@ -12,7 +12,7 @@ use super::dataset::prepare_volumes;
 use super::trainer::{train, LossRecord};
 use super::DistillError;
 use super::record::{student_manifest, trained_on_manifest};
-use crate::model::{Manifest, Model, Network};
+use crate::model::{Manifest, Model};
 
 pub struct RunOptions {
     pub config: PathBuf,

@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn a_compressed_package_goes_on_training_from_its_own_weights() {
         use crate::compress::{compress_package, CompressOptions, RankRule};
-        use burn::tensor::Distribution;
+        use burn::tensor::{Distribution, Tensor};
         let plain = Device::flex();
         let volume = toy_volume(&plain);
         let dir = std::env::temp_dir().join(format!("bedside-start-from-{}", std::process::id()));
