@@ -16,6 +16,7 @@ const state = {
   room: null, // what teach-open returned
   history: [], // [{step, kd:{…}, scratch:{…}}]
   evaluations: [],
+  viewsStep: null, // the step the soft-target view and the masks show
   playing: false,
   busy: false,
   slice: 0,
@@ -92,6 +93,7 @@ function updateControls() {
     $(id).disabled = !open || state.busy || state.history.length === 0;
   }
   document.body.classList.toggle('classroom', Boolean(state.setup?.classroom));
+  document.body.dataset.busy = String(state.busy); // for the e2e tests: the room is idle
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,6 +179,7 @@ async function start() {
     }, [bytes]);
     state.history = [];
     state.evaluations = [];
+    state.viewsStep = null;
     const [, , nz] = state.room.grid;
     $('teach-slice').max = String(nz - 1);
     $('teach-slice').value = String(Math.floor(nz / 2));
@@ -195,7 +198,10 @@ async function start() {
 // ---------------------------------------------------------------------------------------------
 // Training
 
+// Dice on the held-out part every 10 steps; the whole-volume views (soft targets, masks) cost a
+// full forward pass of both students, so every 50 steps, and whenever the run stops.
 const EVAL_EVERY = 10;
+const VIEWS_EVERY = 50;
 
 async function stepOnce(n) {
   const out = await call('teach-step', { n });
@@ -209,6 +215,7 @@ async function stepOnce(n) {
   const step = state.history.length ? state.history[state.history.length - 1].step : 0;
   $('teach-step-count').textContent = String(step);
   if (step % EVAL_EVERY === 0 || step === 1 || !state.playing) await evaluate();
+  if (step % VIEWS_EVERY === 0 || step === 1) await refreshViews();
   drawCurves($('teach-curves'), state.history, state.evaluations);
   return step < state.setup.steps;
 }
@@ -219,8 +226,14 @@ async function evaluate() {
   $('teach-dice-kd').textContent = e.dice_kd.toFixed(4);
   $('teach-dice-scratch').textContent = e.dice_scratch.toFixed(4);
   if (Number.isFinite(e.ms_per_step)) $('teach-ms-per-step').textContent = e.ms_per_step.toFixed(0);
+}
+
+async function refreshViews() {
+  setStatus('Drawing both students over the whole volume…', null);
+  const masks = await call('teach-views');
+  state.viewsStep = state.history.length ? state.history[state.history.length - 1].step : 0;
   await refreshSoftView();
-  await showMasks(e);
+  await showMasks(masks);
 }
 
 async function play() {
@@ -235,6 +248,7 @@ async function play() {
   setStatus('Training…', null);
   try {
     while (state.playing && (await stepOnce(1)));
+    if (state.history.length && state.viewsStep !== state.history[state.history.length - 1].step) await refreshViews();
     if (state.playing) setStatus(`Done: ${state.setup.steps} steps.`, 1);
     else if ($('teach-error').hidden) setStatus('Paused.', 0);
   } catch (e) {
@@ -246,10 +260,12 @@ async function play() {
 }
 
 async function singleStep() {
+  clearError();
   state.busy = true;
   updateControls();
   try {
     await stepOnce(1);
+    await refreshViews();
     setStatus('Paused.', 0);
   } catch (e) {
     showError(e.message);
@@ -259,11 +275,13 @@ async function singleStep() {
 }
 
 async function reset() {
+  clearError();
   state.busy = true;
   updateControls();
   await call('teach-reset', { seed: state.setup.seed });
   state.history = [];
   state.evaluations = [];
+  state.viewsStep = null;
   $('teach-step-count').textContent = '0';
   for (const id of ['teach-dice-kd', 'teach-dice-scratch', 'teach-ms-per-step']) $(id).textContent = '–';
   state.busy = false;
@@ -275,7 +293,7 @@ async function reset() {
 // Views
 
 async function refreshSoftView() {
-  if (!state.room || state.history.length === 0) return;
+  if (!state.room || state.viewsStep == null) return;
   const v = await call('teach-soft', { z: Number($('teach-slice').value), T: state.setup.T });
   drawSoftView(v, state.setup.T);
 }

@@ -10,7 +10,8 @@
 //   teach-open {bytes, model, reference?, setup, backend, cachedChoice}
 //                                         -> {grid, held_out_from, teacher, teacher_ms, labels, backend, setup}
 //   teach-step {n}                        -> {records: [[kd, twin], …], fault}
-//   teach-evaluate                        -> {step, dice_kd, dice_scratch, …, teacher_mask, kd_mask, scratch_mask}
+//   teach-evaluate                        -> {step, dice_kd, dice_scratch, reference_…, ms_per_step}
+//   teach-views                           -> {teacher_mask, kd_mask, scratch_mask} (gzip NIfTI; soft view updated)
 //   teach-params {T, alpha, lr, feature}  -> null
 //   teach-reset {seed}                    -> null
 //   teach-soft {z, T}                     -> {width, height, z, max_kl, mean_kl, teacher, student, kl} (RGBA)
@@ -43,8 +44,10 @@ export async function handleTraining(msg, ctx) {
     }
     case 'teach-step':
       return reply(plain(await bedside.teach_step(msg.n)));
-    case 'teach-evaluate': {
-      const raw = await bedside.teach_evaluate();
+    case 'teach-evaluate':
+      return reply(plain(await bedside.teach_evaluate()));
+    case 'teach-views': {
+      const raw = await bedside.teach_views();
       const masks = {};
       const buffers = [];
       for (const key of ['teacher_mask', 'kd_mask', 'scratch_mask']) {

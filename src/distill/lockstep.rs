@@ -133,7 +133,7 @@ pub struct Room {
     device: Device,
     pub history: Vec<[LossRecord; 2]>,
     pub evaluations: Vec<Evaluation>,
-    /// Each student's logits over the whole grid at the last evaluation.
+    /// Each student's logits over the whole grid at the last view refresh.
     logits: [Option<Grid>; 2],
     /// Test hook: the next step's patches are made NaN.
     poison_next: bool,
@@ -265,32 +265,45 @@ impl Room {
         Ok(Ok(out))
     }
 
-    /// Runs both students over the whole grid (their current weights, no
-    /// autodiff) and scores them on the held-out part.
+    /// Scores both students on the held-out part: each runs on the held-out
+    /// columns plus 16 of context (not the whole grid: on a CPU that costs
+    /// seconds), and is compared with the teacher (and the reference).
     pub async fn evaluate(&mut self) -> Result<Evaluation, DistillError> {
-        let plain = self.plain.clone();
-        let image = Grid { dims: self.data.full.dims, channels: 1, data: self.data.full.image.clone() };
-        for (slot, engine) in [&self.kd, &self.scratch].into_iter().enumerate() {
-            let net = engine.model.student.valid();
-            let logits = net.forward(tensor_from_grid(&image, &plain));
-            self.logits[slot] = Some(grid_from_tensor_async(logits).await?);
+        let [nx, ny, nz] = self.data.full.dims;
+        let from = self.data.split.saturating_sub(16);
+        let size = [nx - from, ny, nz];
+        let slab = Grid { dims: size, channels: 1, data: crop_columns(&self.data.full.image, self.data.full.dims, 1, from) };
+        let mut held = Vec::with_capacity(2);
+        for engine in [&self.kd, &self.scratch] {
+            let logits = engine.model.student.valid().forward(tensor_from_grid(&slab, &self.plain));
+            let labels = argmax(&grid_from_tensor_async(logits).await?);
+            held.push(drop_columns(&labels, size, self.data.split - from));
         }
-        let held = |labels: &[u8]| self.held_out(labels);
-        let teacher = held(&argmax(&self.data.full.teacher.logits));
-        let [kd, scratch] = [0, 1].map(|i| held(&argmax(self.logits[i].as_ref().expect("just computed"))));
-        let reference = self.data.reference.as_ref().map(|r| held(r));
+        let teacher = self.held_out(&argmax(&self.data.full.teacher.logits));
+        let reference = self.data.reference.as_ref().map(|r| self.held_out(r));
         let (sum, n) = std::mem::take(&mut self.ms_since_eval);
         let e = Evaluation {
             step: self.steps_done(),
-            dice_kd: dice(&kd, &teacher),
-            dice_scratch: dice(&scratch, &teacher),
-            reference_kd: reference.as_ref().map(|r| dice(&kd, r)),
-            reference_scratch: reference.as_ref().map(|r| dice(&scratch, r)),
+            dice_kd: dice(&held[0], &teacher),
+            dice_scratch: dice(&held[1], &teacher),
+            reference_kd: reference.as_ref().map(|r| dice(&held[0], r)),
+            reference_scratch: reference.as_ref().map(|r| dice(&held[1], r)),
             reference_teacher: reference.as_ref().map(|r| dice(&teacher, r)),
             ms_per_step: if n > 0 { sum / n as f64 } else { f64::NAN },
         };
         self.evaluations.push(e.clone());
         Ok(e)
+    }
+
+    /// Runs both students over the whole grid, for the soft-target view and
+    /// the masks (their logits are kept until the next refresh).
+    pub async fn refresh_views(&mut self) -> Result<(), DistillError> {
+        let image = Grid { dims: self.data.full.dims, channels: 1, data: self.data.full.image.clone() };
+        for (slot, engine) in [&self.kd, &self.scratch].into_iter().enumerate() {
+            let logits = engine.model.student.valid().forward(tensor_from_grid(&image, &self.plain));
+            self.logits[slot] = Some(grid_from_tensor_async(logits).await?);
+        }
+        Ok(())
     }
 
     /// The held-out voxels of a grid-sized label array.
@@ -300,7 +313,7 @@ impl Room {
     }
 
     /// Model-grid labels of the teacher (0), the KD student (1) or the twin (2)
-    /// at the last evaluation.
+    /// at the last view refresh.
     pub fn labels(&self, which: usize) -> Option<Vec<u8>> {
         match which {
             0 => Some(argmax(&self.data.full.teacher.logits)),
@@ -347,7 +360,7 @@ impl Room {
     pub fn soft_view(&self, z: usize, t: f64) -> Result<SoftView, DistillError> {
         let [nx, ny, nz] = self.data.full.dims;
         let z = z.min(nz - 1);
-        let student = self.logits[0].as_ref().ok_or_else(|| DistillError::Config("no student output yet: take a step first".into()))?;
+        let student = self.logits[0].as_ref().ok_or_else(|| DistillError::Config("no student output yet: refresh the views first".into()))?;
         let teacher = &self.data.full.teacher.logits;
         let classes = teacher.channels;
         let slice = |g: &Grid| -> Tensor<5> {
@@ -481,6 +494,16 @@ fn gray(p: &[f32]) -> Vec<u8> {
     }).collect()
 }
 
+/// Columns `from..` of the first axis of `channels` grids of `dims` (x fastest).
+fn crop_columns<T: Copy>(data: &[T], [nx, ny, nz]: [usize; 3], channels: usize, from: usize) -> Vec<T> {
+    data.chunks_exact(nx).take(channels * ny * nz).flat_map(|row| row[from..].iter().copied()).collect()
+}
+
+/// A label grid of `dims` without its first `n` columns.
+fn drop_columns(labels: &[u8], dims: [usize; 3], n: usize) -> Vec<u8> {
+    crop_columns(labels, dims, 1, n)
+}
+
 /// Values in [0, max] as a black → red → yellow ramp.
 fn heat(v: &[f32], max: f32) -> Vec<u8> {
     v.iter().flat_map(|&x| {
@@ -556,6 +579,7 @@ mod tests {
         assert!(mean(&later[24..], 1) < 0.8 * twin.cross_entropy, "the twin's hard loss fell");
         assert!(mean(&later[24..], 0) < kd.cross_entropy, "the KD student's hard loss fell");
         let e = pollster::block_on(room.evaluate()).unwrap();
+        pollster::block_on(room.refresh_views()).unwrap();
         assert_eq!(e.step, 30);
         assert!((0.0..=1.0).contains(&e.dice_kd) && (0.0..=1.0).contains(&e.dice_scratch));
 

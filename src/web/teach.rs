@@ -130,12 +130,23 @@ pub async fn teach_step(n: usize) -> Result<JsValue, JsError> {
     }
 }
 
-/// Both students over the whole volume: Dice on the held-out part, and
-/// their masks (gzip NIfTI on the volume's grid) beside the teacher's.
+/// Both students' Dice on the held-out part (against the teacher, and the
+/// reference mask when one is loaded), and ms per step.
 #[wasm_bindgen]
 pub async fn teach_evaluate() -> Result<JsValue, JsError> {
     let mut open = take()?;
     let result = open.room.evaluate().await;
+    put(open);
+    to_js(&result.map_err(err)?)
+}
+
+/// Both students over the whole volume, for the soft-target view and their
+/// masks: `{teacher_mask, kd_mask, scratch_mask}`, gzip NIfTI on the volume's
+/// own grid.
+#[wasm_bindgen]
+pub async fn teach_views() -> Result<JsValue, JsError> {
+    let mut open = take()?;
+    let result = open.room.refresh_views().await;
     let masks = result.as_ref().ok().map(|_| {
         [0, 1, 2].map(|which| {
             let labels = open.room.labels(which).unwrap_or_default();
@@ -145,7 +156,8 @@ pub async fn teach_evaluate() -> Result<JsValue, JsError> {
         })
     });
     put(open);
-    let out = to_js(&result.map_err(err)?)?;
+    result.map_err(err)?;
+    let out: JsValue = js_sys::Object::new().into();
     if let Some(masks) = masks {
         for (key, mask) in ["teacher_mask", "kd_mask", "scratch_mask"].iter().zip(masks) {
             set_field(&out, key, &js_sys::Uint8Array::from(mask.map_err(err)?.as_slice()))?;
