@@ -3,194 +3,75 @@
 // www/worker.js. Image bytes go to the worker only (postMessage with transfer) and to the
 // in-page viewer; never into a network request.
 
-const FRONTEND_VERSION = '0.1.0';
+import { FRONTEND_VERSION, el, state, selectedModel, teacherOf } from './ui/state.js';
+import { setStatus, setIdleStatus, showError, clearError, setProgress, onProgress } from './ui/progress.js';
+import { updateControls } from './ui/controls.js';
+import { fmt, backendName, formatLimit } from './ui/format.js';
+import { worstDice, worstLabel, withinMargin } from './ui/dice.js';
+import { readPickedFile, saveBlob } from './ui/files.js';
+import { engine } from './ui/engine.js';
+import * as viewers from './ui/viewers.js';
+
 const AUTO_CACHE_KEY = 'bedside.autoBackend.v1';
 const STAGES = ['read', 'preprocess', 'inference', 'postprocess', 'total'];
 
-const $ = (id) => document.getElementById(id);
-const el = {
-  input: $('volume-input'),
-  dropzone: $('dropzone'),
-  sample: $('sample-button'),
-  volumeInfo: $('volume-info'),
-  model: $('model-select'),
-  weightsInput: $('weights-input'),
-  packageInput: $('package-input'),
-  modelInfo: $('model-info'),
-  backend: $('backend-select'),
-  tta: $('tta-check'),
-  ensemble: $('ensemble-check'),
-  backendInfo: $('backend-info'),
-  run: $('run-button'),
-  compare: $('compare-button'),
-  cancel: $('cancel-button'),
-  modelCard: $('model-card'),
-  comparePanel: $('compare-panel'),
-  compareTable: $('compare-table'),
-  compareAgreement: $('compare-agreement'),
-  compareLeft: $('compare-left'),
-  compareRight: $('compare-right'),
-  compareRightCaption: $('compare-right-caption'),
-  compareLeftCaption: $('compare-left-caption'),
-  progress: $('progress'),
-  status: $('status'),
-  error: $('error'),
-  canvas: $('viewer-canvas'),
-  opacity: $('opacity'),
-  opacityValue: $('opacity-value'),
-  viewerInfo: $('viewer-info'),
-  save: $('save-mask'),
-  copyDiag: $('copy-diagnostics'),
-  diagDetails: $('diagnostics-details'),
-  diagOutput: $('diagnostics-output'),
-  timings: $('timings'),
-  labelVolumes: $('label-volumes'),
-  device: $('device'),
-  rankRule: $('rank-rule'),
-  rankParam: $('rank-param'),
-  rankParamLabel: $('rank-param-label'),
-  rankParamValue: $('rank-param-value'),
-  margin: $('margin'),
-  compressButton: $('compress-button'),
-  compressRun: $('compress-run-button'),
-  compressDownload: $('compress-download'),
-  compressSummary: $('compress-summary'),
-  compressVerdict: $('compress-verdict'),
-  compressLayers: $('compress-layers'),
-  compressLayersDetails: $('compress-layers-details'),
-  referenceInput: $('reference-input'),
-  referenceClear: $('reference-clear'),
-  referenceInfo: $('reference-info'),
-  paretoFactors: $('pareto-factors'),
-  paretoButton: $('pareto-button'),
-  paretoSummary: $('pareto-summary'),
-  paretoPlot: $('pareto-plot'),
-  paretoTable: $('pareto-table'),
-  appVersion: $('app-version'),
-  engineVersion: $('engine-version'),
+// ---------------------------------------------------------------------------------------------
+// The engine: lifecycle hooks and the reply handlers (the protocol is listed in www/worker.js)
+
+/** A handler for replies to the request in flight (state.runId); replies to an older one are dropped. */
+const current = (fn) => (msg) => {
+  if (msg.id === state.runId) fn(msg);
 };
 
-const state = {
-  worker: null,
-  engineVersion: null,
-  engineReady: false,
-  models: [], // {id, name, path} from models/index.json, or {id, name, uploaded: {json, weights}}
-  volume: null, // { name, bytes: ArrayBuffer, info }
-  busy: false, // a run is in flight
-  inspecting: false,
-  nextId: 1,
-  runId: null,
-  inspectId: null,
-  selection: null, // last select_backend result
-  selectionPreference: null,
-  modelInfo: null,
-  result: null, // { maskBytes: ArrayBuffer, timings_ms, label_volumes_mm3, backend, modelId }
-  device: null,
-  viewer: null,
-  runStartedAt: 0,
-  // A Compare in flight: { teacher, student, step: 'teacher' | 'student' | 'agreement', results }.
-  compare: null,
-  compareViewers: null, // [left, right] Viewer instances, made on first use
-  compressed: null, // { model, source, report, lastPerLabel }: the last compression in this tab
-  reference: null, // { name, bytes }: an independent mask of the loaded volume
-  referenceInspectId: null,
-  pendingReference: null,
-  pareto: null, // { source, factors, points, done, startedAt }: the Pareto view's sweep
-};
-
-// ---------------------------------------------------------------------------------------------
-// Status, errors, progress
-
-function setStatus(text) {
-  el.status.textContent = text;
-}
-
-/** The status line when nothing is running: what the user can do next. */
-function setIdleStatus() {
-  setStatus(state.volume ? 'Ready.' : 'Load a volume or try the sample.');
-}
-
-function showError(message) {
-  el.error.textContent = message;
-  el.error.hidden = false;
-}
-
-function clearError() {
-  el.error.textContent = '';
-  el.error.hidden = true;
-}
-
-function setProgress(fraction) {
-  if (fraction === null || fraction === undefined || !Number.isFinite(fraction)) {
-    el.progress.removeAttribute('value'); // indeterminate
-  } else {
-    el.progress.value = Math.max(0, Math.min(1, fraction));
-  }
-}
-
-function updateControls() {
-  const idle = !state.busy && !state.inspecting;
-  el.run.disabled = !(idle && state.engineReady && state.volume && selectedModel());
-  el.compare.disabled = !(idle && state.engineReady && state.volume && teacherOf(selectedModel()));
-  el.cancel.disabled = !state.busy;
-  el.sample.disabled = !idle;
-  el.input.disabled = !idle;
-  el.model.disabled = state.busy || state.models.length === 0;
-  el.weightsInput.disabled = !idle;
-  el.packageInput.disabled = !idle;
-  el.backend.disabled = state.busy;
-  el.tta.disabled = state.busy;
-  const members = selectedModel()?.ensemble ?? 0;
-  el.ensemble.disabled = state.busy || !(members > 0);
-  if (!(members > 0)) el.ensemble.checked = false;
-  el.save.disabled = !(state.result && state.result.maskBytes);
-  el.compressButton.disabled = !(idle && state.engineReady && selectedModel() && !selectedModel().compressedFrom);
-  el.compressRun.disabled = !(idle && state.engineReady && state.volume && state.compressed);
-  el.compressDownload.disabled = !state.compressed;
-  el.paretoButton.disabled = !(idle && state.engineReady && state.volume && selectedModel() && !selectedModel().compressedFrom);
-  el.paretoFactors.disabled = state.busy;
-  el.referenceInput.disabled = !(idle && state.volume);
-  el.referenceClear.hidden = !state.reference;
-  el.referenceClear.disabled = state.busy;
-  el.rankRule.disabled = state.busy;
-  el.rankParam.disabled = state.busy || el.rankRule.value === 'evbmf';
-}
-
-// ---------------------------------------------------------------------------------------------
-// Worker lifecycle
-
-function startWorker() {
-  state.engineReady = false;
-  state.selection = null;
-  state.modelInfo = null;
-  el.engineVersion.textContent = 'loading…';
-  let worker;
-  try {
-    worker = new Worker('./worker.js', { type: 'module', name: 'bedside-engine' });
-  } catch (e) {
+engine.configure({
+  onStarting() {
+    // A new engine knows nothing yet: it must load the wasm again and pick its backend afresh.
+    state.engineReady = false;
+    state.selection = null;
+    state.modelInfo = null;
+    el.engineVersion.textContent = 'loading…';
+  },
+  onStarted() {
+    engine.post({ type: 'init' });
+    engine.post({ type: 'device' });
+  },
+  onStartFailed(e) {
     showError(`Could not start the engine worker: ${e.message || e}`);
-    return;
-  }
-  state.worker = worker;
-  worker.onmessage = (ev) => onWorkerMessage(worker, ev.data);
-  worker.onerror = (ev) => {
-    if (worker !== state.worker) return;
-    ev.preventDefault?.();
-    const detail = ev.message ? `${ev.message}${ev.filename ? ` (${ev.filename}:${ev.lineno})` : ''}` : 'the worker script failed to load or threw outside a task';
-    workerCrashed(`The engine worker crashed: ${detail}.`);
-  };
-  worker.onmessageerror = () => {
-    if (worker !== state.worker) return;
-    workerCrashed('The engine worker sent a message that could not be read.');
-  };
-  worker.postMessage({ type: 'init' });
-  worker.postMessage({ type: 'device' });
-}
+  },
+  onCrash: workerCrashed,
+  handlers: {
+    ready: onReady,
+    device(msg) {
+      state.device = msg.info;
+      renderDevice();
+    },
+    inspected(msg) {
+      if (msg.id === state.referenceInspectId) onReferenceInspected(msg.info);
+      if (msg.id === state.inspectId) onInspected(msg.info);
+    },
+    progress: current(onProgress),
+    backend: current((msg) => onBackend(msg.selection, msg.preference)),
+    model: current((msg) => {
+      state.modelInfo = msg.info;
+    }),
+    result: current((msg) => onResult(msg.result)),
+    imported: current(onImported),
+    agreement: current(onAgreement),
+    compressed: current(onCompressed),
+    'pareto-point': current((msg) => onParetoPoint(msg.point)),
+    pareto: current((msg) => onParetoDone(msg.sweep)),
+    error: onWorkerError,
+  },
+});
 
-function restartWorker() {
-  if (state.worker) state.worker.terminate();
-  state.worker = null;
-  startWorker();
+function onReady(msg) {
+  state.engineReady = true;
+  state.engineVersion = msg.version;
+  el.engineVersion.textContent = msg.version;
+  if (!state.busy && !state.inspecting && /Starting|loading/i.test(el.status.textContent)) {
+    setStatus(state.volume ? 'Ready.' : 'Ready. Load a volume or try the sample.');
+  }
+  updateControls();
 }
 
 function workerCrashed(message) {
@@ -202,74 +83,8 @@ function workerCrashed(message) {
   setProgress(0);
   showError(`${message} The engine has been restarted${wasBusy ? '; please try again' : ''}.`);
   setStatus('Engine restarted after a crash.');
-  restartWorker();
+  engine.restart();
   updateControls();
-}
-
-function onWorkerMessage(worker, msg) {
-  if (worker !== state.worker || !msg) return; // a terminated worker's late messages
-  switch (msg.type) {
-    case 'ready':
-      state.engineReady = true;
-      state.engineVersion = msg.version;
-      el.engineVersion.textContent = msg.version;
-      if (!state.busy && !state.inspecting && /Starting|loading/i.test(el.status.textContent)) {
-        setStatus(state.volume ? 'Ready.' : 'Ready. Load a volume or try the sample.');
-      }
-      updateControls();
-      break;
-    case 'device':
-      state.device = msg.info;
-      renderDevice();
-      break;
-    case 'inspected':
-      if (msg.id === state.referenceInspectId) onReferenceInspected(msg.info);
-      if (msg.id !== state.inspectId) return;
-      onInspected(msg.info);
-      break;
-    case 'progress':
-      if (msg.id !== state.runId) return;
-      setStatus(msg.stage + (Number.isFinite(msg.fraction) && msg.fraction !== null ? ` ${Math.round(msg.fraction * 100)}%` : ''));
-      setProgress(msg.fraction);
-      break;
-    case 'backend':
-      if (msg.id !== state.runId) return;
-      onBackend(msg.selection, msg.preference);
-      break;
-    case 'model':
-      if (msg.id !== state.runId) return;
-      state.modelInfo = msg.info;
-      break;
-    case 'result':
-      if (msg.id !== state.runId) return;
-      onResult(msg.result);
-      break;
-    case 'imported':
-      if (msg.id !== state.runId) return;
-      onImported(msg);
-      break;
-    case 'agreement':
-      if (msg.id !== state.runId) return;
-      onAgreement(msg);
-      break;
-    case 'compressed':
-      if (msg.id !== state.runId) return;
-      onCompressed(msg);
-      break;
-    case 'pareto-point':
-      if (msg.id !== state.runId) return;
-      onParetoPoint(msg.point);
-      break;
-    case 'pareto':
-      if (msg.id !== state.runId) return;
-      onParetoDone(msg.sweep);
-      break;
-    case 'error':
-      onWorkerError(msg);
-      break;
-    default:
-      break;
-  }
 }
 
 function onWorkerError(msg) {
@@ -294,7 +109,7 @@ function onWorkerError(msg) {
     showError(`The Pareto sweep stopped: ${msg.message} The points measured so far are kept.`);
     setIdleStatus();
     setProgress(0);
-    if (msg.fatal) restartWorker();
+    if (msg.fatal) engine.restart();
     updateControls();
     return;
   }
@@ -337,7 +152,7 @@ function onWorkerError(msg) {
   } else {
     showError(msg.message);
   }
-  if (msg.fatal) restartWorker();
+  if (msg.fatal) engine.restart();
   updateControls();
 }
 
@@ -353,26 +168,6 @@ async function loadFile(file) {
   const tooLarge = `${(file.size / 2 ** 30).toFixed(1)} GiB is too large for this tab.`;
   const bytes = await readPickedFile(file, 'read', 2 ** 31, tooLarge);
   if (bytes) inspect(file.name, bytes);
-}
-
-/**
- * The bytes of a file the user picked, or null after saying why not ("Could not <verb> <name>: …")
- * and returning the status line to idle: empty, larger than `maxBytes` (`tooLarge` says so), or
- * unreadable.
- */
-async function readPickedFile(file, verb, maxBytes, tooLarge) {
-  const fail = (why) => {
-    showError(`Could not ${verb} ${file.name}: ${why}`);
-    setIdleStatus();
-    return null;
-  };
-  if (file.size === 0) return fail('the file is empty.');
-  if (file.size > maxBytes) return fail(tooLarge);
-  try {
-    return await file.arrayBuffer();
-  } catch (e) {
-    return fail(e.message || e);
-  }
 }
 
 async function loadSample() {
@@ -393,7 +188,7 @@ async function loadSample() {
 }
 
 function inspect(name, bytes) {
-  if (!state.worker) startWorker();
+  engine.ensureStarted();
   state.inspecting = true;
   state.inspectId = state.nextId++;
   state.pendingName = name;
@@ -402,7 +197,7 @@ function inspect(name, bytes) {
   setProgress(null);
   updateControls();
   const copy = bytes.slice(0);
-  state.worker.postMessage({ type: 'inspect', id: state.inspectId, bytes: copy }, [copy]);
+  engine.post({ type: 'inspect', id: state.inspectId, bytes: copy }, [copy]);
 }
 
 async function onInspected(info) {
@@ -425,14 +220,7 @@ async function onInspected(info) {
   setStatus('Ready. Choose a model and backend, then Run.');
   setProgress(0);
   updateControls();
-  if (state.viewer) {
-    try {
-      await state.viewer.showVolume(bytes.slice(0), name);
-      el.viewerInfo.textContent = '';
-    } catch (e) {
-      el.viewerInfo.textContent = `The viewer could not display this volume: ${e.message || e}`;
-    }
-  }
+  await viewers.showVolume(bytes, name);
 }
 
 function describeVolume(name, info) {
@@ -444,11 +232,6 @@ function describeVolume(name, info) {
   if (info.orientation) parts.push(info.orientation);
   if (Number.isFinite(info.min) && Number.isFinite(info.max)) parts.push(`range ${fmt(info.min)}…${fmt(info.max)}`);
   return parts.join(', ');
-}
-
-function fmt(x, digits = 1) {
-  if (!Number.isFinite(x)) return String(x);
-  return Math.abs(x) >= 1000 || Number.isInteger(x) ? Math.round(x).toLocaleString('en-US') : x.toFixed(digits);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -493,14 +276,14 @@ async function importWeights(file) {
   setStatus(`Reading ${file.name}…`);
   const bytes = await readPickedFile(file, 'import', 2 ** 30, 'more than 1 GiB is not a model this page can hold.');
   if (!bytes) return;
-  if (!state.worker) startWorker();
+  engine.ensureStarted();
   state.busy = true;
   state.runId = state.nextId++;
   state.pendingName = file.name;
   setStatus(`Converting ${file.name} (PyTorch checkpoint → bedside package)…`);
   setProgress(null);
   updateControls();
-  state.worker.postMessage({ type: 'import', id: state.runId, bytes, name: file.name }, [bytes]);
+  engine.post({ type: 'import', id: state.runId, bytes, name: file.name }, [bytes]);
 }
 
 /**
@@ -530,7 +313,7 @@ async function importPackage(files) {
     setIdleStatus();
     return;
   }
-  if (!state.worker) startWorker();
+  engine.ensureStarted();
   state.busy = true;
   state.runId = state.nextId++;
   state.pendingName = json[0].name;
@@ -538,7 +321,7 @@ async function importPackage(files) {
   setStatus(`Checking the package ${json[0].name}…`);
   setProgress(null);
   updateControls();
-  state.worker.postMessage({ type: 'package', id: state.runId, json: text, weights: weightBytes, name: json[0].name }, [weightBytes]);
+  engine.post({ type: 'package', id: state.runId, json: text, weights: weightBytes, name: json[0].name }, [weightBytes]);
 }
 
 function onImported(msg) {
@@ -568,16 +351,6 @@ function onImported(msg) {
   setStatus(`Imported ${state.pendingName}. Selected it as the model.`);
   setProgress(1);
   updateControls();
-}
-
-function selectedModel() {
-  return state.models.find((m) => m.id === el.model.value) || null;
-}
-
-/** The model a student was distilled from, when it is in the list. */
-function teacherOf(model) {
-  if (!model || !model.teacher) return null;
-  return state.models.find((m) => m.id === model.teacher) || null;
 }
 
 /** The card facts of the selected model: size, cost, measured Dice. */
@@ -637,10 +410,6 @@ function onBackend(selection, preference) {
   renderDevice();
 }
 
-function backendName(b) {
-  return b === 'webgpu' ? 'WebGPU' : b === 'cpu' ? 'CPU' : String(b);
-}
-
 function renderBackend() {
   const s = state.selection;
   if (!s) {
@@ -676,7 +445,7 @@ function runModel(model) {
   state.runStartedAt = performance.now();
   state.result = null;
   clearResults();
-  if (state.viewer) state.viewer.removeMask();
+  viewers.removeMask();
   setStatus('Starting…');
   setProgress(null);
   updateControls();
@@ -684,7 +453,7 @@ function runModel(model) {
   const cached = preference === 'auto' ? cachedAutoChoice() : null;
   const copy = state.volume.bytes.slice(0);
   const modelMsg = modelMessage(model);
-  state.worker.postMessage(
+  engine.post(
     {
       type: 'run',
       id: state.runId,
@@ -710,7 +479,7 @@ function cancel() {
   state.busy = false;
   state.runId = null;
   state.compare = null;
-  restartWorker(); // terminating the worker is the only way to stop a running wasm call
+  engine.restart(); // terminating the worker is the only way to stop a running wasm call
   if (state.pareto && !state.pareto.done) {
     state.pareto.cancelled = true; // the points measured so far stay on the plot
     renderPareto();
@@ -743,14 +512,7 @@ async function onResult(result) {
   const nets = result.networks > 1 ? `, ensemble of ${result.networks} networks` : '';
   setStatus(`Done${Number.isFinite(total) ? ` in ${(total / 1000).toFixed(1)} s` : ''} on ${backendName(result.backend)}${work}${nets}.`);
   updateControls();
-  if (state.viewer && state.volume) {
-    try {
-      await state.viewer.showMask(result.mask.slice(0), state.modelInfo?.labels);
-      el.viewerInfo.textContent = '';
-    } catch (e) {
-      el.viewerInfo.textContent = `The viewer could not display the mask: ${e.message || e}`;
-    }
-  }
+  if (state.volume) await viewers.showMask(result.mask, state.modelInfo?.labels);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -793,7 +555,7 @@ async function onCompareResult(result) {
   const b = result.mask.slice(0);
   const reference = state.reference ? state.reference.bytes.slice(0) : null;
   const labels = state.modelInfo?.labels ?? null;
-  state.worker.postMessage({ type: 'agreement', id: state.runId, a, b, reference, labels }, reference ? [a, b, reference] : [a, b]);
+  engine.post({ type: 'agreement', id: state.runId, a, b, reference, labels }, reference ? [a, b, reference] : [a, b]);
   updateControls();
 }
 
@@ -841,30 +603,9 @@ async function onAgreement(msg) {
   );
   setProgress(1);
   updateControls();
-  if (state.viewer) {
-    try {
-      await state.viewer.showMask(c.results.student.mask.slice(0), state.modelInfo?.labels);
-    } catch (e) {
-      el.viewerInfo.textContent = `The viewer could not display the mask: ${e.message || e}`;
-    }
-  }
-  await showCompareMasks(c);
-}
-
-async function showCompareMasks(c) {
+  await viewers.showMask(c.results.student.mask, state.modelInfo?.labels, { clearInfo: false });
   try {
-    if (!state.compareViewers) {
-      const { Viewer } = await import('./viewer.js');
-      const views = [new Viewer(el.compareLeft), new Viewer(el.compareRight)];
-      for (const v of views) await v.init();
-      state.compareViewers = views;
-    }
-    const [left, right] = state.compareViewers;
-    for (const [v, r] of [[left, c.results.teacher], [right, c.results.student]]) {
-      await v.showVolume(state.volume.bytes.slice(0), state.volume.name);
-      v.setOpacity(Number(el.opacity.value));
-      await v.showMask(r.mask.slice(0), state.modelInfo?.labels);
-    }
+    await viewers.showComparePair(state.volume, [c.results.teacher.mask, c.results.student.mask], state.modelInfo?.labels);
   } catch (e) {
     el.compareAgreement.textContent += ` (The masks cannot be shown: ${e.message || e}.)`;
   }
@@ -909,7 +650,7 @@ function compressSelected() {
   const source = selectedModel();
   if (!source || state.busy || source.compressedFrom) return;
   clearError();
-  if (!state.worker) startWorker();
+  engine.ensureStarted();
   state.busy = true;
   state.runId = state.nextId++;
   state.pendingName = source.name;
@@ -919,7 +660,7 @@ function compressSelected() {
   setProgress(0);
   updateControls();
   const modelMsg = modelMessage(source);
-  state.worker.postMessage({ type: 'compress', id: state.runId, model: modelMsg, rule: rankRule() }, modelMsg.weights ? [modelMsg.weights] : []);
+  engine.post({ type: 'compress', id: state.runId, model: modelMsg, rule: rankRule() }, modelMsg.weights ? [modelMsg.weights] : []);
 }
 
 function onCompressed(msg) {
@@ -1016,16 +757,7 @@ function downloadCompressed() {
     [`${c.model.id}.model.json`, new Blob([c.model.uploaded.json], { type: 'application/json' })],
     [`${c.model.id}.weights.safetensors`, new Blob([c.model.uploaded.weights], { type: 'application/octet-stream' })],
   ];
-  for (const [name, blob] of files) {
-    const url = URL.createObjectURL(blob);
-    const a = document.createElement('a');
-    a.href = url;
-    a.download = name;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  }
+  for (const [name, blob] of files) saveBlob(name, blob);
   setStatus(`Saved ${c.model.id}.model.json and ${c.model.id}.weights.safetensors: put them in one folder as model.json and weights.safetensors to load them with bedside.`);
 }
 
@@ -1042,7 +774,7 @@ async function loadReference(file) {
   state.pendingReference = { name: file.name, bytes };
   setStatus(`Checking ${file.name}…`);
   const copy = bytes.slice(0);
-  state.worker.postMessage({ type: 'inspect', id: state.referenceInspectId, bytes: copy }, [copy]);
+  engine.post({ type: 'inspect', id: state.referenceInspectId, bytes: copy }, [copy]);
 }
 
 function onReferenceInspected(info) {
@@ -1063,21 +795,6 @@ function onReferenceInspected(info) {
   }
   setIdleStatus();
   updateControls();
-}
-
-/** The smallest Dice over the labels of a per-label list. */
-function worstDice(perLabel) {
-  return perLabel.reduce((w, l) => Math.min(w, l.dice), 1);
-}
-
-/** The entry of a per-label list with the smallest Dice (the first on ties). */
-function worstLabel(perLabel) {
-  return perLabel.reduce((w, l) => (l.dice < w.dice ? l : w), perLabel[0]);
-}
-
-/** True when every label's Dice drop (1 − Dice against the original) is within the margin. */
-function withinMargin(perLabel, margin) {
-  return Number.isFinite(margin) && perLabel.every((l) => 1 - l.dice <= margin);
 }
 
 /** " Against the reference (name): Dice a (first) and b (second)." or "" without a reference. */
@@ -1134,7 +851,7 @@ function paretoSweep() {
   // WebGPU compiles each model's kernels on its first run: time the second (the CPU needs no warm-up).
   const warmup = preference === 'webgpu' || (preference === 'auto' && cached?.backend === 'webgpu');
   const transfer = [copy, ...(reference ? [reference] : []), ...(modelMsg.weights ? [modelMsg.weights] : [])];
-  state.worker.postMessage(
+  engine.post(
     {
       type: 'pareto',
       id: state.runId,
@@ -1311,14 +1028,7 @@ function saveMask() {
   if (!state.result || !state.result.maskBytes) return;
   const base = (state.volume?.name || 'volume').replace(/\.nii(\.gz)?$/i, '');
   const blob = new Blob([state.result.maskBytes], { type: 'application/gzip' });
-  const url = URL.createObjectURL(blob);
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = `${base}_mask.nii.gz`;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  saveBlob(`${base}_mask.nii.gz`, blob);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1358,11 +1068,6 @@ function backendLine() {
     ? `Backend in use: ${backendName(state.selection.backend)}`
     : 'Backend in use: not chosen yet (chosen at the first run)';
   return p;
-}
-
-function formatLimit(k, v) {
-  if (/Size$/.test(k) && v >= 1024 * 1024) return `${v.toLocaleString('en-US')} (${(v / 2 ** 20).toFixed(0)} MiB)`;
-  return Number(v).toLocaleString('en-US');
 }
 
 function diagnostics() {
@@ -1466,12 +1171,7 @@ function wire() {
     importWeights(el.weightsInput.files && el.weightsInput.files[0]);
     el.weightsInput.value = '';
   });
-  el.opacity.addEventListener('input', () => {
-    const v = Number(el.opacity.value);
-    el.opacityValue.textContent = v.toFixed(2);
-    state.viewer?.setOpacity(v);
-    for (const cv of state.compareViewers || []) cv.setOpacity(v);
-  });
+  viewers.wireViewers();
 
   // Drag and drop: anywhere on the page, highlighted on the drop zone. Never let the browser
   // navigate to a dropped file.
@@ -1500,23 +1200,10 @@ function wire() {
   });
 }
 
-async function initViewer() {
-  try {
-    const { Viewer } = await import('./viewer.js');
-    const v = new Viewer(el.canvas);
-    await v.init();
-    state.viewer = v;
-    v.setOpacity(Number(el.opacity.value));
-  } catch (e) {
-    state.viewer = null;
-    el.viewerInfo.textContent = `Viewer unavailable (needs WebGL2): ${e.message || e}. Segmentation still works.`;
-  }
-}
-
 wire();
 setStatus('Starting…');
-startWorker();
+engine.start();
 updateControls();
-await Promise.all([loadModels(), initViewer()]);
+await Promise.all([loadModels(), viewers.initViewer()]);
 updateControls();
 document.documentElement.dataset.appReady = 'true';
