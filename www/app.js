@@ -11,7 +11,7 @@ import { worstDice, worstLabel, withinMargin } from './ui/dice.js';
 import { readPickedFile, saveBlob } from './ui/files.js';
 import { engine } from './ui/engine.js';
 import * as viewers from './ui/viewers.js';
-import { renderDevice, wireDevice } from './ui/device.js';
+import { renderDevice, onDeviceError, wireDevice } from './ui/device.js';
 
 const AUTO_CACHE_KEY = 'bedside.autoBackend.v1';
 const STAGES = ['read', 'preprocess', 'inference', 'postprocess', 'total'];
@@ -88,73 +88,103 @@ function workerCrashed(message) {
   updateControls();
 }
 
+function onInitError(msg) {
+  showError(msg.message);
+  setStatus('The engine could not start.');
+  el.engineVersion.textContent = 'unavailable';
+  updateControls();
+}
+
+/** {type:'error', phase, id, message, fatal}: routed to the panel whose request failed. */
 function onWorkerError(msg) {
-  if (msg.phase === 'init') {
-    showError(msg.message);
-    setStatus('The engine could not start.');
-    el.engineVersion.textContent = 'unavailable';
-    updateControls();
-    return;
-  }
-  if (msg.phase === 'inspect' && msg.id === state.referenceInspectId) {
-    state.referenceInspectId = null;
-    state.pendingReference = null;
-    showError(`Could not read the reference mask: ${msg.message}${state.reference ? ` Still used: ${state.reference.name}.` : ''}`);
-    setIdleStatus();
-    updateControls();
-    return;
-  }
-  if (msg.phase === 'pareto') {
-    state.busy = false;
-    state.runId = null;
-    showError(`The Pareto sweep stopped: ${msg.message} The points measured so far are kept.`);
-    setIdleStatus();
-    setProgress(0);
-    if (msg.fatal) engine.restart();
-    updateControls();
-    return;
-  }
-  if (msg.phase === 'inspect') {
-    if (msg.id !== state.inspectId) return;
-    state.inspecting = false;
-    state.inspectId = null;
-    const pending = state.pendingName || 'the file';
-    const keep = state.volume ? ` Still loaded: ${state.volume.name}.` : '';
-    showError(`Could not read ${pending}: ${msg.message}${keep}`);
-    setIdleStatus();
-    setProgress(0);
-  } else if (msg.phase === 'run' || msg.phase === 'agreement') {
-    if (msg.id !== state.runId) return;
-    state.busy = false;
-    state.runId = null;
-    const during = state.compare ? ` (while comparing: ${state.compare.step})` : '';
-    state.compare = null;
-    showError(msg.message + during);
-    setStatus(msg.phase === 'run' ? 'Segmentation failed.' : 'Comparison failed.');
-    setProgress(0);
-  } else if (msg.phase === 'compress') {
-    if (msg.id !== state.runId) return;
-    state.busy = false;
-    state.runId = null;
-    showError(`Could not compress ${state.pendingName || 'the model'}: ${msg.message} Nothing was changed.`);
-    setIdleStatus();
-    setProgress(0);
-  } else if (msg.phase === 'import' || msg.phase === 'package') {
-    if (msg.id !== state.runId) return;
-    state.pendingManifest = null;
-    state.busy = false;
-    state.runId = null;
-    showError(`Could not import ${state.pendingName || 'the weights'}: ${msg.message} The model list is unchanged.`);
-    setIdleStatus();
-    setProgress(0);
-  } else if (msg.phase === 'device') {
-    state.device = { available: false, reason: msg.message };
-    renderDevice();
-  } else {
-    showError(msg.message);
+  // These settle the controls themselves; an init or reference failure never restarts the engine.
+  if (msg.phase === 'init') return onInitError(msg);
+  if (msg.phase === 'inspect' && msg.id === state.referenceInspectId) return onReferenceError(msg);
+  if (msg.phase === 'pareto') return onParetoError(msg);
+  switch (msg.phase) {
+    case 'inspect':
+      if (msg.id !== state.inspectId) return;
+      onInspectError(msg);
+      break;
+    case 'run':
+    case 'agreement':
+      if (msg.id !== state.runId) return;
+      onRunError(msg);
+      break;
+    case 'compress':
+      if (msg.id !== state.runId) return;
+      onCompressError(msg);
+      break;
+    case 'import':
+    case 'package':
+      if (msg.id !== state.runId) return;
+      onImportError(msg);
+      break;
+    case 'device':
+      onDeviceError(msg);
+      break;
+    default:
+      showError(msg.message);
   }
   if (msg.fatal) engine.restart();
   updateControls();
+}
+
+function onReferenceError(msg) {
+  state.referenceInspectId = null;
+  state.pendingReference = null;
+  showError(`Could not read the reference mask: ${msg.message}${state.reference ? ` Still used: ${state.reference.name}.` : ''}`);
+  setIdleStatus();
+  updateControls();
+}
+
+function onParetoError(msg) {
+  state.busy = false;
+  state.runId = null;
+  showError(`The Pareto sweep stopped: ${msg.message} The points measured so far are kept.`);
+  setIdleStatus();
+  setProgress(0);
+  if (msg.fatal) engine.restart();
+  updateControls();
+}
+
+function onInspectError(msg) {
+  state.inspecting = false;
+  state.inspectId = null;
+  const pending = state.pendingName || 'the file';
+  const keep = state.volume ? ` Still loaded: ${state.volume.name}.` : '';
+  showError(`Could not read ${pending}: ${msg.message}${keep}`);
+  setIdleStatus();
+  setProgress(0);
+}
+
+/** A run failed, or the agreement of Compare's two masks. */
+function onRunError(msg) {
+  state.busy = false;
+  state.runId = null;
+  const during = state.compare ? ` (while comparing: ${state.compare.step})` : '';
+  state.compare = null;
+  showError(msg.message + during);
+  setStatus(msg.phase === 'run' ? 'Segmentation failed.' : 'Comparison failed.');
+  setProgress(0);
+}
+
+function onCompressError(msg) {
+  state.busy = false;
+  state.runId = null;
+  showError(`Could not compress ${state.pendingName || 'the model'}: ${msg.message} Nothing was changed.`);
+  setIdleStatus();
+  setProgress(0);
+}
+
+/** Importing a PyTorch file or checking a package failed. */
+function onImportError(msg) {
+  state.pendingManifest = null;
+  state.busy = false;
+  state.runId = null;
+  showError(`Could not import ${state.pendingName || 'the weights'}: ${msg.message} The model list is unchanged.`);
+  setIdleStatus();
+  setProgress(0);
 }
 
 // ---------------------------------------------------------------------------------------------

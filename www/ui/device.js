@@ -94,3 +94,9 @@ async function copyDiagnostics() {
 export function wireDevice() {
   el.copyDiag.addEventListener('click', copyDiagnostics);
 }
+
+/** The engine could not query WebGPU: the panel says why. */
+export function onDeviceError(msg) {
+  state.device = { available: false, reason: msg.message };
+  renderDevice();
+}
