@@ -11,11 +11,11 @@ import { worstDice, worstLabel, withinMargin } from './ui/dice.js';
 import { readPickedFile, saveBlob } from './ui/files.js';
 import { engine } from './ui/engine.js';
 import * as viewers from './ui/viewers.js';
-import { loadModels, renderModels, modelMessage, onImported, onImportError, cachedAutoChoice, onBackend, wireModel } from './ui/model.js';
-import { clearPareto, onParetoPoint, onParetoDone, onParetoError, onParetoCancelled, wirePareto } from './ui/pareto.js';
+import { loadModels, renderModels, modelMessage, onImported, onImportError, onBackend, wireModel } from './ui/model.js';
+import { runModel, onResult, keepResult, onRunError, clearResults, wireRun } from './ui/run.js';
+import { clearPareto, onParetoPoint, onParetoDone, onParetoError, wirePareto } from './ui/pareto.js';
 import { renderDevice, onDeviceError, wireDevice } from './ui/device.js';
 
-const STAGES = ['read', 'preprocess', 'inference', 'postprocess', 'total'];
 
 // ---------------------------------------------------------------------------------------------
 // The engine: lifecycle hooks and the reply handlers (the protocol is listed in www/worker.js)
@@ -56,7 +56,8 @@ engine.configure({
     model: current((msg) => {
       state.modelInfo = msg.info;
     }),
-    result: current((msg) => onResult(msg.result)),
+    // Compare's runs come in pairs (and then their agreement); a single run ends here.
+    result: current((msg) => (state.compare ? onCompareResult(msg.result) : onResult(msg.result))),
     imported: current(onImported),
     agreement: current(onAgreement),
     compressed: current(onCompressed),
@@ -149,17 +150,6 @@ function onInspectError(msg) {
   setProgress(0);
 }
 
-/** A run failed, or the agreement of Compare's two masks. */
-function onRunError(msg) {
-  state.busy = false;
-  state.runId = null;
-  const during = state.compare ? ` (while comparing: ${state.compare.step})` : '';
-  state.compare = null;
-  showError(msg.message + during);
-  setStatus(msg.phase === 'run' ? 'Segmentation failed.' : 'Comparison failed.');
-  setProgress(0);
-}
-
 function onCompressError(msg) {
   state.busy = false;
   state.runId = null;
@@ -247,83 +237,6 @@ function describeVolume(name, info) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Run / cancel / results
-
-function run() {
-  state.compare = null;
-  runModel(selectedModel());
-}
-
-function runModel(model) {
-  if (!state.volume || !model || state.busy) return;
-  clearError();
-  state.busy = true;
-  state.runId = state.nextId++;
-  state.runStartedAt = performance.now();
-  state.result = null;
-  clearResults();
-  viewers.removeMask();
-  setStatus('Starting…');
-  setProgress(null);
-  updateControls();
-  const preference = el.backend.value;
-  const cached = preference === 'auto' ? cachedAutoChoice() : null;
-  const copy = state.volume.bytes.slice(0);
-  const modelMsg = modelMessage(model);
-  engine.post(
-    {
-      type: 'run',
-      id: state.runId,
-      bytes: copy,
-      model: modelMsg,
-      backend: preference,
-      cachedChoice: cached ? cached.backend : null,
-      tta: el.tta.checked,
-      ensemble: el.ensemble.checked,
-    },
-    modelMsg.weights ? [copy, modelMsg.weights] : [copy],
-  );
-}
-
-function cancel() {
-  if (!state.busy) return;
-  state.busy = false;
-  state.runId = null;
-  state.compare = null;
-  engine.restart(); // terminating the worker is the only way to stop a running wasm call
-  onParetoCancelled();
-  setProgress(0);
-  setStatus('Cancelled');
-  updateControls();
-}
-
-async function onResult(result) {
-  state.busy = false;
-  state.runId = null;
-  if (state.compare) {
-    onCompareResult(result);
-    return;
-  }
-  const modelId = selectedModel()?.id ?? null;
-  state.result = {
-    maskBytes: result.mask,
-    timings_ms: result.timings_ms || {},
-    label_volumes_mm3: result.label_volumes_mm3 || [],
-    backend: result.backend,
-    modelId,
-  };
-  renderTimings(state.result.timings_ms);
-  renderLabelVolumes(state.result.label_volumes_mm3);
-  setProgress(1);
-  const total = state.result.timings_ms.total;
-  const work = result.windows ? `: ${result.windows} window${result.windows > 1 ? 's' : ''} of ${result.patch.join('×')}` : '';
-  const nets = result.networks > 1 ? `, ensemble of ${result.networks} networks` : '';
-  setStatus(`Done${Number.isFinite(total) ? ` in ${(total / 1000).toFixed(1)} s` : ''} on ${backendName(result.backend)}${work}${nets}.`);
-  updateControls();
-  if (state.volume) await viewers.showMask(result.mask, state.modelInfo?.labels);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Compare: the teacher, then the student, on the loaded volume; then their agreement.
 
 function compare() {
@@ -337,6 +250,8 @@ function compare() {
 }
 
 async function onCompareResult(result) {
+  state.busy = false; // runModel() below starts the next run only when idle
+  state.runId = null;
   const c = state.compare;
   c.results[c.step] = result;
   if (c.step === 'teacher') {
@@ -346,15 +261,7 @@ async function onCompareResult(result) {
     return;
   }
   // The student's result is also the page's current result (Save mask saves it).
-  state.result = {
-    maskBytes: result.mask,
-    timings_ms: result.timings_ms || {},
-    label_volumes_mm3: result.label_volumes_mm3 || [],
-    backend: result.backend,
-    modelId: c.student.id,
-  };
-  renderTimings(state.result.timings_ms);
-  renderLabelVolumes(state.result.label_volumes_mm3);
+  keepResult(result, c.student.id);
   c.step = 'agreement';
   state.busy = true;
   state.runId = state.nextId++;
@@ -612,58 +519,6 @@ function referenceSentence(reference, names) {
   return ` Against the reference mask (${state.reference.name}): ${names[0]} ${text(reference.a)}, ${names[1]} ${text(reference.b)}.`;
 }
 
-function clearResults() {
-  for (const stage of STAGES) {
-    const cell = el.timings.querySelector(`tr[data-stage="${stage}"] td`);
-    if (cell) cell.textContent = '–';
-  }
-  el.labelVolumes.tBodies[0].replaceChildren();
-  updateControls();
-}
-
-function renderTimings(t) {
-  for (const stage of STAGES) {
-    const cell = el.timings.querySelector(`tr[data-stage="${stage}"] td`);
-    const v = Number(t[stage]);
-    cell.textContent = Number.isFinite(v) ? v.toFixed(v < 100 ? 1 : 0) : '–';
-  }
-}
-
-function renderLabelVolumes(list) {
-  const colors = new Map((state.modelInfo?.labels || []).map((l) => [l.value, l.color]));
-  const rows = list.map((l) => {
-    const tr = document.createElement('tr');
-    tr.dataset.value = String(l.value);
-    const v = document.createElement('td');
-    v.textContent = String(l.value);
-    const n = document.createElement('td');
-    n.className = 'text';
-    const c = colors.get(l.value);
-    if (Array.isArray(c)) {
-      const sw = document.createElement('span');
-      sw.className = 'swatch';
-      sw.style.backgroundColor = `rgb(${c[0]}, ${c[1]}, ${c[2]})`; // CSSOM, allowed by style-src 'self'
-      n.append(sw);
-    }
-    n.append(String(l.name ?? ''));
-    const mm3 = document.createElement('td');
-    mm3.dataset.mm3 = String(l.mm3);
-    mm3.textContent = Math.round(Number(l.mm3)).toLocaleString('en-US');
-    const ml = document.createElement('td');
-    ml.textContent = (Number(l.mm3) / 1000).toFixed(1);
-    tr.append(v, n, mm3, ml);
-    return tr;
-  });
-  el.labelVolumes.tBodies[0].replaceChildren(...rows);
-}
-
-function saveMask() {
-  if (!state.result || !state.result.maskBytes) return;
-  const base = (state.volume?.name || 'volume').replace(/\.nii(\.gz)?$/i, '');
-  const blob = new Blob([state.result.maskBytes], { type: 'application/gzip' });
-  saveBlob(`${base}_mask.nii.gz`, blob);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Wiring
 
@@ -675,9 +530,6 @@ function wire() {
     el.input.value = ''; // picking the same file again fires change again
   });
   el.sample.addEventListener('click', loadSample);
-  el.run.addEventListener('click', run);
-  el.cancel.addEventListener('click', cancel);
-  el.save.addEventListener('click', saveMask);
   el.compare.addEventListener('click', compare);
   el.rankRule.addEventListener('change', () => {
     renderRankParam(true);
@@ -730,6 +582,7 @@ function wire() {
 }
 
 wire();
+wireRun();
 wireModel();
 wirePareto();
 wireDevice();
