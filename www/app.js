@@ -7,12 +7,13 @@ import { FRONTEND_VERSION, el, state, selectedModel, teacherOf } from './ui/stat
 import { setStatus, setIdleStatus, showError, clearError, setProgress, onProgress } from './ui/progress.js';
 import { updateControls } from './ui/controls.js';
 import { fmt, backendName } from './ui/format.js';
-import { worstDice, worstLabel, withinMargin } from './ui/dice.js';
-import { readPickedFile, saveBlob } from './ui/files.js';
+import { worstDice } from './ui/dice.js';
+import { readPickedFile } from './ui/files.js';
 import { engine } from './ui/engine.js';
 import * as viewers from './ui/viewers.js';
-import { loadModels, renderModels, modelMessage, onImported, onImportError, onBackend, wireModel } from './ui/model.js';
+import { loadModels, onImported, onImportError, onBackend, wireModel } from './ui/model.js';
 import { runModel, onResult, keepResult, onRunError, clearResults, wireRun } from './ui/run.js';
+import { onCompressed, onCompressError, renderVerdict, wireCompress } from './ui/compress.js';
 import { clearPareto, onParetoPoint, onParetoDone, onParetoError, wirePareto } from './ui/pareto.js';
 import { renderDevice, onDeviceError, wireDevice } from './ui/device.js';
 
@@ -146,14 +147,6 @@ function onInspectError(msg) {
   const pending = state.pendingName || 'the file';
   const keep = state.volume ? ` Still loaded: ${state.volume.name}.` : '';
   showError(`Could not read ${pending}: ${msg.message}${keep}`);
-  setIdleStatus();
-  setProgress(0);
-}
-
-function onCompressError(msg) {
-  state.busy = false;
-  state.runId = null;
-  showError(`Could not compress ${state.pendingName || 'the model'}: ${msg.message} Nothing was changed.`);
   setIdleStatus();
   setProgress(0);
 }
@@ -327,156 +320,6 @@ async function onAgreement(msg) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Compress: Tucker-2 of the selected model in the worker; the package is kept in this tab, run
-// side by side with its source, judged against the safety margin, and can be downloaded.
-
-const RANK_PARAMS = {
-  factor: { label: 'Factor f', min: 0.05, max: 1, step: 0.05, value: 0.5 },
-  energy: { label: 'Energy kept', min: 0.5, max: 1, step: 0.005, value: 0.95 },
-  evbmf: { label: '(none)', min: 0, max: 1, step: 1, value: 0 },
-  budget: { label: 'Fraction of FLOPs', min: 0.05, max: 1, step: 0.05, value: 0.5 },
-};
-
-function renderRankParam(reset) {
-  const p = RANK_PARAMS[el.rankRule.value];
-  el.rankParamLabel.textContent = p.label;
-  if (reset) {
-    Object.assign(el.rankParam, { min: p.min, max: p.max, step: p.step });
-    el.rankParam.value = p.value;
-  }
-  el.rankParamValue.textContent = el.rankRule.value === 'evbmf' ? '–' : Number(el.rankParam.value).toFixed(p.step < 0.01 ? 3 : 2);
-}
-
-function rankRule() {
-  const v = Number(el.rankParam.value);
-  switch (el.rankRule.value) {
-    case 'energy':
-      return { rule: 'energy', energy: v };
-    case 'evbmf':
-      return { rule: 'evbmf' };
-    case 'budget':
-      return { rule: 'budget', fraction: v, measure: 'flops' };
-    default:
-      return { rule: 'factor', factor: v, min_rank: 1 };
-  }
-}
-
-function compressSelected() {
-  const source = selectedModel();
-  if (!source || state.busy || source.compressedFrom) return;
-  clearError();
-  engine.ensureStarted();
-  state.busy = true;
-  state.runId = state.nextId++;
-  state.pendingName = source.name;
-  state.compressSource = source;
-  state.compressStartedAt = performance.now();
-  setStatus(`Compressing ${source.name}…`);
-  setProgress(0);
-  updateControls();
-  const modelMsg = modelMessage(source);
-  engine.post({ type: 'compress', id: state.runId, model: modelMsg, rule: rankRule() }, modelMsg.weights ? [modelMsg.weights] : []);
-}
-
-function onCompressed(msg) {
-  state.busy = false;
-  state.runId = null;
-  const source = state.compressSource;
-  const r = msg.report;
-  const id = `${msg.card.id}-${state.nextId++}`;
-  const model = {
-    id,
-    name: msg.card.name,
-    uploaded: { json: msg.model_json, weights: msg.weights },
-    teacher: source.id,
-    compressedFrom: source.id,
-    params: r.params_after,
-    flops_per_patch: r.flops_after,
-    patch: msg.card.patch_size,
-  };
-  state.models.push(model);
-  state.compressed = { model, source, report: r };
-  renderModels(source.id);
-  const pct = (a, b) => `${(100 * (1 - a / b)).toFixed(1)}% fewer`;
-  const factorised = r.layers.filter((l) => l.ranks).length;
-  const wall = (performance.now() - state.compressStartedAt) / 1000;
-  el.compressSummary.dataset.paramsBefore = String(r.params_before);
-  el.compressSummary.dataset.paramsAfter = String(r.params_after);
-  el.compressSummary.textContent =
-    `${msg.card.name}: ${factorised} of ${r.layers.length} convolutions factorised. ` +
-    `Parameters ${fmt(r.params_before)} → ${fmt(r.params_after)} (${pct(r.params_after, r.params_before)}); ` +
-    `GFLOP per window ${fmt(r.flops_before / 1e9)} → ${fmt(r.flops_after / 1e9)} (${pct(r.flops_after, r.flops_before)}). ` +
-    `Decomposed in ${(r.ms / 1000).toFixed(1)} s in this tab (${wall.toFixed(1)} s with loading). Added to the model list; kept in this tab only.`;
-  const cell = (text) => {
-    const td = document.createElement('td');
-    td.textContent = text;
-    return td;
-  };
-  el.compressLayers.tBodies[0].replaceChildren(
-    ...r.layers.map((l) => {
-      const tr = document.createElement('tr');
-      tr.dataset.layer = l.name;
-      tr.append(
-        cell(l.name),
-        cell(l.shape.join('×')),
-        cell(l.ranks ? l.ranks.join(', ') : `whole (${l.whole_because})`),
-        cell(fmt(l.params_before)),
-        cell(fmt(l.params_after)),
-        cell(fmt(l.flops_before / 1e6)),
-        cell(fmt(l.flops_after / 1e6)),
-        cell(l.ranks ? Number(l.rel_error).toFixed(4) : '–'),
-        cell(fmt(l.ms)),
-      );
-      return tr;
-    }),
-  );
-  el.compressLayersDetails.hidden = false;
-  el.compressVerdict.hidden = true;
-  setStatus(`Compressed ${source.name}. ${state.volume ? 'Run both to judge it on this volume.' : 'Load a volume to judge it.'}`);
-  setProgress(1);
-  updateControls();
-}
-
-function runCompressed() {
-  const c = state.compressed;
-  if (!c || !state.volume || state.busy) return;
-  state.compare = { teacher: c.source, student: c.model, step: 'teacher', results: {}, compress: true };
-  el.comparePanel.hidden = true;
-  el.compressVerdict.hidden = true;
-  runModel(c.source);
-  setStatus(`Running the original (${c.source.name}) first…`);
-}
-
-/** PASS when every label's Dice drop (1 − Dice against the original) is within the margin; the
- * message names the label that dropped most. `perLabel`: [{name, dice}]. */
-function renderVerdict(perLabel) {
-  if (state.compressed) state.compressed.lastPerLabel = perLabel;
-  const margin = Number(el.margin.value);
-  const worst = worstLabel(perLabel);
-  const label = worst.name;
-  const drop = 1 - worst.dice;
-  const pass = withinMargin(perLabel, margin);
-  el.compressVerdict.dataset.verdict = pass ? 'PASS' : 'FAIL';
-  el.compressVerdict.className = `verdict ${pass ? 'pass' : 'fail'}`;
-  el.compressVerdict.textContent = pass
-    ? `PASS: the largest Dice drop (${label}: ${drop.toFixed(4)}) is within the margin of ${margin}.`
-    : `FAIL: ${label} drops by ${drop.toFixed(4)} in Dice against the original, more than the margin of ${margin}.`;
-  el.compressVerdict.hidden = false;
-}
-
-function downloadCompressed() {
-  const c = state.compressed;
-  if (!c) return;
-  // A package is a folder of two files; the browser saves them side by side, named after the model.
-  const files = [
-    [`${c.model.id}.model.json`, new Blob([c.model.uploaded.json], { type: 'application/json' })],
-    [`${c.model.id}.weights.safetensors`, new Blob([c.model.uploaded.weights], { type: 'application/octet-stream' })],
-  ];
-  for (const [name, blob] of files) saveBlob(name, blob);
-  setStatus(`Saved ${c.model.id}.model.json and ${c.model.id}.weights.safetensors: put them in one folder as model.json and weights.safetensors to load them with bedside.`);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Reference mask: an independent mask of the loaded volume (e.g. a manual segmentation). Compare,
 // "Run original and compressed" and the Pareto view then report each model's Dice against it.
 
@@ -531,18 +374,6 @@ function wire() {
   });
   el.sample.addEventListener('click', loadSample);
   el.compare.addEventListener('click', compare);
-  el.rankRule.addEventListener('change', () => {
-    renderRankParam(true);
-    updateControls();
-  });
-  el.rankParam.addEventListener('input', () => renderRankParam(false));
-  el.compressButton.addEventListener('click', compressSelected);
-  el.compressRun.addEventListener('click', runCompressed);
-  el.compressDownload.addEventListener('click', downloadCompressed);
-  el.margin.addEventListener('input', () => {
-    const c = state.compressed;
-    if (c && c.lastPerLabel) renderVerdict(c.lastPerLabel);
-  });
   el.referenceInput.addEventListener('change', () => {
     loadReference(el.referenceInput.files && el.referenceInput.files[0]);
     el.referenceInput.value = '';
@@ -584,6 +415,7 @@ function wire() {
 wire();
 wireRun();
 wireModel();
+wireCompress(); // before wirePareto: both react to the margin, the verdict first
 wirePareto();
 wireDevice();
 setStatus('Starting…');
