@@ -95,6 +95,12 @@ export function wireDevice() {
   el.copyDiag.addEventListener('click', copyDiagnostics);
 }
 
+/** What the engine found out about WebGPU here. */
+export function onDevice(msg) {
+  state.device = msg.info;
+  renderDevice();
+}
+
 /** The engine could not query WebGPU: the panel says why. */
 export function onDeviceError(msg) {
   state.device = { available: false, reason: msg.message };
