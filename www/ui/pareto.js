@@ -87,6 +87,7 @@ export function onParetoDone(sweep) {
   updateControls();
 }
 
+/** The sweep stopped in the worker: the points measured so far stay on the plot. */
 export function onParetoError(msg) {
   state.busy = false;
   state.runId = null;
