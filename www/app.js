@@ -25,7 +25,7 @@ import { onDevice, onDeviceError, wireDevice } from './ui/device.js';
 // ---------------------------------------------------------------------------------------------
 // The engine: lifecycle hooks and the reply handlers (the protocol is listed in www/worker.js)
 
-/** A handler for replies to the request in flight (state.runId); replies to an older one are dropped. */
+/** A handler for replies to the request in flight (state.runId); older requests' are dropped. */
 const current = (fn) => (msg) => {
   if (msg.id === state.runId) fn(msg);
 };

@@ -13,6 +13,7 @@ import * as viewers from './viewers.js';
 import { runModel, keepResult } from './run.js';
 import { renderVerdict } from './compress.js';
 
+/** Compare with teacher: the teacher first, then the selected student. */
 function compare() {
   const student = selectedModel();
   const teacher = teacherOf(student);
@@ -23,6 +24,7 @@ function compare() {
   setStatus(`Comparing: running the teacher (${teacher.name}) first…`);
 }
 
+/** One of Compare's two runs finished: run the other, or measure the agreement of both masks. */
 export async function onCompareResult(result) {
   state.busy = false; // runModel() below starts the next run only when idle
   state.runId = null;
@@ -48,6 +50,7 @@ export async function onCompareResult(result) {
   updateControls();
 }
 
+/** The agreement of the two masks: the table, the sentence, the verdict (Compress) and the masks. */
 export async function onAgreement(msg) {
   const c = state.compare;
   state.busy = false;
@@ -106,7 +109,6 @@ function referenceSentence(reference, names) {
   const text = (list) => list.map((l) => `${l.name} ${l.dice.toFixed(4)}`).join(', ');
   return ` Against the reference mask (${state.reference.name}): ${names[0]} ${text(reference.a)}, ${names[1]} ${text(reference.b)}.`;
 }
-
 
 export function wireCompare() {
   el.compare.addEventListener('click', compare);

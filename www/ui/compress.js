@@ -30,6 +30,7 @@ function renderRankParam(reset) {
   el.rankParamValue.textContent = el.rankRule.value === 'evbmf' ? '–' : Number(el.rankParam.value).toFixed(p.step < 0.01 ? 3 : 2);
 }
 
+/** The `rule` of a compress request, from the rank-rule controls. */
 function rankRule() {
   const v = Number(el.rankParam.value);
   switch (el.rankRule.value) {
@@ -61,6 +62,7 @@ function compressSelected() {
   engine.post({ type: 'compress', id: state.runId, model: modelMsg, rule: rankRule() }, modelMsg.weights ? [modelMsg.weights] : []);
 }
 
+/** The compressed package joins the model list (kept in this tab); summary and per-layer table. */
 export function onCompressed(msg) {
   state.busy = false;
   state.runId = null;
@@ -120,6 +122,7 @@ export function onCompressed(msg) {
   updateControls();
 }
 
+/** Compression failed: nothing was added to the model list. */
 export function onCompressError(msg) {
   state.busy = false;
   state.runId = null;
@@ -128,7 +131,7 @@ export function onCompressError(msg) {
   setProgress(0);
 }
 
-
+/** Run original and compressed: Compare's two runs with the original as the teacher. */
 function runCompressed() {
   const c = state.compressed;
   if (!c || !state.volume || state.busy) return;

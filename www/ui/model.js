@@ -13,6 +13,7 @@ import { renderDevice } from './device.js';
 
 const AUTO_CACHE_KEY = 'bedside.autoBackend.v1';
 
+/** The shipped models, from models/index.json (`bedside catalog` writes it). */
 export async function loadModels() {
   try {
     const res = await fetch('models/index.json', { credentials: 'same-origin' });
@@ -28,6 +29,7 @@ export async function loadModels() {
   updateControls();
 }
 
+/** The model selector's options; `selectId` is selected when given, else the selection is kept. */
 export function renderModels(selectId) {
   const previous = selectId ?? el.model.value;
   el.model.replaceChildren(
@@ -119,6 +121,7 @@ async function importPackage(files) {
   engine.post({ type: 'package', id: state.runId, json: text, weights: weightBytes, name: json[0].name }, [weightBytes]);
 }
 
+/** A converted or checked model joins the list, selected, kept in this tab only. */
 export function onImported(msg) {
   state.busy = false;
   state.runId = null;
@@ -158,10 +161,10 @@ export function onImportError(msg) {
   setProgress(0);
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Backend choice
 
+/** Auto's last measured choice, if it was made in this browser on this adapter. */
 export function cachedAutoChoice() {
   try {
     const c = JSON.parse(localStorage.getItem(AUTO_CACHE_KEY) || 'null');
@@ -195,6 +198,7 @@ function storeAutoChoice(selection) {
   }
 }
 
+/** The backend the engine chose (or was told to use) for the request in flight. */
 export function onBackend(selection, preference) {
   state.selection = selection;
   state.selectionPreference = preference;

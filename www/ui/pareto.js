@@ -12,6 +12,7 @@ import { setStatus, setIdleStatus, showError, clearError, setProgress } from './
 import { updateControls } from './controls.js';
 import { modelMessage, cachedAutoChoice } from './model.js';
 
+/** The factors typed by the user, sorted, without repeats; throws with the reason if one is bad. */
 function parseFactors(text) {
   const parts = text.split(/[\s,;]+/).filter(Boolean);
   const factors = parts.map(Number);
@@ -29,6 +30,7 @@ export function clearPareto() {
   el.paretoTable.tBodies[0].replaceChildren();
 }
 
+/** Sweep the factors: one request; the worker answers point by point, then with the sweep. */
 function paretoSweep() {
   const source = selectedModel();
   if (!source || !state.volume || state.busy || source.compressedFrom) return;
@@ -106,6 +108,7 @@ export function onParetoCancelled() {
   }
 }
 
+/** The table, the plot and the summary, judged against the current margin. */
 function renderPareto() {
   const p = state.pareto;
   if (!p) return;
@@ -201,7 +204,6 @@ function drawParetoPlot(points, fastest, margin, name) {
   });
   el.paretoPlot.replaceChildren(svg);
 }
-
 
 export function wirePareto() {
   el.paretoButton.addEventListener('click', paretoSweep);

@@ -19,6 +19,7 @@ function run() {
   runModel(selectedModel());
 }
 
+/** Run `model` on the loaded volume, with the backend and options the panel shows. */
 export function runModel(model) {
   if (!state.volume || !model || state.busy) return;
   clearError();
@@ -50,6 +51,7 @@ export function runModel(model) {
   );
 }
 
+/** Cancel: the only way to stop a running wasm call is to terminate its worker. */
 function cancel() {
   if (!state.busy) return;
   state.busy = false;
@@ -99,7 +101,6 @@ export function onRunError(msg) {
   setStatus(msg.phase === 'run' ? 'Segmentation failed.' : 'Comparison failed.');
   setProgress(0);
 }
-
 
 export function clearResults() {
   for (const stage of STAGES) {

@@ -41,6 +41,7 @@ async function loadSample() {
   }
 }
 
+/** Ask the worker to read a volume; it becomes the loaded volume only if it can. */
 function inspect(name, bytes) {
   engine.ensureStarted();
   state.inspecting = true;
@@ -54,6 +55,8 @@ function inspect(name, bytes) {
   engine.post({ type: 'inspect', id: state.inspectId, bytes: copy }, [copy]);
 }
 
+/** The new volume is loaded; what belonged to the previous one (results, reference, Compare,
+ * Pareto) goes. */
 export async function onInspected(info) {
   state.inspecting = false;
   state.inspectId = null;
@@ -102,6 +105,7 @@ function describeVolume(name, info) {
 // ---------------------------------------------------------------------------------------------
 // Reference mask
 
+/** A reference mask: checked by the worker, then accepted only on the volume's grid. */
 async function loadReference(file) {
   if (!file || !state.volume) return;
   clearError();
@@ -133,7 +137,6 @@ export function onReferenceInspected(info) {
   setIdleStatus();
   updateControls();
 }
-
 
 /** The worker could not read the reference mask: the one used before (if any) stays. */
 export function onReferenceError(msg) {
