@@ -44,7 +44,9 @@ fs.mkdirSync(ARTIFACTS, { recursive: true });
 
 export function distDir() {
   const dist = path.resolve(REPO, process.env.BEDSIDE_DIST || 'dist');
-  const need = ['index.html', 'app.js', 'worker.js', 'viewer.js', 'bedside.js', 'bedside_bg.wasm', 'vendor/niivue/index.js', 'models/index.json', 'sample/ch2.nii.gz'];
+  const need = ['index.html', 'app.js', 'worker.js', 'viewer.js', 'bedside.js', 'bedside_bg.wasm', 'vendor/niivue/index.js', 'models/index.json', 'sample/ch2.nii.gz',
+    'ui/state.js', 'ui/rpc.js', 'ui/engine.js', 'ui/progress.js', 'ui/controls.js', 'ui/format.js', 'ui/dice.js', 'ui/files.js', 'ui/viewers.js',
+    'ui/volume.js', 'ui/model.js', 'ui/run.js', 'ui/compare.js', 'ui/compress.js', 'ui/pareto.js', 'ui/device.js'];
   const missing = need.filter((f) => !fs.existsSync(path.join(dist, f)));
   if (missing.length) {
     throw new Error(`${dist} is incomplete (missing ${missing.join(', ')}): run \`trunk build\` (scripts/setup) first`);

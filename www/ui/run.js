@@ -1,0 +1,161 @@
+// Run panel: run the selected model on the loaded volume, Cancel, and the Results panel (timings,
+// label volumes, Save mask). runModel() is also how Compare and "Run original and compressed"
+// run each of their two models.
+
+import { el, state, selectedModel } from './state.js';
+import { engine } from './engine.js';
+import { backendName } from './format.js';
+import { saveBlob } from './files.js';
+import { setStatus, clearError, setProgress, showError } from './progress.js';
+import { updateControls } from './controls.js';
+import * as viewers from './viewers.js';
+import { modelMessage, cachedAutoChoice } from './model.js';
+import { onParetoCancelled } from './pareto.js';
+
+const STAGES = ['read', 'preprocess', 'inference', 'postprocess', 'total'];
+
+function run() {
+  state.compare = null;
+  runModel(selectedModel());
+}
+
+/** Run `model` on the loaded volume, with the backend and options the panel shows. */
+export function runModel(model) {
+  if (!state.volume || !model || state.busy) return;
+  clearError();
+  state.busy = true;
+  state.runId = state.nextId++;
+  state.runStartedAt = performance.now();
+  state.result = null;
+  clearResults();
+  viewers.removeMask();
+  setStatus('Starting…');
+  setProgress(null);
+  updateControls();
+  const preference = el.backend.value;
+  const cached = preference === 'auto' ? cachedAutoChoice() : null;
+  const copy = state.volume.bytes.slice(0);
+  const modelMsg = modelMessage(model);
+  engine.post(
+    {
+      type: 'run',
+      id: state.runId,
+      bytes: copy,
+      model: modelMsg,
+      backend: preference,
+      cachedChoice: cached ? cached.backend : null,
+      tta: el.tta.checked,
+      ensemble: el.ensemble.checked,
+    },
+    modelMsg.weights ? [copy, modelMsg.weights] : [copy],
+  );
+}
+
+/** Cancel: the only way to stop a running wasm call is to terminate its worker. */
+function cancel() {
+  if (!state.busy) return;
+  state.busy = false;
+  state.runId = null;
+  state.compare = null;
+  engine.restart(); // terminating the worker is the only way to stop a running wasm call
+  onParetoCancelled();
+  setProgress(0);
+  setStatus('Cancelled');
+  updateControls();
+}
+
+/** A single run's result (www/app.js routes Compare's runs to Compare instead). */
+export async function onResult(result) {
+  state.busy = false;
+  state.runId = null;
+  keepResult(result, selectedModel()?.id ?? null);
+  setProgress(1);
+  const total = state.result.timings_ms.total;
+  const work = result.windows ? `: ${result.windows} window${result.windows > 1 ? 's' : ''} of ${result.patch.join('×')}` : '';
+  const nets = result.networks > 1 ? `, ensemble of ${result.networks} networks` : '';
+  setStatus(`Done${Number.isFinite(total) ? ` in ${(total / 1000).toFixed(1)} s` : ''} on ${backendName(result.backend)}${work}${nets}.`);
+  updateControls();
+  if (state.volume) await viewers.showMask(result.mask, state.modelInfo?.labels);
+}
+
+/** Make a run's result the page's current one: Save mask saves it, the tables show it. */
+export function keepResult(result, modelId) {
+  state.result = {
+    maskBytes: result.mask,
+    timings_ms: result.timings_ms || {},
+    label_volumes_mm3: result.label_volumes_mm3 || [],
+    backend: result.backend,
+    modelId,
+  };
+  renderTimings(state.result.timings_ms);
+  renderLabelVolumes(state.result.label_volumes_mm3);
+}
+
+/** A run failed, or the agreement of Compare's two masks. */
+export function onRunError(msg) {
+  state.busy = false;
+  state.runId = null;
+  const during = state.compare ? ` (while comparing: ${state.compare.step})` : '';
+  state.compare = null;
+  showError(msg.message + during);
+  setStatus(msg.phase === 'run' ? 'Segmentation failed.' : 'Comparison failed.');
+  setProgress(0);
+}
+
+export function clearResults() {
+  for (const stage of STAGES) {
+    const cell = el.timings.querySelector(`tr[data-stage="${stage}"] td`);
+    if (cell) cell.textContent = '–';
+  }
+  el.labelVolumes.tBodies[0].replaceChildren();
+  updateControls();
+}
+
+function renderTimings(t) {
+  for (const stage of STAGES) {
+    const cell = el.timings.querySelector(`tr[data-stage="${stage}"] td`);
+    const v = Number(t[stage]);
+    cell.textContent = Number.isFinite(v) ? v.toFixed(v < 100 ? 1 : 0) : '–';
+  }
+}
+
+function renderLabelVolumes(list) {
+  const colors = new Map((state.modelInfo?.labels || []).map((l) => [l.value, l.color]));
+  const rows = list.map((l) => {
+    const tr = document.createElement('tr');
+    tr.dataset.value = String(l.value);
+    const v = document.createElement('td');
+    v.textContent = String(l.value);
+    const n = document.createElement('td');
+    n.className = 'text';
+    const c = colors.get(l.value);
+    if (Array.isArray(c)) {
+      const sw = document.createElement('span');
+      sw.className = 'swatch';
+      sw.style.backgroundColor = `rgb(${c[0]}, ${c[1]}, ${c[2]})`; // CSSOM, allowed by style-src 'self'
+      n.append(sw);
+    }
+    n.append(String(l.name ?? ''));
+    const mm3 = document.createElement('td');
+    mm3.dataset.mm3 = String(l.mm3);
+    mm3.textContent = Math.round(Number(l.mm3)).toLocaleString('en-US');
+    const ml = document.createElement('td');
+    ml.textContent = (Number(l.mm3) / 1000).toFixed(1);
+    tr.append(v, n, mm3, ml);
+    return tr;
+  });
+  el.labelVolumes.tBodies[0].replaceChildren(...rows);
+}
+
+function saveMask() {
+  if (!state.result || !state.result.maskBytes) return;
+  const base = (state.volume?.name || 'volume').replace(/\.nii(\.gz)?$/i, '');
+  const blob = new Blob([state.result.maskBytes], { type: 'application/gzip' });
+  saveBlob(`${base}_mask.nii.gz`, blob);
+}
+
+export function wireRun() {
+  el.run.addEventListener('click', run);
+  el.cancel.addEventListener('click', cancel);
+  el.save.addEventListener('click', saveMask);
+}
