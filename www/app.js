@@ -17,6 +17,7 @@ import * as viewers from './ui/viewers.js';
 import { onInspected, onInspectError, onReferenceInspected, onReferenceError, wireVolume } from './ui/volume.js';
 import { onCompareResult, onAgreement, wireCompare } from './ui/compare.js';
 import { onCompressed, onCompressError, wireCompress } from './ui/compress.js';
+import { wireRecover } from './ui/recover.js';
 import { onResult, onRunError, wireRun } from './ui/run.js';
 import { onParetoPoint, onParetoDone, onParetoError, wirePareto } from './ui/pareto.js';
 import { loadModels, onImported, onImportError, onBackend, wireModel } from './ui/model.js';
@@ -144,6 +145,7 @@ wireRun();
 wireModel();
 wireCompare();
 wireCompress(); // before wirePareto: both react to the margin, the verdict first
+wireRecover();
 wirePareto();
 wireDevice();
 setStatus('Starting…');

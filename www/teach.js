@@ -4,7 +4,8 @@
 // from the scan is stored: the volume, the teacher's outputs and the students live in the worker.
 
 import { Viewer } from './viewer.js';
-import { drawCurves, drawSoftView, voxelText } from './teach_view.js';
+import { Engine } from './ui/rpc.js';
+import { drawCurves, drawSoftView, voxelText } from './ui/teach_view.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -23,44 +24,28 @@ const state = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The worker RPC: one request, one reply, by id.
-let worker = null;
-let nextId = 1;
-const pending = new Map();
+// The engine: the same worker and RPC as the main page (ui/rpc.js); the room's requests are calls
+// answered by id.
+
+const engine = new Engine({
+  url: './worker.js',
+  name: 'bedside-engine',
+  handlers: {
+    progress: (msg) => setStatus(msg.stage, msg.fraction),
+    ready: (msg) => engineReady?.(msg.version), // the init reply carries no id
+    error: (msg) => showError(msg.message), // errors of requests that were not calls (init)
+  },
+  onCrash(message) {
+    state.playing = false;
+    state.busy = false;
+    state.room = null;
+    showError(`${message} The engine has been restarted; start the room again.`);
+    engine.restart();
+    updateControls();
+  },
+});
 let engineReady = null;
-
-function startWorker() {
-  worker = new Worker('./worker.js', { type: 'module', name: 'bedside-engine' });
-  worker.onmessage = (ev) => {
-    const msg = ev.data || {};
-    if (msg.type === 'ready') return engineReady?.(msg.version); // the init reply carries no id
-    if (msg.type === 'error' && msg.phase === 'init') return showError(msg.message);
-    const p = pending.get(msg.id);
-    if (msg.type === 'progress') return setStatus(msg.stage, msg.fraction);
-    if (!p) return;
-    if (msg.type === 'teach-reply') {
-      pending.delete(msg.id);
-      p.resolve(msg.result);
-    } else if (msg.type === 'error') {
-      pending.delete(msg.id);
-      p.reject(new Error(msg.message));
-    }
-  };
-  worker.onerror = (ev) => {
-    ev.preventDefault?.();
-    showError(`The engine worker crashed: ${ev.message || 'unknown error'}. Reload the page.`);
-    for (const p of pending.values()) p.reject(new Error('the engine stopped'));
-    pending.clear();
-  };
-}
-
-function call(type, payload = {}, transfer = []) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    worker.postMessage({ type, id, ...payload }, transfer);
-  });
-}
+const call = (type, payload, transfer) => engine.call(type, payload, transfer);
 
 // ---------------------------------------------------------------------------------------------
 // Status, errors
@@ -370,10 +355,10 @@ async function exportText(kind) {
 // Wiring
 
 async function init() {
-  startWorker();
   const version = await new Promise((resolve) => {
     engineReady = resolve;
-    worker.postMessage({ type: 'init' });
+    engine.start();
+    engine.post({ type: 'init' });
   });
   state.presets = await call('teach-presets');
   const res = await fetch('models/index.json', { credentials: 'same-origin' });

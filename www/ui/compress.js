@@ -11,6 +11,7 @@ import { setStatus, setIdleStatus, showError, clearError, setProgress } from './
 import { updateControls } from './controls.js';
 import { modelMessage, renderModels } from './model.js';
 import { runModel } from './run.js';
+import { onVerdict } from './recover.js';
 
 // The rank rule's parameter slider, per rule: its label, range and default.
 const RANK_PARAMS = {
@@ -157,6 +158,7 @@ export function renderVerdict(perLabel) {
     ? `PASS: the largest Dice drop (${label}: ${drop.toFixed(4)}) is within the margin of ${margin}.`
     : `FAIL: ${label} drops by ${drop.toFixed(4)} in Dice against the original, more than the margin of ${margin}.`;
   el.compressVerdict.hidden = false;
+  onVerdict();
 }
 
 function downloadCompressed() {

@@ -2,6 +2,7 @@
 // after it changes the state, so the buttons never disagree with what is in flight.
 
 import { el, state, selectedModel, teacherOf } from './state.js';
+import { updateRecoverControls } from './recover.js';
 
 export function updateControls() {
   const idle = !state.busy && !state.inspecting;
@@ -29,4 +30,5 @@ export function updateControls() {
   el.referenceClear.disabled = state.busy;
   el.rankRule.disabled = state.busy;
   el.rankParam.disabled = state.busy || el.rankRule.value === 'evbmf';
+  updateRecoverControls(idle);
 }

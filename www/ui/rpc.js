@@ -33,6 +33,8 @@ export class Engine {
     this.onStartFailed = null;
     this.onCrash = null;
     this.worker = null;
+    this.calls = new Map(); // id -> {resolve, reject}: requests made with call()
+    this.nextCall = 1;
     this.configure(options);
   }
 
@@ -82,7 +84,27 @@ export class Engine {
   restart() {
     if (this.worker) this.worker.terminate();
     this.worker = null;
+    this.#dropCalls('the engine was restarted');
     this.start();
+  }
+
+  /**
+   * A request answered by one reply with its id (`{type:'teach-reply', id, result}`, as the
+   * training messages in www/worker_train.js answer) or by an error with its id: a promise of the
+   * result. Progress messages on the way still go to handlers.progress.
+   */
+  call(type, payload = {}, transfer = []) {
+    this.ensureStarted();
+    const id = `call-${this.nextCall++}`;
+    return new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject });
+      this.post({ type, id, ...payload }, transfer);
+    });
+  }
+
+  #dropCalls(why) {
+    for (const c of this.calls.values()) c.reject(new Error(why));
+    this.calls.clear();
   }
 
   /** Send a request; `transfer` lists the ArrayBuffers handed over (no copy, unusable here after). */
@@ -93,6 +115,13 @@ export class Engine {
 
   #dispatch(worker, msg) {
     if (worker !== this.worker || !msg) return; // a terminated worker's late messages
+    const pending = msg.id != null && (msg.type === 'teach-reply' || msg.type === 'error') ? this.calls.get(msg.id) : null;
+    if (pending) {
+      this.calls.delete(msg.id);
+      if (msg.type === 'error') pending.reject(new Error(msg.message));
+      else pending.resolve(msg.result);
+      return;
+    }
     if (Object.hasOwn(this.handlers, msg.type)) this.handlers[msg.type](msg);
   }
 }
