@@ -38,10 +38,10 @@ describe('teach room', { timeout: 3 * RUN_TIMEOUT_MS }, () => {
       assert.equal(await page.isVisible(tid('teach-lr')), false, 'classroom=1 hides the learning rate');
       assert.equal(await page.isVisible(tid('teach-T')), true);
       // A change is written back to the link.
-      await page.fill(tid('teach-seed'), '11');
-      await page.dispatchEvent(tid('teach-seed'), 'change');
-      await page.waitForFunction(() => location.hash.includes('seed=11'));
-      assert.match(await page.evaluate(() => location.hash), /^#teacher=hd-bet&student=student-s&seed=11&T=2\.5&alpha=0\.4&lr=0\.0015&feature=0\.05&steps=77&classroom=1$/);
+      await page.fill(tid('teach-alpha'), '0.5');
+      await page.dispatchEvent(tid('teach-alpha'), 'change');
+      await page.waitForFunction(() => location.hash.includes('alpha=0.5'));
+      assert.match(await page.evaluate(() => location.hash), /^#teacher=hd-bet&student=student-s&seed=9&T=2\.5&alpha=0\.5&lr=0\.0015&feature=0\.05&steps=77&classroom=1$/);
     } finally {
       await app.close();
     }
