@@ -273,7 +273,7 @@ pub fn expand_data_path(p: &str) -> PathBuf {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

@@ -136,7 +136,7 @@ impl TeacherTargets {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use crate::model::unet3d::Unet3dConfig;

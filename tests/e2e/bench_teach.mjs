@@ -17,7 +17,7 @@ for (const backend of backends.split(',')) {
       await page.waitForFunction(() => !document.querySelector('[data-testid="teach-start"]').disabled);
       const t0 = Date.now();
       await page.click(tid('teach-start'));
-      await page.waitForSelector('body[data-busy="false"]', { timeout: 30 * 60_000 });
+      await page.waitForSelector('body[data-busy="false"]', { state: 'attached', timeout: 30 * 60_000 });
       const error = await page.evaluate(() => (document.querySelector('[data-testid="teach-error"]').hidden ? '' : document.querySelector('[data-testid="teach-error"]').textContent));
       if (error) {
         console.log(`${backend} ${preset}: ${error}`);
@@ -26,7 +26,7 @@ for (const backend of backends.split(',')) {
       const labels = await page.textContent(tid('teach-labels'));
       const openMs = Date.now() - t0;
       await page.click(tid('teach-step')); // the first step compiles and warms up; not counted
-      await page.waitForSelector('body[data-busy="false"]');
+      await page.waitForSelector('body[data-busy="false"]', { state: 'attached', timeout: 30 * 60_000 });
       const times = await page.evaluate(async (n) => {
         const out = [];
         for (let i = 0; i < n; i++) {

@@ -19,7 +19,7 @@ const stepCount = async (page) => Number(await text(page, 'teach-step-count'));
 const points = async (page) => Number(await page.getAttribute(tid('teach-curves'), 'data-points'));
 
 async function waitIdle(page, timeout = 10 * 60_000) {
-  await page.waitForSelector('body[data-busy="false"]', { timeout });
+  await page.waitForSelector('body[data-busy="false"]', { state: 'attached', timeout });
 }
 
 describe('teach room', { timeout: 3 * RUN_TIMEOUT_MS }, () => {

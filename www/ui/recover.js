@@ -84,7 +84,7 @@ export function onVerdict() {
   const after = lastDice();
   if (after == null) return;
   $('recover-dice-after').textContent = after.toFixed(4);
-  setStatus(`Recovered: Dice against the original ${state.recovering.before.toFixed(4)} → ${after.toFixed(4)}. "Download the package" saves the recovered model.`);
+  $('recover-summary').textContent = `Recovered in ${state.recovering.history.length} steps: Dice against the original ${state.recovering.before.toFixed(4)} → ${after.toFixed(4)}. "Download the package" saves the recovered model.`;
   state.recovering = null;
 }
 
