@@ -5,6 +5,7 @@
 
 import { Viewer } from './viewer.js';
 import { Engine } from './ui/rpc.js';
+import { saveBlob } from './ui/files.js';
 import { drawCurves, drawSoftView, voxelText } from './ui/teach_view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -329,16 +330,7 @@ function renderAll() {
 // ---------------------------------------------------------------------------------------------
 // Export: files the user downloads; nothing else leaves memory.
 
-function download(name, data, type) {
-  const url = URL.createObjectURL(new Blob([data], { type }));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
-}
+const download = (name, data, type) => saveBlob(name, new Blob([data], { type }));
 
 async function exportStudent(scratch) {
   const out = await call('teach-export', { scratch, name: state.volume.name });

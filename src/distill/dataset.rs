@@ -152,7 +152,7 @@ pub fn argmax(logits: &Grid) -> Vec<u8> {
 
 /// Copies the box `start .. start + size` of each of `channels` volumes of
 /// `dims` stored back to back (x fastest).
-fn crop<T: Copy>(data: &[T], dims: [usize; 3], channels: usize, start: [usize; 3], size: [usize; 3]) -> Vec<T> {
+pub fn crop<T: Copy>(data: &[T], dims: [usize; 3], channels: usize, start: [usize; 3], size: [usize; 3]) -> Vec<T> {
     let [nx, ny, nz] = dims;
     let n = nx * ny * nz;
     let mut out = Vec::with_capacity(channels * size.iter().product::<usize>());

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::augment::Grid;
 use super::config::DistillConfig;
-use super::dataset::{argmax, PreparedVolume};
+use super::dataset::{argmax, crop, PreparedVolume};
 use super::engine::{batch_samples, learning_rate, step_rng, Distillee, Engine, LossRecord, PendingLoss};
 use super::losses::kd_kl_per_voxel;
 use super::record::student_manifest;
@@ -272,12 +272,13 @@ impl Room {
         let [nx, ny, nz] = self.data.full.dims;
         let from = self.data.split.saturating_sub(16);
         let size = [nx - from, ny, nz];
-        let slab = Grid { dims: size, channels: 1, data: crop_columns(&self.data.full.image, self.data.full.dims, 1, from) };
+        let slab = Grid { dims: size, channels: 1, data: crop(&self.data.full.image, self.data.full.dims, 1, [from, 0, 0], size) };
         let mut held = Vec::with_capacity(2);
         for engine in [&self.kd, &self.scratch] {
             let logits = engine.model.student.valid().forward(tensor_from_grid(&slab, &self.plain));
             let labels = argmax(&grid_from_tensor_async(logits).await?);
-            held.push(drop_columns(&labels, size, self.data.split - from));
+            let margin = self.data.split - from;
+            held.push(crop(&labels, size, 1, [margin, 0, 0], [size[0] - margin, ny, nz]));
         }
         let teacher = self.held_out(&argmax(&self.data.full.teacher.logits));
         let reference = self.data.reference.as_ref().map(|r| self.held_out(r));
@@ -492,16 +493,6 @@ fn gray(p: &[f32]) -> Vec<u8> {
         let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
         [g, g, g, 255]
     }).collect()
-}
-
-/// Columns `from..` of the first axis of `channels` grids of `dims` (x fastest).
-fn crop_columns<T: Copy>(data: &[T], [nx, ny, nz]: [usize; 3], channels: usize, from: usize) -> Vec<T> {
-    data.chunks_exact(nx).take(channels * ny * nz).flat_map(|row| row[from..].iter().copied()).collect()
-}
-
-/// A label grid of `dims` without its first `n` columns.
-fn drop_columns(labels: &[u8], dims: [usize; 3], n: usize) -> Vec<u8> {
-    crop_columns(labels, dims, 1, n)
 }
 
 /// Values in [0, max] as a black → red → yellow ramp.

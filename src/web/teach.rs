@@ -9,6 +9,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use super::{current_device, page_name, set_field, to_js};
+use crate::distill::dataset::crop;
 use crate::distill::lockstep::{label_source, prepare_volume, CurvePoint, Room};
 use crate::distill::teach_setup::{TeachSetup, PRESETS};
 use crate::inference::preprocess::labels_to_native;
@@ -151,7 +152,7 @@ pub async fn teach_views() -> Result<JsValue, JsError> {
         [0, 1, 2].map(|which| {
             let labels = open.room.labels(which).unwrap_or_default();
             let p = &open.room.data.prepared;
-            let cropped = crop_to(&labels, p.padded_dims, p.resampled_dims);
+            let cropped = crop(&labels, p.padded_dims, 1, [0; 3], p.resampled_dims);
             volume::write_label_nifti_gz(&open.volume, &labels_to_native(&cropped, p, &open.volume))
         })
     });
@@ -164,18 +165,6 @@ pub async fn teach_views() -> Result<JsValue, JsError> {
         }
     }
     Ok(out)
-}
-
-/// The padded grid's labels cut to the resampled volume's extent.
-fn crop_to(labels: &[u8], padded: [usize; 3], region: [usize; 3]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(region.iter().product());
-    for z in 0..region[2] {
-        for y in 0..region[1] {
-            let row = padded[0] * (y + padded[1] * z);
-            out.extend_from_slice(&labels[row..row + region[0]]);
-        }
-    }
-    out
 }
 
 /// T, α, learning rate and feature weight, mid-run.
