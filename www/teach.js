@@ -19,6 +19,7 @@ const state = {
   history: [], // [{step, kd:{…}, scratch:{…}}]
   evaluations: [],
   viewsStep: null, // the step the soft-target view and the masks show
+  checkpoint: null, // {step, kd, scratch, record}: the last weights read back (memory only), for a resume on the CPU
   playing: false,
   busy: false,
   slice: 0,
@@ -40,7 +41,9 @@ const engine = new Engine({
     state.playing = false;
     state.busy = false;
     state.room = null;
-    showError(`${message} The engine has been restarted; start the room again.`);
+    showError(`${message} The engine has been restarted; ` +
+      (state.checkpoint ? `resume on the CPU from step ${state.checkpoint.step}, or start the room again.` : 'start the room again.'));
+    $('teach-resume-cpu').hidden = !state.checkpoint;
     engine.restart();
     updateControls();
   },
@@ -71,6 +74,8 @@ function clearError() {
 function updateControls() {
   const open = Boolean(state.room);
   $('teach-start').disabled = state.busy || !state.volume;
+  $('teach-resume-cpu').disabled = state.busy || !state.volume || !state.checkpoint;
+  $('teach-backend').disabled = state.busy;
   $('teach-play').disabled = !open || (state.busy && !state.playing);
   $('teach-play').textContent = state.playing ? 'Pause' : 'Play';
   $('teach-step').disabled = !open || state.busy;
@@ -125,6 +130,8 @@ async function onSetupChanged() {
     showError(e.message);
   }
   showSetup(state.setup);
+  // The backend is this machine's choice, not part of the shared link (?backend= presets it).
+  if (new URLSearchParams(location.search).get('backend') === 'webgpu') $('teach-backend').value = 'webgpu';
   if (state.room) {
     await call('teach-params', { T: state.setup.T, alpha: state.setup.alpha, lr: state.setup.lr, feature: state.setup.feature });
     await refreshSoftView();
@@ -140,8 +147,9 @@ async function loadVolume(name, bytes) {
   updateControls();
 }
 
-async function start() {
+async function start(resume = null) {
   clearError();
+  $('teach-resume-cpu').hidden = true;
   state.playing = false;
   state.busy = true;
   state.room = null;
@@ -161,10 +169,19 @@ async function start() {
       model: { id: teacher.id, name: teacher.name, path: teacher.path },
       reference: state.reference ? state.reference.slice(0) : null,
       setup: state.setup,
-      backend: new URLSearchParams(location.search).get('backend') || 'cpu',
+      backend: $('teach-backend').value,
     }, [bytes]);
-    state.history = [];
-    state.evaluations = [];
+    if (resume) {
+      const c = resume;
+      await call('teach-restore', { step: c.step, kd: c.kd.slice(0), scratch: c.scratch.slice(0), record: c.record });
+      state.history = state.history.filter((p) => p.step <= c.step);
+      state.evaluations = state.evaluations.filter((e) => e.step <= c.step);
+      $('teach-step-count').textContent = String(c.step);
+    } else {
+      state.history = [];
+      state.evaluations = [];
+      state.checkpoint = null;
+    }
     state.viewsStep = null;
     const [, , nz] = state.room.grid;
     $('teach-slice').max = String(nz - 1);
@@ -172,7 +189,8 @@ async function start() {
     $('teach-labels').textContent = `Hard labels: ${state.room.labels}. Teacher pass: ${(state.room.teacher_ms / 1000).toFixed(1)} s on ${state.room.backend}` +
       ` (${((performance.now() - t0) / 1000).toFixed(1)} s with loading). Held out for Dice: columns ${state.room.held_out_from}–${state.room.grid[0] - 1}.`;
     await showVolumeInViewers();
-    setStatus('Ready: press Play or Step.', 0);
+    if (resume) await refreshViews();
+    setStatus(resume ? `Resumed on ${state.room.backend === 'webgpu' ? 'WebGPU' : 'the CPU'} from step ${resume.step} (Adam's running averages start again): press Play or Step.` : 'Ready: press Play or Step.', 0);
   } catch (e) {
     showError(e.message);
     setStatus('Not started.', 0);
@@ -190,7 +208,12 @@ const EVAL_EVERY = 10;
 const VIEWS_EVERY = 50;
 
 async function stepOnce(n) {
-  const out = await call('teach-step', { n });
+  let out;
+  try {
+    out = await call('teach-step', { n });
+  } catch (e) {
+    return onStepFailure(e);
+  }
   if (out.fault) {
     state.playing = false;
     showError(out.fault);
@@ -206,7 +229,27 @@ async function stepOnce(n) {
   return step < state.setup.steps;
 }
 
+/** A step that failed on the device (a lost GPU, or one out of memory): the run pauses; the
+ * weights of the last checkpoint (every evaluation) can go on training on the CPU. */
+function onStepFailure(e) {
+  state.playing = false;
+  const at = state.checkpoint ? `the weights of step ${state.checkpoint.step} are kept` : 'no weights were kept yet';
+  const oom = /out of memory|outofmemory|allocat/i.test(e.message);
+  showError(oom
+    ? `Out of memory on the GPU (${e.message}). The run is paused and ${at}: resume on the CPU, or choose a smaller student preset (smaller patches).`
+    : `The device failed during a step (${e.message}). The run is paused and ${at}: resume on the CPU.`);
+  $('teach-resume-cpu').hidden = !state.checkpoint;
+  setStatus('Paused: the device failed.', 0);
+  return false;
+}
+
+/** The latest weights, read back into this page's memory (never stored anywhere). */
+async function checkpoint() {
+  state.checkpoint = await call('teach-checkpoint');
+}
+
 async function evaluate() {
+  await checkpoint();
   const e = await call('teach-evaluate');
   state.evaluations.push(e);
   $('teach-dice-kd').textContent = e.dice_kd.toFixed(4);
@@ -265,6 +308,8 @@ async function reset() {
   state.busy = true;
   updateControls();
   await call('teach-reset', { seed: state.setup.seed });
+  state.checkpoint = null;
+  $('teach-resume-cpu').hidden = true;
   state.history = [];
   state.evaluations = [];
   state.viewsStep = null;
@@ -333,9 +378,25 @@ function renderAll() {
 const download = (name, data, type) => saveBlob(name, new Blob([data], { type }));
 
 async function exportStudent(scratch) {
-  const out = await call('teach-export', { scratch, name: state.volume.name });
-  download('model.json', out.model_json, 'application/json');
-  download('weights.safetensors', out.weights, 'application/octet-stream');
+  clearError();
+  state.busy = true;
+  updateControls();
+  const who = scratch ? 'twin' : 'KD student';
+  try {
+    setStatus(`Exporting the ${who}: running it and the teacher through the main page's pipeline…`, null);
+    const out = await call('teach-export', { scratch, name: state.volume.name });
+    download('model.json', out.model_json, 'application/json');
+    download('weights.safetensors', out.weights, 'application/octet-stream');
+    const step = state.history.length ? state.history[state.history.length - 1].step : 0;
+    $('teach-export-dice').dataset.dice = String(out.dice);
+    $('teach-export-dice').textContent = `Exported the ${who} at step ${step}: Dice ${out.dice.toFixed(4)} against the teacher on the whole volume, ` +
+      'as the main page will show when it compares the package with its teacher.';
+    setStatus('Exported.', 0);
+  } catch (e) {
+    showError(e.message);
+  }
+  state.busy = false;
+  updateControls();
 }
 
 async function exportText(kind) {
@@ -382,7 +443,11 @@ async function init() {
     const f = ev.target.files[0];
     state.reference = f ? await f.arrayBuffer() : null;
   });
-  $('teach-start').addEventListener('click', start);
+  $('teach-start').addEventListener('click', () => start());
+  $('teach-resume-cpu').addEventListener('click', () => {
+    $('teach-backend').value = 'cpu';
+    start(state.checkpoint);
+  });
   $('teach-play').addEventListener('click', play);
   $('teach-step').addEventListener('click', singleStep);
   $('teach-reset').addEventListener('click', reset);
@@ -394,7 +459,9 @@ async function init() {
   $('teach-export-recipe').addEventListener('click', () => exportText('recipe'));
   // Test hook (the e2e tests): make the next step's loss NaN.
   window.bedsideTeachPoison = () => call('teach-poison');
-  window.bedsideTeachState = () => ({ history: state.history, evaluations: state.evaluations, setup: state.setup });
+  // Test hook: the next step fails as a lost GPU device does.
+  window.bedsideTeachLoseDevice = () => call('teach-lose-device');
+  window.bedsideTeachState = () => ({ history: state.history, evaluations: state.evaluations, setup: state.setup, checkpoint: state.checkpoint?.step ?? null });
   setStatus(`Engine ${version} ready: choose a volume and a teacher, then start.`, 0);
   updateControls();
   document.documentElement.dataset.appReady = 'true';

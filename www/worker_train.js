@@ -16,9 +16,12 @@
 //   teach-reset {seed}                    -> null
 //   teach-soft {z, T}                     -> {width, height, z, max_kl, mean_kl, teacher, student, kl} (RGBA)
 //   teach-voxel {x, y, z, T}              -> logits and softmaxes of one voxel
-//   teach-export {scratch, name}          -> {model_json, weights}
+//   teach-export {scratch, name}          -> {model_json, weights, dice} (Dice against the teacher, whole volume)
 //   teach-csv                             -> text;  teach-recipe {path} -> text
+//   teach-checkpoint                      -> {step, kd, scratch, record} (weights as bytes; kept by the page)
+//   teach-restore {step, kd, scratch, record} -> null (after teach-open on another backend)
 //   teach-poison                          -> null (test hook: the next step's patches are NaN)
+//   teach-lose-device                     -> null (test hook: the next step fails as a lost GPU does)
 //   recover-open {bytes, original, compressed, steps, backend, cachedChoice}
 //                                         -> {teacher_ms, steps, patch} (the original runs once)
 //   recover-step {n}                      -> [loss record, …]
@@ -73,9 +76,9 @@ export async function handleTraining(msg, ctx) {
     case 'teach-voxel':
       return reply(plain(bedside.teach_voxel(msg.x, msg.y, msg.z, msg.T)));
     case 'teach-export': {
-      const out = bedside.teach_export(Boolean(msg.scratch), String(msg.name));
+      const out = await bedside.teach_export(Boolean(msg.scratch), String(msg.name));
       const weights = ownBuffer(toU8(out.weights));
-      return reply({ model_json: out.model_json, weights }, [weights]);
+      return reply({ model_json: out.model_json, weights, dice: out.dice }, [weights]);
     }
     case 'teach-csv':
       return reply(bedside.teach_csv());
@@ -83,6 +86,18 @@ export async function handleTraining(msg, ctx) {
       return reply(bedside.teach_recipe(String(msg.path)));
     case 'teach-poison':
       bedside.teach_poison_next_step();
+      return reply(null);
+    case 'teach-lose-device':
+      bedside.teach_lose_device_next_step();
+      return reply(null);
+    case 'teach-checkpoint': {
+      const c = await bedside.teach_checkpoint();
+      const kd = ownBuffer(toU8(c.kd));
+      const scratch = ownBuffer(toU8(c.scratch));
+      return reply({ step: c.step, kd, scratch, record: c.record }, [kd, scratch]);
+    }
+    case 'teach-restore':
+      bedside.teach_restore(msg.step, new Uint8Array(msg.kd), new Uint8Array(msg.scratch), msg.record);
       return reply(null);
     case 'recover-open': {
       await ctx.selectBackend(msg.id, msg.backend, msg.cachedChoice);
@@ -95,7 +110,7 @@ export async function handleTraining(msg, ctx) {
     case 'recover-step':
       return reply(plain(await bedside.recover_step(msg.n)));
     case 'recover-package': {
-      const out = bedside.recover_package();
+      const out = await bedside.recover_package();
       const weights = ownBuffer(toU8(out.weights));
       return reply({ card: plain(out.card), model_json: out.model_json, weights }, [weights]);
     }

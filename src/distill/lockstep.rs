@@ -9,7 +9,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::augment::Grid;
 use super::config::DistillConfig;
@@ -86,7 +86,7 @@ pub async fn prepare_volume(
 }
 
 /// Dice of both students (and the teacher against the reference) at a step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evaluation {
     pub step: usize,
     /// Against the teacher's argmax, on the held-out part.
@@ -120,6 +120,22 @@ impl std::fmt::Display for Fault {
     }
 }
 
+/// What [`Room::checkpoint`] reads back: each student's weights as
+/// safetensors bytes, and the setup and curves as JSON (opaque to the page).
+pub struct Checkpoint {
+    pub step: usize,
+    pub kd: Vec<u8>,
+    pub scratch: Vec<u8>,
+    pub record: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointRecord {
+    setup: TeachSetup,
+    history: Vec<[LossRecord; 2]>,
+    evaluations: Vec<Evaluation>,
+}
+
 /// The two students of the room.
 pub struct Room {
     pub setup: TeachSetup,
@@ -137,6 +153,8 @@ pub struct Room {
     logits: [Option<Grid>; 2],
     /// Test hook: the next step's patches are made NaN.
     poison_next: bool,
+    /// Test hook: the next step fails as a lost GPU does.
+    lose_device_next: bool,
     ms_since_eval: (f64, usize),
 }
 
@@ -172,6 +190,7 @@ impl Room {
             evaluations: Vec::new(),
             logits: [None, None],
             poison_next: false,
+            lose_device_next: false,
             ms_since_eval: (0.0, 0),
         })
     }
@@ -214,15 +233,74 @@ impl Room {
         self.kd.steps_done
     }
 
+    /// The largest single buffer one training step allocates: the student's
+    /// widest full-resolution activation over a batch of patches (autodiff
+    /// keeps several of that size, but WebGPU refuses by the single buffer).
+    pub fn step_buffer_bytes(&self) -> u64 {
+        let p = self.setup.preset();
+        self.kd.model.student.peak_bytes_per_voxel() * (p.patch as u64).pow(3) * p.batch as u64
+    }
+
     /// The test hook behind the room's NaN check.
     pub fn poison_next_step(&mut self) {
         self.poison_next = true;
+    }
+
+    /// The test hook behind the room's lost-device path: the next step fails
+    /// with the error a lost WebGPU device gives, before touching the weights.
+    pub fn lose_device_next_step(&mut self) {
+        self.lose_device_next = true;
+    }
+
+    /// Both students (with their projection heads) and the run's record,
+    /// read back to the CPU: what the run resumes from on another device
+    /// when its GPU is lost. Adam's moments are not kept (they restart).
+    pub async fn checkpoint(&self) -> Result<Checkpoint, DistillError> {
+        let bytes = |e: &Engine| {
+            let model = e.model.valid();
+            async move { crate::model::transfer::module_to_safetensors_async(&model).await.map_err(|e| DistillError::Model(e.to_string())) }
+        };
+        let record = serde_json::to_string(&CheckpointRecord { setup: self.setup.clone(), history: self.history.clone(), evaluations: self.evaluations.clone() })
+            .map_err(|e| DistillError::Model(e.to_string()))?;
+        Ok(Checkpoint { step: self.steps_done(), kd: bytes(&self.kd).await?, scratch: bytes(&self.scratch).await?, record })
+    }
+
+    /// Goes on from `checkpoint` (made by a room on the same volume, teacher
+    /// and preset, on any device): its weights, step, setup and curves.
+    pub fn restore(&mut self, checkpoint: Checkpoint) -> Result<(), DistillError> {
+        let record: CheckpointRecord = serde_json::from_str(&checkpoint.record).map_err(|e| DistillError::Config(format!("the checkpoint's record: {e}")))?;
+        if record.setup.student != self.setup.student || record.history.len() != checkpoint.step {
+            return Err(DistillError::Config(format!(
+                "the checkpoint is of {} at step {} with {} steps of curves; this room trains {}",
+                record.setup.student,
+                checkpoint.step,
+                record.history.len(),
+                self.setup.student
+            )));
+        }
+        let (mut kd, mut scratch) = Self::students(&record.setup, &self.data, &self.device);
+        for (engine, bytes) in [(&mut kd, checkpoint.kd), (&mut scratch, checkpoint.scratch)] {
+            crate::model::transfer::load_module_safetensors(&mut engine.model, bytes).map_err(|e| DistillError::Model(e.to_string()))?;
+            engine.steps_done = checkpoint.step;
+        }
+        (self.kd, self.scratch) = (kd, scratch);
+        self.cfg.seed = record.setup.seed;
+        self.set_params(record.setup.temperature, record.setup.alpha, record.setup.lr, record.setup.feature)?;
+        self.setup = record.setup;
+        self.history = record.history;
+        self.evaluations = record.evaluations;
+        self.logits = [None, None];
+        self.ms_since_eval = (0.0, 0);
+        Ok(())
     }
 
     /// `n` lock-step steps; their losses are read back once, at the end. A
     /// loss that is not finite puts both students back to their weights from
     /// before these steps and returns the [`Fault`].
     pub async fn steps(&mut self, n: usize) -> Result<Result<Vec<[LossRecord; 2]>, Fault>, DistillError> {
+        if std::mem::take(&mut self.lose_device_next) {
+            return Err(DistillError::Device(format!("step {}: the GPU device was lost (the test hook lost it)", self.steps_done() + 1)));
+        }
         let before = (self.kd.clone(), self.scratch.clone());
         let t0 = now_ms();
         let mut pending: Vec<[PendingLoss; 2]> = Vec::with_capacity(n);
@@ -325,7 +403,7 @@ impl Room {
 
     /// The package of the KD student (`scratch` false) or its twin, with its
     /// training record. `volume` names the scan in the record.
-    pub fn export(&self, scratch: bool, volume: &str, mask: Option<&str>) -> Result<(Manifest, Vec<u8>), DistillError> {
+    pub async fn export(&self, scratch: bool, volume: &str, mask: Option<&str>) -> Result<(Manifest, Vec<u8>), DistillError> {
         let engine = if scratch { &self.scratch } else { &self.kd };
         let mut cfg = self.setup.recipe(&self.data.teacher, volume, mask, scratch, HOLD_OUT);
         cfg.steps = self.steps_done();
@@ -340,7 +418,7 @@ impl Room {
             t["seed"] = self.setup.seed.into();
             t["steps"] = self.steps_done().into();
         }
-        let weights = network.to_safetensors().map_err(|e| DistillError::Model(e.to_string()))?;
+        let weights = crate::model::transfer::to_safetensors_async(&network).await.map_err(|e| DistillError::Model(e.to_string()))?;
         Ok((manifest, weights))
     }
 
@@ -521,6 +599,38 @@ mod tests {
         pollster::block_on(room.steps(n)).unwrap().unwrap()
     }
 
+    /// A lost device: the step fails before touching the weights; a new
+    /// room restored from the last checkpoint goes on from its weights
+    /// (the next step's losses, computed before any update, are the ones the
+    /// first room gives), with its curves and setup.
+    #[test]
+    fn a_lost_device_resumes_from_the_checkpoint_in_a_new_room() {
+        let mut first = room();
+        steps(&mut first, 3);
+        first.set_params(2.0, 0.6, 0.002, 0.1).unwrap();
+        let checkpoint = pollster::block_on(first.checkpoint()).unwrap();
+        assert_eq!(checkpoint.step, 3);
+        first.lose_device_next_step();
+        let lost = pollster::block_on(first.steps(1)).err().expect("the lost device fails the step").to_string();
+        assert!(lost.contains("step 4: the GPU device was lost"), "{lost}");
+        assert_eq!(first.steps_done(), 3);
+        let want = steps(&mut first, 1)[0].clone();
+
+        let mut second = room();
+        second.restore(checkpoint).unwrap();
+        assert_eq!((second.steps_done(), second.history.len(), second.setup.temperature), (3, 3, 2.0));
+        let got = steps(&mut second, 1)[0].clone();
+        for k in 0..2 {
+            assert_eq!(got[k].step, want[k].step);
+            assert!((got[k].total - want[k].total).abs() <= 1e-5 * want[k].total.abs(), "{} vs {}", got[k].total, want[k].total);
+        }
+        // A checkpoint of another preset is refused.
+        let mut other = room();
+        let mut cp = pollster::block_on(first.checkpoint()).unwrap();
+        cp.record = cp.record.replace("\"student\":\"", "\"student\":\"x");
+        assert!(other.restore(cp).is_err());
+    }
+
     /// The same numbers must come out of the wasm build (tests/wasm_trainer.rs).
     #[test]
     fn the_first_steps_give_the_recorded_losses() {
@@ -598,7 +708,7 @@ mod tests {
     fn an_exported_student_is_a_package_that_loads_and_records_its_training() {
         let mut room = room();
         steps(&mut room, 2);
-        let (manifest, weights) = room.export(false, "toy.nii.gz", None).unwrap();
+        let (manifest, weights) = pollster::block_on(room.export(false, "toy.nii.gz", None)).unwrap();
         let json = serde_json::to_string(&manifest).unwrap();
         let model = Model::from_package_bytes(&json, weights, &Device::flex()).unwrap();
         assert_eq!(model.manifest.family, "unet3d");

@@ -47,6 +47,9 @@ pub enum DistillError {
     Model(String),
     #[error("training diverged at step {0} (the loss is not finite); lower learning_rate")]
     Diverged(usize),
+    /// The device failed under a step (a lost GPU, or one out of memory).
+    #[error("{0}")]
+    Device(String),
 }
 
 impl DistillError {

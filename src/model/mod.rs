@@ -10,6 +10,7 @@ pub mod hdbet;
 pub mod manifest;
 pub mod package;
 pub mod taps;
+pub mod transfer;
 pub mod unet3d;
 pub mod upsample;
 

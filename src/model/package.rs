@@ -162,7 +162,7 @@ fn check_factorisation(factorisation: &Factorisation, layers: &[ConvLayer]) -> R
 }
 
 /// Turns what burn-store reports into one clear error, or Ok when complete.
-fn describe_apply_problems(
+pub(crate) fn describe_apply_problems(
     missing: &[String],
     errors: &[impl std::fmt::Display],
 ) -> Result<(), ModelError> {

@@ -33,10 +33,8 @@ pub async fn recover_open(volume: Vec<u8>, original_json: String, original_weigh
     let original = Model::from_package_bytes(&original_json, original_weights, &opened.device).map_err(err)?;
     let data = prepare_volume(&vol, &original, None, &opened.device).await.map_err(err)?;
     let teacher_ms = data.teacher_ms;
-    // 1e-3 (cosine decay over the steps): a few dozen steps on one volume. Measured natively on the
-    // sample, student-m at factor 0.5, 20 steps, whole-grid Dice with the original 0.8653 →
-    // 0.8841 at 1e-3, → 0.8517 at the CLI recipe's 2e-4 (made for 200 steps over four volumes),
-    // → 0.8632 at 5e-5 (README, Teach room).
+    // 1e-3 with cosine decay over the steps: a few dozen steps on one volume (the recipe and its
+    // measured effect: distill::recover::recovery_recipe).
     let recovery = Recovery::new(&compressed_json, compressed_weights, data, steps.max(1), 1e-3, &opened.device).map_err(err)?;
     #[derive(Serialize)]
     struct Opened {
@@ -60,15 +58,14 @@ pub async fn recover_step(n: usize) -> Result<JsValue, JsError> {
 
 /// The recovered package: `{card, model_json, weights}`.
 #[wasm_bindgen]
-pub fn recover_package() -> Result<JsValue, JsError> {
-    RECOVERY.with(|r| {
-        let r = r.borrow();
-        let recovery = r.as_ref().ok_or_else(|| JsError::new("no recovery is running"))?;
-        let (manifest, weights) = recovery.package().map_err(err)?;
-        let out: JsValue = js_sys::Object::new().into();
-        set_field(&out, "card", &to_js(&card(&manifest))?)?;
-        set_field(&out, "model_json", &JsValue::from_str(&serde_json::to_string_pretty(&manifest).map_err(err)?))?;
-        set_field(&out, "weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
-        Ok(out)
-    })
+pub async fn recover_package() -> Result<JsValue, JsError> {
+    let recovery = RECOVERY.with(|r| r.borrow_mut().take()).ok_or_else(|| JsError::new("no recovery is running"))?;
+    let result = recovery.package().await;
+    RECOVERY.with(|r| *r.borrow_mut() = Some(recovery));
+    let (manifest, weights) = result.map_err(err)?;
+    let out: JsValue = js_sys::Object::new().into();
+    set_field(&out, "card", &to_js(&card(&manifest))?)?;
+    set_field(&out, "model_json", &JsValue::from_str(&serde_json::to_string_pretty(&manifest).map_err(err)?))?;
+    set_field(&out, "weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
+    Ok(out)
 }

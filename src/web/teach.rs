@@ -10,16 +10,21 @@ use wasm_bindgen::prelude::*;
 
 use super::{current_device, page_name, set_field, to_js};
 use crate::distill::dataset::crop;
-use crate::distill::lockstep::{label_source, prepare_volume, CurvePoint, Room};
+use crate::distill::lockstep::{label_source, prepare_volume, Checkpoint, CurvePoint, Room};
 use crate::distill::teach_setup::{TeachSetup, PRESETS};
+use crate::inference::pipeline::{segment, SegmentOptions};
 use crate::inference::preprocess::labels_to_native;
 use crate::model::Model;
 use crate::volume::{self, Volume};
 
-/// The room and the volume it was opened on (for masks on its own grid).
+/// The room, the volume it was opened on (for masks on its own grid), and
+/// the teacher (its mask through the inference pipeline, made at the first
+/// export, is what an exported student is judged against).
 struct Open {
     room: Room,
     volume: Volume,
+    teacher: Model,
+    teacher_mask: Option<Vec<u8>>,
 }
 
 thread_local! {
@@ -90,6 +95,18 @@ pub async fn teach_open(volume: Vec<u8>, teacher_json: String, teacher_weights: 
     };
     let data = prepare_volume(&vol, &teacher, reference.as_deref(), &opened.device).await.map_err(err)?;
     let room = Room::new(setup, data, &opened.device).map_err(err)?;
+    // Refused before the first step allocates: WebGPU fails a buffer over its limit.
+    if let Some(max) = opened.max_buffer_bytes {
+        let need = room.step_buffer_bytes();
+        if need > max {
+            return Err(JsError::new(&format!(
+                "Out of memory on WebGPU: a training step of the {} preset needs a {} MB buffer, and this GPU allows {} MB. Choose a smaller student preset (smaller patches), or train on the CPU.",
+                room.setup.student,
+                need >> 20,
+                max >> 20
+            )));
+        }
+    }
     #[derive(Serialize)]
     struct Opened<'a> {
         grid: [usize; 3],
@@ -109,7 +126,7 @@ pub async fn teach_open(volume: Vec<u8>, teacher_json: String, teacher_weights: 
         backend: page_name(opened.backend),
         setup: &room.setup,
     })?;
-    put(Open { room, volume: vol });
+    put(Open { room, volume: vol, teacher, teacher_mask: None });
     Ok(out)
 }
 
@@ -202,16 +219,40 @@ pub fn teach_voxel(x: usize, y: usize, z: usize, t: f64) -> Result<JsValue, JsEr
     with_room(|o| to_js(&o.room.voxel([x, y, z], t).map_err(err)?))
 }
 
-/// A student as a bedside package: `{model_json, weights}`.
+/// A student as a bedside package: `{model_json, weights, dice}`. `dice`:
+/// the package's Dice against the teacher on the whole volume, both run
+/// through the inference pipeline exactly as the main page runs them (sliding
+/// window, postprocessing, the volume's own grid), so that opening the file
+/// there and comparing it with its teacher shows the same number.
 #[wasm_bindgen]
-pub fn teach_export(scratch: bool, volume_name: String) -> Result<JsValue, JsError> {
-    with_room(|o| {
-        let (manifest, weights) = o.room.export(scratch, &volume_name, None).map_err(err)?;
-        let out: JsValue = js_sys::Object::new().into();
-        set_field(&out, "model_json", &JsValue::from_str(&serde_json::to_string_pretty(&manifest).map_err(err)?))?;
-        set_field(&out, "weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
-        Ok(out)
-    })
+pub async fn teach_export(scratch: bool, volume_name: String) -> Result<JsValue, JsError> {
+    let mut open = take()?;
+    let result = export(&mut open, scratch, &volume_name).await;
+    put(open);
+    result
+}
+
+async fn export(open: &mut Open, scratch: bool, volume_name: &str) -> Result<JsValue, JsError> {
+    let (manifest, weights) = open.room.export(scratch, volume_name, None).await.map_err(err)?;
+    let opened = current_device()?;
+    let options = SegmentOptions { max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
+    let teacher_mask = match open.teacher_mask.take() {
+        Some(m) => m,
+        None => pipeline_mask(&open.volume, &open.teacher, &opened.device, options).await?,
+    };
+    let student = Model::from_manifest(manifest.clone(), weights.clone(), &opened.device).map_err(err)?;
+    let dice = crate::metrics::dice(&pipeline_mask(&open.volume, &student, &opened.device, options).await?, &teacher_mask);
+    open.teacher_mask = Some(teacher_mask);
+    let out: JsValue = js_sys::Object::new().into();
+    set_field(&out, "model_json", &JsValue::from_str(&serde_json::to_string_pretty(&manifest).map_err(err)?))?;
+    set_field(&out, "weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
+    set_field(&out, "dice", &JsValue::from_f64(dice))?;
+    Ok(out)
+}
+
+/// A model's mask of the volume, as the main page's Run makes it.
+async fn pipeline_mask(volume: &Volume, model: &Model, device: &burn::tensor::Device, options: SegmentOptions) -> Result<Vec<u8>, JsError> {
+    Ok(segment(volume, model, device, options, &mut |_, _| true).await.map_err(err)?.labels)
 }
 
 /// The curves as CSV.
@@ -224,6 +265,38 @@ pub fn teach_csv() -> Result<String, JsError> {
 #[wasm_bindgen]
 pub fn teach_recipe(volume_path: String) -> Result<String, JsError> {
     with_room(|o| serde_json::to_string_pretty(&o.room.recipe(&volume_path, None)).map_err(err))
+}
+
+/// Both students and the run's record, read back to this thread's memory
+/// as bytes: `{step, kd, scratch, record}`. The page keeps the latest (in
+/// memory only) so that a run whose GPU is lost resumes on the CPU.
+#[wasm_bindgen]
+pub async fn teach_checkpoint() -> Result<JsValue, JsError> {
+    let open = take()?;
+    let result = open.room.checkpoint().await;
+    put(open);
+    let c = result.map_err(err)?;
+    let out: JsValue = js_sys::Object::new().into();
+    set_field(&out, "step", &JsValue::from_f64(c.step as f64))?;
+    set_field(&out, "kd", &js_sys::Uint8Array::from(c.kd.as_slice()))?;
+    set_field(&out, "scratch", &js_sys::Uint8Array::from(c.scratch.as_slice()))?;
+    set_field(&out, "record", &JsValue::from_str(&c.record))?;
+    Ok(out)
+}
+
+/// Goes on from a checkpoint in the room just opened (on another backend).
+#[wasm_bindgen]
+pub fn teach_restore(step: usize, kd: Vec<u8>, scratch: Vec<u8>, record: String) -> Result<(), JsError> {
+    with_room(|o| o.room.restore(Checkpoint { step, kd, scratch, record }).map_err(err))
+}
+
+/// Test hook: the next step fails as a lost GPU device does.
+#[wasm_bindgen]
+pub fn teach_lose_device_next_step() -> Result<(), JsError> {
+    with_room(|o| {
+        o.room.lose_device_next_step();
+        Ok(())
+    })
 }
 
 /// Test hook: the next step's patches are NaN (the room must pause on it).

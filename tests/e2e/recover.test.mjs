@@ -3,10 +3,9 @@
 // worker with its original as the teacher, and run again: the recovered model joins the list, its
 // Dice with the original is shown after, the verdict is judged again, and the package can be
 // downloaded. No request leaves the origin.
-// Not asserted yet: that the Dice rises. In the page, 20 steps took it from 0.8734 to 0.854 and
-// 10 steps to 0.7707 (at
-// 1e-3; natively, on the whole grid without the sliding window and postprocessing, 0.8653 → 0.8841):
-// see README, Teach room, and issue 16's note.
+// The recovery recipe (distill::recover::recovery_recipe: KD at T = 1, two 64³ patches per step)
+// took the Dice with the original from 0.8734 to 0.9024 in 20 steps natively, through the same
+// pipeline the comparison runs.
 //   node --test --test-concurrency=1 tests/e2e/recover.test.mjs
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +21,7 @@ describe('recovery of a compressed student-m in the page', { timeout: 3 * RUN_TI
     if (app) await app.close();
   });
 
-  test('recovery trains the compressed model, runs it again and re-judges the verdict', async () => {
+  test('recovery brings the compressed model closer to its original, runs it again and re-judges the verdict', async () => {
     const page = app.page;
     await page.selectOption(tid('model-select'), 'student-m');
     await page.selectOption(tid('backend-select'), 'cpu');
@@ -32,7 +31,7 @@ describe('recovery of a compressed student-m in the page', { timeout: 3 * RUN_TI
     await page.click(tid('compress-run-button'));
     await waitForStatus(page, /^Ran /, 2 * RUN_TIMEOUT_MS);
     const before = Number(await page.$eval(tid('compare-agreement'), (e) => e.dataset.dice));
-    await page.fill(tid('recover-steps'), '10');
+    await page.fill(tid('recover-steps'), '20');
     await page.click(tid('recover-button'));
     await page.waitForFunction(
       () => /^\d\.\d{4}$/.test(document.querySelector('[data-testid="recover-dice-after"]').textContent) || !document.querySelector('[data-testid="error"]').hidden,
@@ -44,7 +43,7 @@ describe('recovery of a compressed student-m in the page', { timeout: 3 * RUN_TI
     const after = Number(await page.textContent(tid('recover-dice-after')));
     console.log(`[recover] Dice with the original: ${before} -> ${after}`);
     assert.ok(Math.abs(shownBefore - before) < 1e-4, `before ${shownBefore} vs the comparison's ${before}`);
-    assert.ok(after > 0 && after <= 1 && after !== Number(before.toFixed(4)), `the recovered model was run again: ${before} -> ${after}`);
+    assert.ok(after > before + 0.01 && after <= 1, `recovery brings the compressed model closer to its original: ${before} -> ${after}`);
     const names = await page.$$eval(`${tid('model-select')} option`, (o) => o.map((x) => x.textContent));
     assert.ok(names.some((n) => /recovered by distillation from student-m/.test(n)), names.join(' | '));
     assert.equal(Number(await page.$eval(tid('compare-agreement'), (e) => e.dataset.dice)).toFixed(4), after.toFixed(4));

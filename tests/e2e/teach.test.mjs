@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RUN_TIMEOUT_MS, tid, openApp, networkProblems, screenshot, loadSample, runAndWait, errorText } from './lib.mjs';
+import { RUN_TIMEOUT_MS, tid, openApp, networkProblems, screenshot, loadSample, errorText } from './lib.mjs';
 
 const LINK = 'teach.html#teacher=student-s&student=lecture&seed=7&T=4&alpha=0.7&lr=0.003&feature=0.2&steps=400';
 
@@ -131,14 +131,40 @@ describe('teach room', { timeout: 3 * RUN_TIMEOUT_MS }, () => {
       assert.equal(await stepCount(page), steps + 1, 'the run goes on');
     });
 
-    test('the exported KD student opens in the main page and segments the sample', async () => {
+    test('a lost device pauses the run; it resumes on the CPU from the last weights', async () => {
+      const page = app.page;
+      const steps = await stepCount(page);
+      const kept = await page.evaluate(() => window.bedsideTeachState().checkpoint);
+      assert.equal(kept, steps, 'a single step reads the weights back');
+      await page.evaluate(() => window.bedsideTeachLoseDevice());
+      await page.click(tid('teach-step'));
+      await waitIdle(page);
+      assert.match(await text(page, 'teach-error'), new RegExp(`device failed during a step \\(step ${steps + 1}: the GPU device was lost.*the weights of step ${steps} are kept: resume on the CPU`));
+      assert.equal(await stepCount(page), steps);
+      assert.equal(await page.isVisible(tid('teach-resume-cpu')), true);
+      const pointsBefore = await points(page);
+      await page.click(tid('teach-resume-cpu'));
+      await waitIdle(page);
+      assert.equal(await page.isHidden(tid('teach-error')), true, await text(page, 'teach-error'));
+      assert.match(await text(page, 'teach-status'), new RegExp(`^Resumed on the CPU from step ${steps} `));
+      assert.equal(await page.inputValue(tid('teach-backend')), 'cpu');
+      assert.equal(await stepCount(page), steps);
+      assert.equal(await points(page), pointsBefore, 'the curves are kept');
+      await page.click(tid('teach-step'));
+      await waitIdle(page);
+      assert.equal(await stepCount(page), steps + 1, 'the run goes on from the kept weights');
+    });
+
+    test('the exported KD student opens in the main page and segments the sample with the Dice the room showed', async () => {
       const page = app.page;
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bedside-teach-'));
       const files = {};
       const downloads = [];
       page.on('download', (d) => downloads.push(d));
       await page.click(tid('teach-export-kd'));
+      await page.waitForFunction(() => document.querySelector('[data-testid="teach-export-dice"]').dataset.dice, null, { timeout: RUN_TIMEOUT_MS });
       for (let i = 0; i < 100 && downloads.length < 2; i++) await page.waitForTimeout(100);
+      const roomDice = Number(await page.getAttribute(tid('teach-export-dice'), 'data-dice'));
       for (const d of downloads) {
         files[d.suggestedFilename()] = path.join(dir, d.suggestedFilename());
         await d.saveAs(files[d.suggestedFilename()]);
@@ -152,8 +178,18 @@ describe('teach room', { timeout: 3 * RUN_TIMEOUT_MS }, () => {
         await loadSample(main.page);
         await main.page.setInputFiles(tid('package-input'), [files['model.json'], files['weights.safetensors']]);
         await main.page.waitForFunction(() => /^Imported/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 120_000 });
-        await runAndWait(main.page, 'cpu');
+        // Compare with its teacher (student-s, named in the package's training record).
+        await main.page.selectOption(tid('backend-select'), 'cpu');
+        await main.page.click(tid('compare-button'));
+        await main.page.waitForFunction(
+          () => !document.querySelector('[data-testid="error"]').hidden || document.querySelector('[data-testid="compare-agreement"]').dataset.dice,
+          null,
+          { timeout: 2 * RUN_TIMEOUT_MS, polling: 1000 },
+        );
         assert.equal(await errorText(main.page), '');
+        const pageDice = Number(await main.page.getAttribute(tid('compare-agreement'), 'data-dice'));
+        console.log(`[teach] exported KD student vs its teacher: room ${roomDice}, main page ${pageDice}`);
+        assert.ok(roomDice > 0 && Math.abs(pageDice - roomDice) < 0.01, `Dice in the room ${roomDice}, in the main page ${pageDice}`);
       } finally {
         await main.close();
       }
