@@ -23,6 +23,7 @@ use super::DistillError;
 use crate::inference::clock::now_ms;
 use crate::inference::preprocess::{labels_to_model, prepare, Prepared};
 use crate::metrics::dice;
+use crate::model::transfer::{cpu_module_to_safetensors, load_module_safetensors};
 use crate::model::{Manifest, Model, Network};
 use crate::volume::Volume;
 
@@ -195,15 +196,23 @@ impl Room {
         })
     }
 
-    /// Both students from the same seed: the same initial weights.
+    /// Both students from the same seed: the same initial weights, drawn on
+    /// the CPU and loaded into the students on `device` (an upload, not a
+    /// readback), since each backend has its own random generator: a seed
+    /// gives the same students on WebGPU as on the CPU, in the browser as
+    /// natively.
     fn students(setup: &TeachSetup, data: &RoomVolume, device: &Device) -> (Engine, Engine) {
         let t = &data.full.teacher;
         let widths = [t.encoder.channels, t.bottleneck.channels, t.decoder.channels];
-        let classes = t.logits.channels;
+        let unet = setup.preset().unet3d(t.logits.channels);
+        let cpu = Device::flex();
+        cpu.seed(setup.seed);
+        let drawn = Distillee::with_student(Network::Unet3d(unet.init(&cpu)), widths, 32, &cpu);
+        let weights = cpu_module_to_safetensors(&drawn).expect("a CPU module serialises");
         let make = || {
-            device.seed(setup.seed);
-            let student = Network::Unet3d(setup.preset().unet3d(classes).init(device));
-            Engine::new(Distillee::with_student(student, widths, 32, device), None, device)
+            let mut model = Distillee::with_student(Network::Unet3d(unet.init(device)), widths, 32, device);
+            load_module_safetensors(&mut model, weights.clone()).expect("the same module's weights load");
+            Engine::new(model, None, device)
         };
         (make(), make())
     }
@@ -280,7 +289,7 @@ impl Room {
         }
         let (mut kd, mut scratch) = Self::students(&record.setup, &self.data, &self.device);
         for (engine, bytes) in [(&mut kd, checkpoint.kd), (&mut scratch, checkpoint.scratch)] {
-            crate::model::transfer::load_module_safetensors(&mut engine.model, bytes).map_err(|e| DistillError::Model(e.to_string()))?;
+            load_module_safetensors(&mut engine.model, bytes).map_err(|e| DistillError::Model(e.to_string()))?;
             engine.steps_done = checkpoint.step;
         }
         (self.kd, self.scratch) = (kd, scratch);

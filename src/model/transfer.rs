@@ -35,9 +35,13 @@ pub async fn to_safetensors_async(network: &Network) -> Result<Vec<u8>, ModelErr
 /// Any module's weights as safetensors bytes (named by their module path),
 /// read back asynchronously first.
 pub async fn module_to_safetensors_async<M: Module>(module: &M) -> Result<Vec<u8>, ModelError> {
-    let copy = copy_to(module, &Device::flex()).await?;
+    cpu_module_to_safetensors(&copy_to(module, &Device::flex()).await?)
+}
+
+/// The same for a module whose weights are on the CPU already (read synchronously).
+pub fn cpu_module_to_safetensors<M: Module>(module: &M) -> Result<Vec<u8>, ModelError> {
     let mut store = SafetensorsStore::from_bytes(None).skip_enum_variants(true);
-    copy.save_into(&mut store).map_err(|e| ModelError::Weights(e.to_string()))?;
+    module.save_into(&mut store).map_err(|e| ModelError::Weights(e.to_string()))?;
     store.get_bytes().map_err(|e| ModelError::Weights(e.to_string()))
 }
 
