@@ -608,6 +608,25 @@ mod tests {
         pollster::block_on(room.steps(n)).unwrap().unwrap()
     }
 
+    /// A teacher whose labels do not match its outputs, or a reference mask
+    /// with labels the teacher does not know, is refused with its reason.
+    #[test]
+    fn a_teacher_whose_labels_do_not_fit_is_refused() {
+        use crate::distill::fixtures::{toy_head, toy_teacher};
+        let device = Device::flex();
+        let mut teacher = toy_teacher(&device);
+        let mut three = teacher.manifest.labels.clone();
+        three.push(crate::model::Label { value: 2, name: "skull".into(), color: [0, 0, 255] });
+        let two = std::mem::replace(&mut teacher.manifest.labels, three);
+        let err = pollster::block_on(prepare_volume(&toy_head(), &teacher, None, &device)).err().expect("refused").to_string();
+        assert!(err.contains("the teacher gives 2 channels for 3 labels"), "{err}");
+        teacher.manifest.labels = two;
+        let head = toy_head();
+        let reference = vec![2u8; head.data.len()];
+        let err = pollster::block_on(prepare_volume(&head, &teacher, Some(&reference), &device)).err().expect("refused").to_string();
+        assert!(err.contains("labels the teacher does not know"), "{err}");
+    }
+
     /// A lost device: the step fails before touching the weights; a new
     /// room restored from the last checkpoint goes on from its weights
     /// (the next step's losses, computed before any update, are the ones the

@@ -10,6 +10,9 @@ const TERMS = [
   ['feature', 'features (InfoNCE)', '#1a7f37'],
 ];
 
+/** An axis label: whole numbers from 100 up (ms per step), three digits below. */
+const tick = (v) => (Math.abs(v) >= 100 ? String(Math.round(v)) : v.toPrecision(3));
+
 function node(name, attrs, text) {
   const n = document.createElementNS(SVG, name);
   for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, String(v));
@@ -34,8 +37,8 @@ function chart(title, series, { width = 460, height = 220, yMin = null, yMax = n
   const py = (y) => height - pad.b - ((y - y0) / (y1 - y0)) * (height - pad.t - pad.b);
   svg.append(node('line', { x1: pad.l, y1: height - pad.b, x2: width - pad.r, y2: height - pad.b, stroke: 'currentColor' }));
   svg.append(node('line', { x1: pad.l, y1: pad.t, x2: pad.l, y2: height - pad.b, stroke: 'currentColor' }));
-  svg.append(node('text', { x: pad.l - 4, y: py(y1) + 4, 'text-anchor': 'end', class: 'tick' }, y1.toPrecision(3)));
-  svg.append(node('text', { x: pad.l - 4, y: py(y0), 'text-anchor': 'end', class: 'tick' }, y0.toPrecision(3)));
+  svg.append(node('text', { x: pad.l - 4, y: py(y1) + 4, 'text-anchor': 'end', class: 'tick' }, tick(y1)));
+  svg.append(node('text', { x: pad.l - 4, y: py(y0), 'text-anchor': 'end', class: 'tick' }, tick(y0)));
   svg.append(node('text', { x: width - pad.r, y: height - 8, 'text-anchor': 'end', class: 'tick' }, `step ${x1}`));
   for (const s of series) {
     const pts = s.points.filter(([, y]) => Number.isFinite(y));
