@@ -130,8 +130,6 @@ async function onSetupChanged() {
     showError(e.message);
   }
   showSetup(state.setup);
-  // The backend is this machine's choice, not part of the shared link (?backend= presets it).
-  if (new URLSearchParams(location.search).get('backend') === 'webgpu') $('teach-backend').value = 'webgpu';
   if (state.room) {
     await call('teach-params', { T: state.setup.T, alpha: state.setup.alpha, lr: state.setup.lr, feature: state.setup.feature });
     await refreshSoftView();
@@ -425,6 +423,8 @@ async function init() {
     state.setup = await call('teach-setup-from-hash', { hash: '' });
   }
   showSetup(state.setup);
+  // The backend is this machine's choice, not part of the shared link (?backend= presets it).
+  if (new URLSearchParams(location.search).get('backend') === 'webgpu') $('teach-backend').value = 'webgpu';
   for (const id of ['teach-teacher', 'teach-student', 'teach-seed', 'teach-steps', 'teach-T', 'teach-alpha', 'teach-lr', 'teach-feature']) {
     $(id).addEventListener('change', onSetupChanged);
   }

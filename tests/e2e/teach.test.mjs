@@ -48,10 +48,11 @@ describe('teach room', { timeout: 3 * RUN_TIMEOUT_MS }, () => {
   });
 
   test('a bad link says what is wrong and shows the defaults', async () => {
-    const app = await openApp({ webgpu: false, page: 'teach.html#T=abc' });
+    const app = await openApp({ webgpu: false, page: 'teach.html?backend=webgpu#T=abc' });
     try {
       assert.match(await text(app.page, 'teach-error'), /T=abc: a temperature expected/);
       assert.equal(await app.page.inputValue(tid('teach-T')), '4');
+      assert.equal(await app.page.inputValue(tid('teach-backend')), 'webgpu', '?backend= presets the backend');
     } finally {
       await app.close();
     }
