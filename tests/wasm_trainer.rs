@@ -14,18 +14,24 @@ use wasm_bindgen_test::wasm_bindgen_test;
 // renderer for longer than the runner waits for it.
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
+/// The room's first steps give the totals recorded natively, within
+/// `tolerance` (relative), for both students.
+async fn assert_native_totals(room: &mut Room, tolerance: f64, backend: &str) {
+    let records = room.steps(EXPECTED_TOTALS.len()).await.expect("steps run").expect("finite losses");
+    for (r, e) in records.iter().zip(EXPECTED_TOTALS) {
+        for k in 0..2 {
+            let got = r[k].total;
+            assert!((got - e[k]).abs() <= tolerance * e[k].abs(), "{backend} step {}: {got} vs native {}", r[k].step, e[k]);
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 async fn the_first_steps_give_the_native_losses_in_the_browser() {
     let device = Device::flex();
     let data = toy_room_volume(&device).await;
     let mut room = Room::new(toy_setup(), data, &device).expect("the room opens");
-    let records = room.steps(EXPECTED_TOTALS.len()).await.expect("steps run").expect("finite losses");
-    for (r, e) in records.iter().zip(EXPECTED_TOTALS) {
-        for k in 0..2 {
-            let got = r[k].total;
-            assert!((got - e[k]).abs() <= LOSS_TOLERANCE * e[k].abs(), "step {}: {got} vs native {}", r[k].step, e[k]);
-        }
-    }
+    assert_native_totals(&mut room, LOSS_TOLERANCE, "flex").await;
     let evaluation = room.evaluate().await.expect("evaluation runs");
     assert_eq!(evaluation.step, EXPECTED_TOTALS.len());
 }
@@ -44,13 +50,7 @@ async fn the_room_trains_on_webgpu_and_resumes_on_the_cpu() {
         .expect("a WebGPU adapter (Chromium needs --enable-unsafe-webgpu without a GPU)");
     let data = toy_room_volume(&cpu).await;
     let mut room = Room::new(toy_setup(), data, &gpu).expect("the room opens on WebGPU");
-    let records = room.steps(EXPECTED_TOTALS.len()).await.expect("steps run").expect("finite losses");
-    for (r, e) in records.iter().zip(EXPECTED_TOTALS) {
-        for k in 0..2 {
-            let got = r[k].total;
-            assert!((got - e[k]).abs() <= 1e-3 * e[k].abs(), "WebGPU step {}: {got} vs native {}", r[k].step, e[k]);
-        }
-    }
+    assert_native_totals(&mut room, 1e-3, "WebGPU").await;
     let (manifest, weights) = room.export(false, "toy", None).await.expect("the KD student exports from WebGPU");
     assert_eq!(manifest.params as usize, bedside::model::Model::from_manifest(manifest.clone(), weights, &cpu).expect("the package loads").network.num_params());
     let checkpoint = room.checkpoint().await.expect("the weights read back from WebGPU");

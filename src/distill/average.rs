@@ -5,11 +5,11 @@
 //! from step to step more than the loss curve suggests.
 //!
 //! Burn has no weight-averaging helper for modules, so this walks the module
-//! twice with its own visitor and mapper: once to read the current weights,
-//! once to blend them into the average (both visit parameters in the same
-//! order).
+//! twice: once to read the current weights (`transfer::flat_params`), once
+//! with a mapper to blend them into the average (both visit parameters in the
+//! same order).
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
 #[cfg(not(target_arch = "wasm32"))]
 use burn_store::{BurnpackStore, ModuleSnapshot};
@@ -18,6 +18,7 @@ use std::path::Path;
 
 #[cfg(not(target_arch = "wasm32"))]
 use super::DistillError;
+use crate::model::transfer::flat_params;
 use crate::model::Network;
 
 /// The running average; `decay` is the weight of the old average per step.
@@ -35,9 +36,7 @@ impl WeightAverage {
 
     /// average ← decay · average + (1 − decay) · current, parameter by parameter.
     pub fn update(&mut self, current: &Network) {
-        let mut read = ReadWeights(Vec::new());
-        current.visit(&mut read);
-        let mut blend = Blend { decay: self.decay, current: read.0.into_iter() };
+        let mut blend = Blend { decay: self.decay, current: flat_params(current).into_iter() };
         self.average = self.average.clone().map(&mut blend);
         assert!(blend.current.next().is_none(), "the average and the student have the same parameters");
     }
@@ -61,20 +60,7 @@ impl WeightAverage {
 /// Every float weight of a network, in visiting order.
 #[cfg(test)]
 pub fn flat_weights(network: &Network) -> Vec<f32> {
-    let mut read = ReadWeights(Vec::new());
-    network.visit(&mut read);
-    read.0.into_iter().flat_map(|t| t.into_data().try_to_vec::<f32>().expect("float weights")).collect()
-}
-
-/// Every float parameter, flattened, in visiting order.
-struct ReadWeights(Vec<Tensor<1>>);
-
-impl ModuleVisitor for ReadWeights {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val();
-        let n = value.shape().num_elements();
-        self.0.push(value.reshape([n]));
-    }
+    flat_params(network).into_iter().flat_map(|t| t.into_data().try_to_vec::<f32>().expect("float weights")).collect()
 }
 
 struct Blend<I: Iterator<Item = Tensor<1>>> {

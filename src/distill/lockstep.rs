@@ -23,7 +23,7 @@ use super::DistillError;
 use crate::inference::clock::now_ms;
 use crate::inference::preprocess::{labels_to_model, prepare, Prepared};
 use crate::metrics::dice;
-use crate::model::transfer::{cpu_module_to_safetensors, load_module_safetensors};
+use crate::model::package::{load_module_safetensors, module_to_safetensors};
 use crate::model::{Manifest, Model, Network};
 use crate::volume::Volume;
 
@@ -208,7 +208,7 @@ impl Room {
         let cpu = Device::flex();
         cpu.seed(setup.seed);
         let drawn = Distillee::with_student(Network::Unet3d(unet.init(&cpu)), widths, 32, &cpu);
-        let weights = cpu_module_to_safetensors(&drawn).expect("a CPU module serialises");
+        let weights = module_to_safetensors(&drawn).expect("a CPU module serialises");
         let make = || {
             let mut model = Distillee::with_student(Network::Unet3d(unet.init(device)), widths, 32, device);
             load_module_safetensors(&mut model, weights.clone()).expect("the same module's weights load");

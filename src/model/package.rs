@@ -104,15 +104,10 @@ impl Network {
 
     /// The network's weights as safetensors bytes (f32, named like the source).
     pub fn to_safetensors(&self) -> Result<Vec<u8>, ModelError> {
-        // Enum variants (whole or factorised convolutions) are not part of
-        // tensor names: a whole layer's weights keep their source names.
-        let mut store = SafetensorsStore::from_bytes(None).skip_enum_variants(true);
-        let saved = match self {
-            Network::HdBet(net) => net.save_into(&mut store),
-            Network::Unet3d(net) => net.save_into(&mut store),
-        };
-        saved.map_err(|e| ModelError::Weights(e.to_string()))?;
-        store.get_bytes().map_err(|e| ModelError::Weights(e.to_string()))
+        match self {
+            Network::HdBet(net) => module_to_safetensors(net),
+            Network::Unet3d(net) => module_to_safetensors(net),
+        }
     }
 
     /// Replaces the weights with those in `bytes`. Every tensor of the network
@@ -120,14 +115,29 @@ impl Network {
     /// with NaN weights would produce a confident-looking empty mask.
     pub fn load_safetensors(&mut self, mut bytes: Vec<u8>) -> Result<(), ModelError> {
         check_and_flush_weights(&mut bytes)?;
-        let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true).skip_enum_variants(true);
-        let result = match self {
-            Network::HdBet(net) => net.load_from(&mut store),
-            Network::Unet3d(net) => net.load_from(&mut store),
+        match self {
+            Network::HdBet(net) => load_module_safetensors(net, bytes),
+            Network::Unet3d(net) => load_module_safetensors(net, bytes),
         }
-        .map_err(|e| ModelError::Weights(e.to_string()))?;
-        describe_apply_problems(&result.missing.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), &result.errors)
     }
+}
+
+/// Any module's weights as safetensors bytes, named by their module path.
+/// Enum variants (whole or factorised convolutions) are not part of tensor
+/// names: a whole layer's weights keep their source names. Reads the weights
+/// synchronously (see `transfer` for WebGPU in a browser).
+pub fn module_to_safetensors<M: Module>(module: &M) -> Result<Vec<u8>, ModelError> {
+    let mut store = SafetensorsStore::from_bytes(None).skip_enum_variants(true);
+    module.save_into(&mut store).map_err(|e| ModelError::Weights(e.to_string()))?;
+    store.get_bytes().map_err(|e| ModelError::Weights(e.to_string()))
+}
+
+/// Loads what [`module_to_safetensors`] wrote into `module`: every tensor
+/// must be there, with its shape.
+pub fn load_module_safetensors<M: Module>(module: &mut M, bytes: Vec<u8>) -> Result<(), ModelError> {
+    let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true).skip_enum_variants(true);
+    let result = module.load_from(&mut store).map_err(|e| ModelError::Weights(e.to_string()))?;
+    describe_apply_problems(&result.missing.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), &result.errors)
 }
 
 /// Named f32 tensors `(name, shape, row-major values)` as safetensors bytes.
@@ -162,7 +172,7 @@ fn check_factorisation(factorisation: &Factorisation, layers: &[ConvLayer]) -> R
 }
 
 /// Turns what burn-store reports into one clear error, or Ok when complete.
-pub(crate) fn describe_apply_problems(
+fn describe_apply_problems(
     missing: &[String],
     errors: &[impl std::fmt::Display],
 ) -> Result<(), ModelError> {

@@ -9,16 +9,14 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
-use burn_store::{ModuleSnapshot, SafetensorsStore};
-
+use super::package::module_to_safetensors;
 use super::{ModelError, Network};
 
 /// A copy of `module` whose weights live on `device`.
 pub async fn copy_to<M: Module>(module: &M, device: &Device) -> Result<M, ModelError> {
-    let mut read = Read(Vec::new());
-    module.visit(&mut read);
-    let mut data = Vec::with_capacity(read.0.len());
-    for t in read.0 {
+    let params = flat_params(module);
+    let mut data = Vec::with_capacity(params.len());
+    for t in params {
         data.push(t.into_data_async().await.map_err(|e| ModelError::Weights(format!("reading the weights back: {e:?}")))?);
     }
     let mut put = Put { device, data: data.into_iter() };
@@ -35,25 +33,17 @@ pub async fn to_safetensors_async(network: &Network) -> Result<Vec<u8>, ModelErr
 /// Any module's weights as safetensors bytes (named by their module path),
 /// read back asynchronously first.
 pub async fn module_to_safetensors_async<M: Module>(module: &M) -> Result<Vec<u8>, ModelError> {
-    cpu_module_to_safetensors(&copy_to(module, &Device::flex()).await?)
+    module_to_safetensors(&copy_to(module, &Device::flex()).await?)
 }
 
-/// The same for a module whose weights are on the CPU already (read synchronously).
-pub fn cpu_module_to_safetensors<M: Module>(module: &M) -> Result<Vec<u8>, ModelError> {
-    let mut store = SafetensorsStore::from_bytes(None).skip_enum_variants(true);
-    module.save_into(&mut store).map_err(|e| ModelError::Weights(e.to_string()))?;
-    store.get_bytes().map_err(|e| ModelError::Weights(e.to_string()))
+/// Every float parameter of `module`, flattened, in visiting order (the
+/// order a `ModuleMapper` walks them in).
+pub fn flat_params<M: Module>(module: &M) -> Vec<Tensor<1>> {
+    let mut read = Read(Vec::new());
+    module.visit(&mut read);
+    read.0
 }
 
-/// Loads what [`module_to_safetensors_async`] wrote into `module` (every
-/// tensor must be there, with its shape).
-pub fn load_module_safetensors<M: Module>(module: &mut M, bytes: Vec<u8>) -> Result<(), ModelError> {
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true).skip_enum_variants(true);
-    let result = module.load_from(&mut store).map_err(|e| ModelError::Weights(e.to_string()))?;
-    super::package::describe_apply_problems(&result.missing.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), &result.errors)
-}
-
-/// Every float parameter, flattened, in visiting order.
 struct Read(Vec<Tensor<1>>);
 
 impl ModuleVisitor for Read {
@@ -82,7 +72,8 @@ mod tests {
     use super::*;
     use crate::model::unet3d::Unet3dConfig;
 
-    /// The copy holds the same weights (the safetensors bytes are equal).
+    /// The copy holds the same weights: every tensor has the same name,
+    /// shape and bytes.
     #[test]
     fn an_async_copy_keeps_every_weight() {
         let device = Device::flex();
