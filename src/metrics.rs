@@ -150,6 +150,12 @@ pub struct LabelDice {
     pub dice: f64,
 }
 
+/// The label with the lowest Dice (the first on ties; a Dice that is not a
+/// number counts as the lowest); None for no labels.
+pub fn worst_label(dice: &[LabelDice]) -> Option<&LabelDice> {
+    dice.iter().reduce(|w, d| if !w.dice.is_nan() && (d.dice < w.dice || d.dice.is_nan()) { d } else { w })
+}
+
 /// Dice of every non-background label of `labels` between two label volumes
 /// of equal length (voxels equal to the label's value in each). A label absent
 /// from both agrees perfectly (1.0).

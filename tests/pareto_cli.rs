@@ -39,19 +39,20 @@ fn student_m_sweep_measures_every_factor_and_names_the_fastest_passing() {
     assert!(f(half, "params") < 0.35 * f(original, "params"), "{half}");
     assert!(f(half, "flops") < f(most, "flops") && f(most, "flops") < f(original, "flops"));
     assert!((0.80..0.99).contains(&brain(half, "dice_vs_original")), "{half}");
-    assert_eq!(half["passes"], false);
-    assert_eq!(half["worst_label"], "brain");
+    assert_eq!(half["verdict"]["passes"], false);
+    assert_eq!(half["verdict"]["worst_label"], "brain");
     assert!(brain(most, "dice_vs_original") > 0.99, "{most}");
-    assert_eq!(most["passes"], true);
+    assert_eq!(most["verdict"]["passes"], true);
     for p in points {
         assert!(f(p, "ms") > 0.0 && f(p, "inference_ms") > 0.0 && f(p, "inference_ms") <= f(p, "ms"), "{p}");
         let drop = 1.0 - brain(p, "dice_vs_original");
-        assert!((f(p, "worst_drop") - drop).abs() < 1e-12, "{p}");
+        assert!((f(&p["verdict"], "worst_drop") - drop).abs() < 1e-12, "{p}");
+        assert_eq!(f(p, "worst_reference_dice"), brain(p, "dice_vs_reference"), "one label: its Dice is the lowest");
     }
     assert!(f(half, "compress_ms") > 0.0 && f(original, "compress_ms") == 0.0);
 
     // The named model is the fastest of those that pass.
-    let passing: Vec<usize> = (0..3).filter(|&i| points[i]["passes"] == true).collect();
+    let passing: Vec<usize> = (0..3).filter(|&i| points[i]["verdict"]["passes"] == true).collect();
     let fastest = passing.iter().copied().min_by(|&a, &b| f(&points[a], "ms").total_cmp(&f(&points[b], "ms"))).unwrap();
     assert_eq!(sweep["fastest_passing"].as_u64(), Some(fastest as u64));
     assert_eq!(sweep["margin"].as_f64(), Some(0.01));
@@ -68,7 +69,7 @@ fn student_m_sweep_measures_every_factor_and_names_the_fastest_passing() {
 fn bad_requests_are_refused_with_a_reason() {
     let image = data("colin27/ch2.nii.gz").display().to_string();
     let message = run_fails(&["pareto", "models/student-m", &image, "--factors", "0.5,1.5"], None);
-    assert!(message.contains("factor 1.5 is not in (0, 1]"), "{message}");
+    assert!(message.contains("1.5: factors lie in (0, 1]"), "{message}");
     let message = run_fails(&["pareto", "models/student-m", &image, "--factors", "half"], None);
     assert!(message.contains("--factors half"), "{message}");
     let message = run_fails(&["pareto", "models/student-m", &image, "--margin=-1", "--factors", "0.5"], None);

@@ -64,7 +64,7 @@ engine.configure({
     imported: current(onImported),
     agreement: current(onAgreement),
     compressed: current(onCompressed),
-    'pareto-point': current((msg) => onParetoPoint(msg.point)),
+    'pareto-point': current((msg) => onParetoPoint(msg.sweep)),
     pareto: current((msg) => onParetoDone(msg.sweep)),
     error: onWorkerError,
   },

@@ -12,16 +12,20 @@
 //                                        {type:'model', id, info}
 //                                        {type:'result', id, result}  (mask buffer transferred)
 //                                        {type:'error', id, message, fatal}
-//   {type:'agreement', id, a, b, reference?, labels}
-//                                        {type:'agreement', id, dice, hd95_mm, per_label, reference}
-//                                        (gzip NIfTI masks; reference: each mask's Dice per label against it)
+//   {type:'agreement', id, a, b, reference?, labels, options?: {margin?, ms?: [a_ms, b_ms]}}
+//                                        {type:'agreement', id, dice, hd95_mm, per_label, reference, verdict, speedup}
+//                                        (gzip NIfTI masks; reference: each mask's Dice per label against it,
+//                                        and the lowest; verdict: b judged against a at the margin)
 //   {type:'package', id, json, weights, name}   {type:'imported', id, card, model_json, weights} (a bedside package, checked)
 //   {type:'compress', id, model, rule}   {type:'progress', …}, then
 //                                        {type:'compressed', id, card, model_json, weights, report} (transferred)
 //   {type:'pareto', id, model, bytes, reference?, options, backend, cachedChoice}
 //                                        {type:'backend', …}, {type:'progress', …},
-//                                        {type:'pareto-point', id, point} per model, then {type:'pareto', id, sweep}
-//   {type:'teach-…' | 'recover-…', id, …}  {type:'teach-reply', id, result}: training (worker_train.js)
+//                                        {type:'pareto-point', id, sweep} (so far) per model, then {type:'pareto', id, sweep}
+//   {type:'judge-margin', id, dice, margin}  {type:'reply', id, result: verdict}   (the Compress verdict again)
+//   {type:'pareto-judge', id, sweep, margin} {type:'reply', id, result: sweep}     (the Pareto view again)
+//   {type:'pareto-factors', id, text}     {type:'reply', id, result: [factor, …]}  (or an error naming the bad ones)
+//   {type:'teach-…' | 'recover-…', id, …}  {type:'reply', id, result}: training (worker_train.js)
 // Image bytes arrive here by transfer and are never sent anywhere else. The only network requests
 // made here are same-origin GETs of the wasm and the model package.
 
@@ -324,10 +328,20 @@ async function handle(msg) {
     case 'agreement': {
       await ensureEngine();
       const reference = msg.reference ? new Uint8Array(msg.reference) : undefined;
-      const r = plain(bedside.mask_agreement(new Uint8Array(msg.a), new Uint8Array(msg.b), reference, msg.labels ?? null));
-      post({ type: 'agreement', id: msg.id, dice: r.dice, hd95_mm: r.hd95_mm ?? null, per_label: r.per_label, reference: r.reference ?? null });
+      const r = plain(bedside.mask_agreement(new Uint8Array(msg.a), new Uint8Array(msg.b), reference, msg.labels ?? null, msg.options ?? null));
+      post({ type: 'agreement', id: msg.id, ...r });
       return;
     }
+    // Judging again what was measured, at a margin the user edits (compress::verdict, compress::pareto).
+    case 'judge-margin':
+      await ensureEngine();
+      return post({ type: 'reply', id: msg.id, result: plain(bedside.judge_margin(msg.dice, msg.margin)) });
+    case 'pareto-judge':
+      await ensureEngine();
+      return post({ type: 'reply', id: msg.id, result: plain(bedside.pareto_judge(msg.sweep, msg.margin)) });
+    case 'pareto-factors':
+      await ensureEngine();
+      return post({ type: 'reply', id: msg.id, result: Array.from(bedside.pareto_factors(String(msg.text ?? ''))) });
     case 'import': {
       await ensureEngine();
       const out = bedside.import_hdbet(new Uint8Array(msg.bytes), String(msg.name));
@@ -363,7 +377,7 @@ async function handle(msg) {
       post({ type: 'backend', id, selection, preference: msg.backend });
       const { json, weights } = await readPackage(id, msg.model);
       const reference = msg.reference ? new Uint8Array(msg.reference) : undefined;
-      const onPoint = (point) => post({ type: 'pareto-point', id, point: plain(point) });
+      const onPoint = (soFar) => post({ type: 'pareto-point', id, sweep: plain(soFar) });
       const onProgress = throttledProgress(id, String);
       const sweep = await bedside.pareto_sweep(json, weights, new Uint8Array(msg.bytes), reference, msg.options, onPoint, onProgress);
       post({ type: 'pareto', id, sweep: plain(sweep) });

@@ -1,6 +1,6 @@
 // Training in the engine worker (imported by worker.js): the teach room's messages and the
 // Compress panel's recovery. Each is a request {type:'teach-…' | 'recover-…', id, …} answered by
-// {type:'teach-reply', id, result} (or the worker's usual {type:'error', id, message}). The runs
+// {type:'reply', id, result} (or the worker's usual {type:'error', id, message}). The runs
 // live in the wasm (web::teach over distill::lockstep, web::recover over distill::recover); this
 // file only unpacks messages and transfers byte buffers.
 //
@@ -29,7 +29,7 @@
 
 export async function handleTraining(msg, ctx) {
   const { bedside, post, plain, toU8, ownBuffer } = ctx;
-  const reply = (result, transfer) => post({ type: 'teach-reply', id: msg.id, result }, transfer);
+  const reply = (result, transfer) => post({ type: 'reply', id: msg.id, result }, transfer);
   switch (msg.type) {
     case 'teach-presets':
       return reply(plain(bedside.teach_presets()));

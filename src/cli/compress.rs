@@ -9,7 +9,7 @@ use serde_json::json;
 use super::commands::{open_device, print, read_volume, resolve_model_dir};
 use super::kernel_file::read_kernel;
 use super::CliError;
-use crate::compress::pareto::{ParetoPoint, SweepOptions};
+use crate::compress::pareto::{ParetoPoint, ParetoSweep, SweepOptions};
 use crate::compress::{compress_package, describe, CompressOptions, RankRule};
 use crate::metrics::reference_labels;
 use crate::tucker::ranks::{BudgetMeasure, ConvGeometry};
@@ -165,10 +165,7 @@ fn parse_ranks(text: &str) -> Result<[usize; 2], CliError> {
 /// backend and compared with the original (and a reference mask).
 #[allow(clippy::too_many_arguments)]
 pub fn pareto(model: &str, image: &Path, reference_path: Option<&Path>, factors: &str, min_rank: usize, margin: f64, backend: &str, warmup: Option<bool>, json: bool) -> Result<(), CliError> {
-    let factors = factors
-        .split(',')
-        .map(|f| f.trim().parse::<f64>().map_err(|_| CliError(format!("--factors {factors}: comma-separated numbers in (0, 1]"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let factors = crate::compress::pareto::parse_factors(factors).map_err(|e| CliError(format!("--factors {factors}: {e}")))?;
     let dir = resolve_model_dir(model)?;
     let (model_json, weights) = read_package_files(&dir)?;
     let volume = read_volume(image)?;
@@ -187,8 +184,10 @@ pub fn pareto(model: &str, image: &Path, reference_path: Option<&Path>, factors:
     // On wgpu each model's first run compiles its kernels: time the second by default.
     let warmup = warmup.unwrap_or(opened.adapter.is_some());
     let options = SweepOptions { factors, min_rank, margin, warmup };
-    let mut on_point = |p: &ParetoPoint| {
-        eprintln!("[pareto] {}", point_line(p));
+    let mut on_point = |so_far: &ParetoSweep| {
+        if let Some(p) = so_far.points.last() {
+            eprintln!("[pareto] {}", point_line(p));
+        }
         true
     };
     let mut last = String::new();
@@ -243,8 +242,8 @@ fn point_line(p: &ParetoPoint) -> String {
         p.flops as f64 / 1e9,
         p.ms,
         p.inference_ms,
-        1.0 - p.worst_drop,
-        p.worst_label,
-        if p.passes { "PASS" } else { "FAIL" }
+        p.verdict.worst_dice,
+        p.verdict.worst_label,
+        if p.verdict.passes { "PASS" } else { "FAIL" }
     )
 }

@@ -9,6 +9,7 @@
 //! `name.first.weight`, `name.core.weight`, `name.last.weight` (+ `.bias`).
 
 pub mod pareto;
+pub mod verdict;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -94,8 +95,22 @@ pub struct CompressReport {
     pub params_after: u64,
     pub flops_before: u64,
     pub flops_after: u64,
+    /// The fractions saved, `1 − after / before`, as the page shows them.
+    #[serde(default)]
+    pub params_saved: f64,
+    #[serde(default)]
+    pub flops_saved: f64,
     /// Decomposing every layer, in milliseconds.
     pub ms: f64,
+}
+
+/// `1 − after / before`; 0 for nothing before.
+fn saved(before: u64, after: u64) -> f64 {
+    if before == 0 {
+        0.0
+    } else {
+        1.0 - after as f64 / before as f64
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,13 +259,16 @@ pub fn compress_package(
     let params_after: u64 = out.iter().map(|(_, _, v)| v.len() as u64).sum();
     let new_weights = f32_safetensors(&out)?;
 
+    let (flops_before, flops_after) = (reports.iter().map(|r| r.flops_before).sum(), reports.iter().map(|r| r.flops_after).sum());
     let report = CompressReport {
         source_id: source.id.clone(),
         rule: rule.clone(),
         params_before,
         params_after,
-        flops_before: reports.iter().map(|r| r.flops_before).sum(),
-        flops_after: reports.iter().map(|r| r.flops_after).sum(),
+        flops_before,
+        flops_after,
+        params_saved: saved(params_before, params_after),
+        flops_saved: saved(flops_before, flops_after),
         layers: reports,
         ms,
     };
@@ -361,6 +379,10 @@ mod tests {
             };
             assert!(after as f64 <= fraction * before as f64, "{measure:?}: {after} of {before}");
             assert_eq!(c.manifest.flops_per_patch, r.flops_after);
+            // What the page shows as "% fewer".
+            assert!((r.flops_saved - (1.0 - r.flops_after as f64 / r.flops_before as f64)).abs() < 1e-12);
+            assert!((r.params_saved - (1.0 - r.params_after as f64 / r.params_before as f64)).abs() < 1e-12);
+            assert!(r.params_saved > 0.0 && r.flops_saved > 0.0);
             // It loads.
             let manifest = serde_json::to_string(&c.manifest).unwrap();
             Model::from_package_bytes(&manifest, c.weights, &Device::flex()).unwrap();

@@ -11,11 +11,12 @@
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use super::verdict::{judge, Verdict};
 use super::{compress_package, CompressError, CompressOptions, RankRule};
 use crate::inference::backend::OpenedDevice;
 use crate::inference::clock::now_ms;
 use crate::inference::pipeline::{segment, SegmentError, SegmentOptions, Segmentation};
-use crate::metrics::{dice_per_label, LabelDice};
+use crate::metrics::{dice_per_label, worst_label, LabelDice};
 use crate::model::package::parse_manifest;
 use crate::model::{Model, ModelError};
 use crate::volume::Volume;
@@ -55,12 +56,12 @@ pub struct ParetoPoint {
     pub compress_ms: f64,
     /// Per label, against the original's mask (1.0 for the original).
     pub dice_vs_original: Vec<LabelDice>,
-    /// Per label, against the reference mask, when one was given.
+    /// Per label, against the reference mask, when one was given, and the
+    /// lowest of them.
     pub dice_vs_reference: Option<Vec<LabelDice>>,
-    /// The largest `1 − Dice` against the original, and its label.
-    pub worst_drop: f64,
-    pub worst_label: String,
-    pub passes: bool,
+    pub worst_reference_dice: Option<f64>,
+    /// `dice_vs_original` judged against the sweep's margin.
+    pub verdict: Verdict,
 }
 
 /// The whole sweep.
@@ -104,12 +105,43 @@ impl SweepOptions {
     }
 }
 
+impl ParetoSweep {
+    /// The same measurements judged against another margin: the verdicts and
+    /// the fastest passing model change, nothing is measured again.
+    pub fn judged(mut self, margin: f64) -> Self {
+        for p in &mut self.points {
+            p.verdict = judge(&p.dice_vs_original, margin);
+        }
+        self.margin = margin;
+        self.fastest_passing = fastest_passing(&self.points);
+        self
+    }
+}
+
+/// The factors a user typed ("0.25, 0.5 0.75"): numbers in (0, 1] separated
+/// by commas, semicolons or spaces, sorted, without repeats.
+pub fn parse_factors(text: &str) -> Result<Vec<f64>, ParetoError> {
+    let parts: Vec<&str> = text.split(|c: char| c == ',' || c == ';' || c.is_whitespace()).filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        return Err(ParetoError::Options("give at least one factor, e.g. 0.25, 0.5, 0.75".into()));
+    }
+    let parsed: Vec<Option<f64>> = parts.iter().map(|p| p.parse::<f64>().ok().filter(|f| *f > 0.0 && *f <= 1.0)).collect();
+    let bad: Vec<&str> = parts.iter().zip(&parsed).filter(|(_, f)| f.is_none()).map(|(p, _)| *p).collect();
+    if !bad.is_empty() {
+        return Err(ParetoError::Options(format!("{}: factors lie in (0, 1]", bad.join(", "))));
+    }
+    let mut factors: Vec<f64> = parsed.into_iter().flatten().collect();
+    factors.sort_by(f64::total_cmp);
+    factors.dedup();
+    Ok(factors)
+}
+
 /// The fastest passing point; ties go to the earlier one (the original first).
 pub fn fastest_passing(points: &[ParetoPoint]) -> Option<usize> {
     points
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.passes)
+        .filter(|(_, p)| p.verdict.passes)
         .fold(None, |best: Option<(usize, f64)>, (i, p)| match best {
             Some((_, ms)) if ms <= p.ms => best,
             _ => Some((i, p.ms)),
@@ -117,18 +149,11 @@ pub fn fastest_passing(points: &[ParetoPoint]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// The largest `1 − Dice` over the labels, and its label's name.
-pub fn worst_drop(dice: &[LabelDice]) -> (f64, String) {
-    dice.iter()
-        .map(|d| (1.0 - d.dice, d.name.clone()))
-        .fold((0.0, String::new()), |worst, d| if d.0 > worst.0 || worst.1.is_empty() { d } else { worst })
-}
-
 /// Segments `volume` with the source package and with its Tucker-2 at each
 /// factor, on `device`. `reference`, when given, holds labels in the
-/// volume's grid (see `metrics::reference_labels`). `on_point` sees each
-/// point as it is measured; it and `progress(what, fraction)` return false
-/// to cancel.
+/// volume's grid (see `metrics::reference_labels`). `on_point` sees the
+/// sweep so far as each point is measured (judged, its fastest passing model
+/// named); it and `progress(what, fraction)` return false to cancel.
 #[allow(clippy::too_many_arguments)]
 pub async fn sweep(
     source_json: &str,
@@ -137,7 +162,7 @@ pub async fn sweep(
     reference: Option<&[u8]>,
     options: &SweepOptions,
     device: &OpenedDevice,
-    on_point: &mut dyn FnMut(&ParetoPoint) -> bool,
+    on_point: &mut dyn FnMut(&ParetoSweep) -> bool,
     progress: &mut dyn FnMut(&str, f64) -> bool,
 ) -> Result<ParetoSweep, ParetoError> {
     options.check()?;
@@ -149,7 +174,7 @@ pub async fn sweep(
         }
     }
     let models = 1 + options.factors.len();
-    let mut points: Vec<ParetoPoint> = Vec::with_capacity(models);
+    let mut done = ParetoSweep { source_id: source.id.clone(), margin: options.margin, points: Vec::with_capacity(models), fastest_passing: None };
     let mut original_labels: Vec<u8> = Vec::new();
 
     for step in 0..models {
@@ -188,7 +213,6 @@ pub async fn sweep(
             Some(_) => dice_per_label(&seg.labels, &original_labels, labels),
         };
         let dice_vs_reference = reference.map(|r| dice_per_label(&seg.labels, r, labels));
-        let (worst, worst_label) = worst_drop(&dice_vs_original);
         let point = ParetoPoint {
             factor,
             params: model.manifest.params,
@@ -196,23 +220,21 @@ pub async fn sweep(
             ms: seg.timings_ms.total,
             inference_ms: seg.timings_ms.inference,
             compress_ms,
+            verdict: judge(&dice_vs_original, options.margin),
+            worst_reference_dice: dice_vs_reference.as_deref().and_then(worst_label).map(|l| l.dice),
             dice_vs_original,
             dice_vs_reference,
-            worst_drop: worst,
-            worst_label,
-            passes: worst <= options.margin,
         };
         if factor.is_none() {
             original_labels = seg.labels;
         }
-        let go_on = on_point(&point);
-        points.push(point);
-        if !go_on {
+        done.points.push(point);
+        done.fastest_passing = fastest_passing(&done.points);
+        if !on_point(&done) {
             return Err(ParetoError::Cancelled);
         }
     }
-    let fastest = fastest_passing(&points);
-    Ok(ParetoSweep { source_id: source.id, margin: options.margin, points, fastest_passing: fastest })
+    Ok(done)
 }
 
 async fn run(
@@ -232,7 +254,6 @@ mod tests {
 
     fn point(factor: Option<f64>, ms: f64, dice: f64, margin: f64) -> ParetoPoint {
         let d = vec![LabelDice { value: 1, name: "brain".into(), dice }];
-        let (worst_drop, worst_label) = worst_drop(&d);
         ParetoPoint {
             factor,
             params: 0,
@@ -240,11 +261,10 @@ mod tests {
             ms,
             inference_ms: ms,
             compress_ms: 0.0,
+            verdict: judge(&d, margin),
             dice_vs_original: d,
             dice_vs_reference: None,
-            worst_drop,
-            worst_label,
-            passes: worst_drop <= margin,
+            worst_reference_dice: None,
         }
     }
 
@@ -263,15 +283,26 @@ mod tests {
     }
 
     #[test]
-    fn the_worst_label_is_the_largest_drop() {
-        let d = vec![
-            LabelDice { value: 1, name: "a".into(), dice: 0.99 },
-            LabelDice { value: 2, name: "b".into(), dice: 0.95 },
-            LabelDice { value: 3, name: "c".into(), dice: 0.97 },
-        ];
-        let (drop, label) = worst_drop(&d);
-        assert!((drop - 0.05).abs() < 1e-12);
-        assert_eq!(label, "b");
+    fn a_new_margin_judges_the_same_points_again() {
+        let pts = vec![point(None, 100.0, 1.0, 0.01), point(Some(0.25), 40.0, 0.90, 0.01), point(Some(0.5), 60.0, 0.995, 0.01)];
+        let sweep = ParetoSweep { source_id: "m".into(), margin: 0.01, fastest_passing: fastest_passing(&pts), points: pts };
+        assert_eq!(sweep.fastest_passing, Some(2));
+        let wide = sweep.clone().judged(0.2);
+        assert!(wide.points.iter().all(|p| p.verdict.passes && p.verdict.margin == 0.2));
+        assert_eq!((wide.margin, wide.fastest_passing), (0.2, Some(1)));
+        assert_eq!(wide.points[1].ms, 40.0, "measurements unchanged");
+        let none = sweep.judged(0.0);
+        assert_eq!(none.points.iter().map(|p| p.verdict.passes).collect::<Vec<_>>(), [true, false, false]);
+        assert_eq!(none.fastest_passing, Some(0));
+    }
+
+    #[test]
+    fn typed_factors_are_read_sorted_and_bad_ones_named() {
+        assert_eq!(parse_factors("0.9, 0.5;0.5  0.25").unwrap(), [0.25, 0.5, 0.9]);
+        let msg = |t: &str| parse_factors(t).unwrap_err().to_string();
+        assert_eq!(msg("0.5, 2"), "2: factors lie in (0, 1]");
+        assert_eq!(msg("half 0 0.5"), "half, 0: factors lie in (0, 1]");
+        assert!(msg(" , ").starts_with("give at least one factor"));
     }
 
     #[test]

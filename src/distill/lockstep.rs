@@ -535,7 +535,7 @@ pub struct CurveTerms {
 }
 
 impl CurveTerms {
-    fn of(r: &LossRecord) -> Self {
+    pub fn of(r: &LossRecord) -> Self {
         Self { hard: r.cross_entropy + r.dice, kd: r.kd, feature: r.encoder + r.bottleneck + r.decoder, total: r.total, learning_rate: r.learning_rate }
     }
 }

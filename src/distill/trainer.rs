@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use burn::tensor::Device;
 use burn_store::{BurnpackStore, ModuleSnapshot};
 use serde::{Deserialize, Serialize};
@@ -167,6 +166,7 @@ fn open_csv(path: &Path, keep_steps: usize) -> Result<std::fs::File, DistillErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Module;
     use crate::distill::augment::AugmentConfig;
     use crate::distill::average::flat_weights;
     use crate::distill::teacher::run_teacher;

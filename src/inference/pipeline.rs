@@ -175,6 +175,12 @@ fn argmax_cropped(probs: &[Vec<f32>], padded: [usize; 3], region: [usize; 3]) ->
     out
 }
 
+/// The volume of every non-background label together (the brain, for a
+/// brain mask), in mm³.
+pub fn foreground_mm3(volumes: &[LabelVolume]) -> f64 {
+    volumes.iter().filter(|l| l.value != 0).map(|l| l.mm3).sum()
+}
+
 /// Voxel counts and volumes of every non-background label.
 pub fn measure_labels(labels: &[u8], voxel_mm3: f64, names: &[crate::model::Label]) -> Vec<LabelVolume> {
     let mut counts = [0u64; 256];
@@ -191,4 +197,20 @@ pub fn measure_labels(labels: &[u8], voxel_mm3: f64, names: &[crate::model::Labe
             mm3: counts[l.value as usize] as f64 * voxel_mm3,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Label;
+
+    #[test]
+    fn label_volumes_count_voxels_and_the_foreground_adds_them() {
+        let label = |value: u8, name: &str| Label { value, name: name.into(), color: [0; 3] };
+        let names = [label(0, "background"), label(1, "a"), label(2, "b")];
+        let v = measure_labels(&[0, 1, 1, 2, 0, 1], 2.5, &names);
+        assert_eq!(v.iter().map(|l| (l.value, l.voxels)).collect::<Vec<_>>(), [(1, 3), (2, 1)]);
+        assert_eq!(v[0].mm3, 7.5);
+        assert_eq!(foreground_mm3(&v), 10.0);
+    }
 }

@@ -15,6 +15,7 @@ use crate::inference::{backend, Backend};
 use crate::model::Model;
 use crate::volume;
 
+mod judge;
 mod recover;
 mod teach;
 
@@ -290,6 +291,7 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
     struct Result<'a> {
         timings_ms: &'a crate::inference::Timings,
         label_volumes_mm3: &'a [crate::inference::LabelVolume],
+        foreground_mm3: f64,
         backend: &'static str,
         windows: usize,
         networks: usize,
@@ -299,6 +301,7 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
     let out = to_js(&Result {
         timings_ms: &seg.timings_ms,
         label_volumes_mm3: &seg.label_volumes,
+        foreground_mm3: crate::inference::pipeline::foreground_mm3(&seg.label_volumes),
         backend: page_name(backend),
         windows: seg.windows,
         networks: model.networks().count(),
@@ -311,14 +314,28 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
 
 /// How far two masks of the same volume agree (the page's Compare): Dice and
 /// the 95th-percentile surface distance of the foregrounds, Dice per label
-/// (`labels`: the model card's), and, when a reference mask is given, each
-/// mask's Dice per label against it. All three are gzip NIfTI bytes.
+/// (`labels`: the model card's; without them, the foreground as one label),
+/// and, when a reference mask is given, each
+/// mask's Dice per label against it (and the lowest). All three are gzip
+/// NIfTI bytes. `options` (optional): `{margin}` judges `b` against `a` as
+/// the Compress verdict does; `{ms: [a_ms, b_ms]}`, the two runs' times,
+/// gives how many times faster `b` ran.
 #[wasm_bindgen]
-pub fn mask_agreement(a: &[u8], b: &[u8], reference: Option<Vec<u8>>, labels: JsValue) -> Result<JsValue, JsError> {
+pub fn mask_agreement(a: &[u8], b: &[u8], reference: Option<Vec<u8>>, labels: JsValue, options: JsValue) -> Result<JsValue, JsError> {
     let labels: Vec<crate::model::Label> = if labels.is_undefined() || labels.is_null() {
         Vec::new()
     } else {
         serde_wasm_bindgen::from_value(labels).map_err(|e| JsError::new(&format!("bad labels: {e}")))?
+    };
+    #[derive(serde::Deserialize, Default)]
+    struct Options {
+        margin: Option<f64>,
+        ms: Option<[f64; 2]>,
+    }
+    let options: Options = if options.is_undefined() || options.is_null() {
+        Options::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad agreement options: {e}")))?
     };
     let read = |bytes: &[u8]| volume::read_nifti(bytes).map_err(|e| JsError::new(&e.to_string()));
     let (va, vb) = (read(a)?, read(b)?);
@@ -327,22 +344,29 @@ pub fn mask_agreement(a: &[u8], b: &[u8], reference: Option<Vec<u8>>, labels: Js
     }
     let as_labels = |v: &volume::Volume| v.data.iter().map(|&x| x.round().clamp(0.0, 255.0) as u8).collect::<Vec<u8>>();
     let (la, lb) = (as_labels(&va), as_labels(&vb));
+    let worst = |d: &[crate::metrics::LabelDice]| crate::metrics::worst_label(d).map(|l| l.dice);
     let reference = match reference {
         Some(bytes) => {
             let lr = reference_on_grid(&bytes, va.dims, &labels)?;
-            Some(ReferenceDice {
-                a: crate::metrics::dice_per_label(&la, &lr, &labels),
-                b: crate::metrics::dice_per_label(&lb, &lr, &labels),
-            })
+            let (a, b) = (crate::metrics::dice_per_label(&la, &lr, &labels), crate::metrics::dice_per_label(&lb, &lr, &labels));
+            Some(ReferenceDice { worst: [worst(&a), worst(&b)], a, b })
         }
         None => None,
     };
     let binary = |l: &[u8]| l.iter().map(|&x| (x > 0) as u8).collect::<Vec<u8>>();
     let (ma, mb) = (binary(&la), binary(&lb));
+    let dice = crate::metrics::dice(&ma, &mb);
+    // Without a label list, the foreground is the one label (and the one judged).
+    let per_label = match crate::metrics::dice_per_label(&la, &lb, &labels) {
+        none if none.is_empty() => vec![crate::metrics::LabelDice { value: 1, name: "foreground".into(), dice }],
+        some => some,
+    };
     #[derive(Serialize)]
     struct ReferenceDice {
         a: Vec<crate::metrics::LabelDice>,
         b: Vec<crate::metrics::LabelDice>,
+        /// The lowest label Dice of each.
+        worst: [Option<f64>; 2],
     }
     #[derive(Serialize)]
     struct Agreement {
@@ -350,20 +374,25 @@ pub fn mask_agreement(a: &[u8], b: &[u8], reference: Option<Vec<u8>>, labels: Js
         hd95_mm: Option<f64>,
         per_label: Vec<crate::metrics::LabelDice>,
         reference: Option<ReferenceDice>,
+        verdict: Option<crate::compress::verdict::Verdict>,
+        speedup: Option<f64>,
     }
     to_js(&Agreement {
-        dice: crate::metrics::dice(&ma, &mb),
+        dice,
         hd95_mm: crate::metrics::hd95(&ma, &mb, va.dims, va.spacing),
-        per_label: crate::metrics::dice_per_label(&la, &lb, &labels),
+        verdict: options.margin.map(|m| crate::compress::verdict::judge(&per_label, m)),
+        per_label,
         reference,
+        speedup: options.ms.filter(|[a, b]| *a > 0.0 && *b > 0.0).map(|[a, b]| a / b),
     })
 }
 
 /// The Pareto view: segments `volume` (NIfTI bytes) with the package and with
 /// its Tucker-2 at each factor of `options` (`{factors, min_rank, margin,
 /// warmup}`), on the selected backend. `reference` is an optional mask on
-/// the volume's grid. Calls `on_point(point)` as each model is measured and
-/// `on_progress(what, fraction)` as work advances. Returns the sweep.
+/// the volume's grid. Calls `on_point(sweep)` with the sweep so far as each
+/// model is measured and `on_progress(what, fraction)` as work advances.
+/// Returns the sweep.
 #[wasm_bindgen]
 pub async fn pareto_sweep(
     model_json: String,
@@ -381,8 +410,8 @@ pub async fn pareto_sweep(
     drop(volume);
     let source = crate::model::package::parse_manifest(&model_json).map_err(|e| JsError::new(&e.to_string()))?;
     let reference = reference.map(|bytes| reference_on_grid(&bytes, vol.dims, &source.labels)).transpose()?;
-    let mut point = |p: &crate::compress::pareto::ParetoPoint| {
-        if let Ok(v) = to_js(p) {
+    let mut point = |so_far: &crate::compress::pareto::ParetoSweep| {
+        if let Ok(v) = to_js(so_far) {
             let _ = on_point.call1(&JsValue::NULL, &v);
         }
         true

@@ -9,7 +9,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use super::{card, current_device, set_field, to_js};
-use crate::distill::lockstep::prepare_volume;
+use crate::distill::lockstep::{prepare_volume, CurveTerms};
 use crate::distill::recover::Recovery;
 use crate::model::Model;
 use crate::volume;
@@ -47,13 +47,21 @@ pub async fn recover_open(volume: Vec<u8>, original_json: String, original_weigh
     Ok(out)
 }
 
-/// `n` more steps: their loss records.
+/// `n` more steps: `[{step, kd: {hard, kd, feature, total, learning_rate}}]`,
+/// the terms as the teach room's curves plot them (the recovering model is
+/// the KD student).
 #[wasm_bindgen]
 pub async fn recover_step(n: usize) -> Result<JsValue, JsError> {
     let mut recovery = RECOVERY.with(|r| r.borrow_mut().take()).ok_or_else(|| JsError::new("no recovery is running"))?;
     let result = recovery.steps(n.max(1)).await;
     RECOVERY.with(|r| *r.borrow_mut() = Some(recovery));
-    to_js(&result.map_err(err)?)
+    #[derive(Serialize)]
+    struct Point {
+        step: usize,
+        kd: CurveTerms,
+    }
+    let points: Vec<Point> = result.map_err(err)?.iter().map(|r| Point { step: r.step, kd: CurveTerms::of(r) }).collect();
+    to_js(&points)
 }
 
 /// The recovered package: `{card, model_json, weights}`.

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { tid, openApp, loadSample, networkProblems, waitForStatus, HDBET_FOLD0, RUN_TIMEOUT_MS } from './lib.mjs';
+import { tid, openApp, loadSample, networkProblems, waitForStatus, HDBET_FOLD0, RUN_TIMEOUT_MS, setMargin } from './lib.mjs';
 
 const status = (page) => page.textContent(tid('status'));
 const CH2BET = path.join(process.env.BEDSIDE_DATA || path.join(os.homedir(), '.cache/bedside/data'), 'colin27/ch2bet.nii.gz');
@@ -73,10 +73,10 @@ describe('compress: HD-BET uploaded, Tucker-2 at 0.5, judged and downloaded', { 
     const drop = 1 - dice;
     assert.equal(v, drop <= 0.01 ? 'PASS' : 'FAIL', text);
     if (v === 'FAIL') assert.match(text, /brain/);
-    await page.fill(tid('margin'), '0.2');
+    await setMargin(page, 0.2, 'compress-verdict');
     [v, text] = await verdict();
     assert.equal(v, 'PASS', text);
-    await page.fill(tid('margin'), '0');
+    await setMargin(page, 0, 'compress-verdict');
     [v, text] = await verdict();
     assert.equal(v, 'FAIL', text);
     assert.match(text, /brain drops by/);

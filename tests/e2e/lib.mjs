@@ -45,7 +45,7 @@ fs.mkdirSync(ARTIFACTS, { recursive: true });
 export function distDir() {
   const dist = path.resolve(REPO, process.env.BEDSIDE_DIST || 'dist');
   const need = ['index.html', 'app.js', 'worker.js', 'viewer.js', 'bedside.js', 'bedside_bg.wasm', 'vendor/niivue/index.js', 'models/index.json', 'sample/ch2.nii.gz',
-    'ui/state.js', 'ui/rpc.js', 'ui/engine.js', 'ui/progress.js', 'ui/controls.js', 'ui/format.js', 'ui/dice.js', 'ui/files.js', 'ui/viewers.js',
+    'ui/state.js', 'ui/rpc.js', 'ui/engine.js', 'ui/progress.js', 'ui/controls.js', 'ui/format.js', 'ui/files.js', 'ui/viewers.js',
     'ui/volume.js', 'ui/model.js', 'ui/run.js', 'ui/compare.js', 'ui/compress.js', 'ui/pareto.js', 'ui/device.js'];
   const missing = need.filter((f) => !fs.existsSync(path.join(dist, f)));
   if (missing.length) {
@@ -188,6 +188,17 @@ export async function waitForStatus(page, pattern, timeout) {
   );
   const err = await errorText(page);
   if (err) throw new Error(`the page reported: ${err}`);
+}
+
+/** Type a safety margin and wait until the engine's verdict in `judged` (a data-testid whose
+ * element carries data-margin) was judged at it: the page asks the worker to judge again. */
+export async function setMargin(page, value, judged) {
+  await page.fill(tid('margin'), String(value));
+  await page.waitForFunction(
+    ([id, m]) => document.querySelector(`[data-testid="${id}"]`)?.dataset.margin === m,
+    [judged, String(Number(value))],
+    { timeout: 30_000 },
+  );
 }
 
 export async function errorText(page) {

@@ -8,7 +8,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { RUN_TIMEOUT_MS, tid, openApp, loadSample, errorText, networkProblems, screenshot, waitForStatus } from './lib.mjs';
+import { RUN_TIMEOUT_MS, tid, openApp, loadSample, errorText, networkProblems, screenshot, waitForStatus, setMargin } from './lib.mjs';
 
 const DATA = process.env.BEDSIDE_DATA || path.join(process.env.HOME, '.cache/bedside/data');
 const CH2BET = path.join(DATA, 'colin27/ch2bet.nii.gz');
@@ -57,6 +57,8 @@ describe('Pareto view: student-m at factors 0.5 and 0.9 on the sample, with ch2b
     await page.selectOption(tid('model-select'), 'student-m');
     await page.fill(tid('pareto-factors'), '0.5, 2');
     await page.click(tid('pareto-button'));
+    // The engine reads the factors: wait for its answer.
+    await page.waitForFunction(() => !document.querySelector('[data-testid="error"]').hidden);
     assert.match(await errorText(page), /Pareto view: 2: factors lie in \(0, 1\]/);
     assert.equal(await page.$eval(tid('pareto-table'), (t) => t.hidden), true);
   });
@@ -91,15 +93,15 @@ describe('Pareto view: student-m at factors 0.5 and 0.9 on the sample, with ch2b
 
   test('the fastest passing model follows the margin', async () => {
     const page = app.page;
-    await page.fill(tid('margin'), '0.2');
+    await setMargin(page, 0.2, 'pareto-summary');
     let list = await rows(page);
     assert.ok(list.every((r) => r.verdict === 'PASS'));
     assert.equal(await page.$eval(tid('pareto-summary'), (e) => e.dataset.fastest), fastestPassing(list));
-    await page.fill(tid('margin'), '0');
+    await setMargin(page, 0, 'pareto-summary');
     list = await rows(page);
     assert.deepEqual(list.map((r) => r.verdict), ['PASS', 'FAIL', 'FAIL']);
     assert.equal(await page.$eval(tid('pareto-summary'), (e) => e.dataset.fastest), 'original');
-    await page.fill(tid('margin'), '0.01');
+    await setMargin(page, 0.01, 'pareto-summary');
   });
 
   test('a sweep can be cancelled; the points measured so far stay', async () => {

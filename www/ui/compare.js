@@ -6,7 +6,6 @@
 import { el, state, selectedModel, teacherOf } from './state.js';
 import { engine } from './engine.js';
 import { fmt, backendName } from './format.js';
-import { worstDice } from './dice.js';
 import { setStatus, setProgress } from './progress.js';
 import { updateControls } from './controls.js';
 import * as viewers from './viewers.js';
@@ -46,7 +45,9 @@ export async function onCompareResult(result) {
   const b = result.mask.slice(0);
   const reference = state.reference ? state.reference.bytes.slice(0) : null;
   const labels = state.modelInfo?.labels ?? null;
-  engine.post({ type: 'agreement', id: state.runId, a, b, reference, labels }, reference ? [a, b, reference] : [a, b]);
+  // The engine judges the compressed model at the margin, and works out the speed-up.
+  const options = { ms: [c.results.teacher.timings_ms.total, result.timings_ms.total], margin: c.compress ? Number(el.margin.value) : null };
+  engine.post({ type: 'agreement', id: state.runId, a, b, reference, labels, options }, reference ? [a, b, reference] : [a, b]);
   updateControls();
 }
 
@@ -59,9 +60,8 @@ export async function onAgreement(msg) {
   const row = (model, r) => {
     const tr = document.createElement('tr');
     tr.dataset.model = model.id;
-    const brain = (r.label_volumes_mm3 || []).filter((l) => l.value > 0).reduce((s, l) => s + Number(l.mm3), 0);
     const gflop = Number.isFinite(model.flops_per_patch) ? fmt(model.flops_per_patch / 1e9) : '–';
-    for (const text of [model.name, Number.isFinite(model.params) ? fmt(model.params) : '–', gflop, fmt(r.timings_ms.total), fmt(brain)]) {
+    for (const text of [model.name, Number.isFinite(model.params) ? fmt(model.params) : '–', gflop, fmt(r.timings_ms.total), fmt(r.foreground_mm3)]) {
       const td = document.createElement('td');
       td.textContent = text;
       tr.append(td);
@@ -69,11 +69,11 @@ export async function onAgreement(msg) {
     return tr;
   };
   el.compareTable.tBodies[0].replaceChildren(row(c.teacher, c.results.teacher), row(c.student, c.results.student));
-  const speedup = c.results.teacher.timings_ms.total / c.results.student.timings_ms.total;
+  const speedup = msg.speedup ?? NaN;
   const hd = Number.isFinite(msg.hd95_mm) ? `, HD95 ${msg.hd95_mm.toFixed(1)} mm` : '';
   el.compareAgreement.dataset.dice = String(msg.dice);
   const vsReference = referenceSentence(msg.reference, c.compress ? ['the original', 'the compressed model'] : ['the teacher', 'the student']);
-  el.compareAgreement.dataset.referenceDice = msg.reference ? JSON.stringify([worstDice(msg.reference.a), worstDice(msg.reference.b)]) : '';
+  el.compareAgreement.dataset.referenceDice = msg.reference ? JSON.stringify(msg.reference.worst) : '';
   el.compareAgreement.textContent =
     `Agreement of the student with the teacher: Dice ${msg.dice.toFixed(4)}${hd}. ` +
     `The student took ${fmt(c.results.student.timings_ms.total)} ms, ${speedup.toFixed(1)}× faster than the teacher.${vsReference}`;
@@ -85,7 +85,7 @@ export async function onAgreement(msg) {
       `Agreement of the compressed model with the original: Dice ${msg.dice.toFixed(4)}${hd}. ` +
       `It took ${fmt(c.results.student.timings_ms.total)} ms against ${fmt(c.results.teacher.timings_ms.total)} ms ` +
       `(${speedup.toFixed(2)}× the speed) on ${backendName(c.results.student.backend)}.${vsReference}`;
-    renderVerdict(msg.per_label && msg.per_label.length ? msg.per_label : [{ name: 'foreground', dice: msg.dice }]);
+    renderVerdict(msg.verdict, msg.per_label);
   }
   el.comparePanel.hidden = false;
   setStatus(

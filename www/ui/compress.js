@@ -5,7 +5,6 @@
 import { el, state, selectedModel } from './state.js';
 import { engine } from './engine.js';
 import { fmt } from './format.js';
-import { worstLabel, withinMargin } from './dice.js';
 import { saveBlob } from './files.js';
 import { setStatus, setIdleStatus, showError, clearError, setProgress } from './progress.js';
 import { updateControls } from './controls.js';
@@ -83,15 +82,15 @@ export function onCompressed(msg) {
   state.models.push(model);
   state.compressed = { model, source, report: r };
   renderModels(source.id);
-  const pct = (a, b) => `${(100 * (1 - a / b)).toFixed(1)}% fewer`;
+  const pct = (saved) => `${(100 * saved).toFixed(1)}% fewer`;
   const factorised = r.layers.filter((l) => l.ranks).length;
   const wall = (performance.now() - state.compressStartedAt) / 1000;
   el.compressSummary.dataset.paramsBefore = String(r.params_before);
   el.compressSummary.dataset.paramsAfter = String(r.params_after);
   el.compressSummary.textContent =
     `${msg.card.name}: ${factorised} of ${r.layers.length} convolutions factorised. ` +
-    `Parameters ${fmt(r.params_before)} → ${fmt(r.params_after)} (${pct(r.params_after, r.params_before)}); ` +
-    `GFLOP per window ${fmt(r.flops_before / 1e9)} → ${fmt(r.flops_after / 1e9)} (${pct(r.flops_after, r.flops_before)}). ` +
+    `Parameters ${fmt(r.params_before)} → ${fmt(r.params_after)} (${pct(r.params_saved)}); ` +
+    `GFLOP per window ${fmt(r.flops_before / 1e9)} → ${fmt(r.flops_after / 1e9)} (${pct(r.flops_saved)}). ` +
     `Decomposed in ${(r.ms / 1000).toFixed(1)} s in this tab (${wall.toFixed(1)} s with loading). Added to the model list; kept in this tab only.`;
   const cell = (text) => {
     const td = document.createElement('td');
@@ -143,22 +142,36 @@ function runCompressed() {
   setStatus(`Running the original (${c.source.name}) first…`);
 }
 
-/** PASS when every label's Dice drop (1 − Dice against the original) is within the margin; the
- * message names the label that dropped most. `perLabel`: [{name, dice}]. */
-export function renderVerdict(perLabel) {
-  if (state.compressed) state.compressed.lastPerLabel = perLabel;
-  const margin = Number(el.margin.value);
-  const worst = worstLabel(perLabel);
-  const label = worst.name;
-  const drop = 1 - worst.dice;
-  const pass = withinMargin(perLabel, margin);
-  el.compressVerdict.dataset.verdict = pass ? 'PASS' : 'FAIL';
-  el.compressVerdict.className = `verdict ${pass ? 'pass' : 'fail'}`;
-  el.compressVerdict.textContent = pass
+/** The verdict the engine gave (compress::verdict: PASS when every label's Dice drop against the
+ * original is within the margin), naming the label that dropped most. `perLabel` ([{name, dice}])
+ * is what it judged, kept to judge again when the margin changes. */
+export function renderVerdict(verdict, perLabel) {
+  if (state.compressed) Object.assign(state.compressed, { lastPerLabel: perLabel, verdict });
+  const { passes, worst_label: label, worst_drop: drop, margin } = verdict;
+  el.compressVerdict.dataset.verdict = passes ? 'PASS' : 'FAIL';
+  el.compressVerdict.dataset.margin = String(margin);
+  el.compressVerdict.className = `verdict ${passes ? 'pass' : 'fail'}`;
+  el.compressVerdict.textContent = passes
     ? `PASS: the largest Dice drop (${label}: ${drop.toFixed(4)}) is within the margin of ${margin}.`
     : `FAIL: ${label} drops by ${drop.toFixed(4)} in Dice against the original, more than the margin of ${margin}.`;
   el.compressVerdict.hidden = false;
   onVerdict();
+}
+
+// The margin of the judgement last asked for: an older answer arriving late is dropped.
+let judging = 0;
+
+/** A new margin: the engine judges the last comparison again, without running anything. */
+async function judgeAgain() {
+  const c = state.compressed;
+  if (!c || !c.lastPerLabel || state.busy) return;
+  const ticket = ++judging;
+  try {
+    const verdict = await engine.call('judge-margin', { dice: c.lastPerLabel, margin: Number(el.margin.value) });
+    if (ticket === judging && state.compressed === c) renderVerdict(verdict, c.lastPerLabel);
+  } catch (e) {
+    showError(`Could not judge the comparison again: ${e.message}`);
+  }
 }
 
 function downloadCompressed() {
@@ -182,9 +195,5 @@ export function wireCompress() {
   el.compressButton.addEventListener('click', compressSelected);
   el.compressRun.addEventListener('click', runCompressed);
   el.compressDownload.addEventListener('click', downloadCompressed);
-  // A new margin judges the last comparison again, without running anything.
-  el.margin.addEventListener('input', () => {
-    const c = state.compressed;
-    if (c && c.lastPerLabel) renderVerdict(c.lastPerLabel);
-  });
+  el.margin.addEventListener('input', judgeAgain);
 }

@@ -25,6 +25,8 @@ export function updateControls() {
   el.compressDownload.disabled = !state.compressed;
   el.paretoButton.disabled = !(idle && state.engineReady && state.volume && selectedModel() && !selectedModel().compressedFrom);
   el.paretoFactors.disabled = state.busy;
+  // The margin is an input of a running sweep or comparison; it re-judges once they are done.
+  el.margin.disabled = state.busy;
   el.referenceInput.disabled = !(idle && state.volume);
   el.referenceClear.hidden = !state.reference;
   el.referenceClear.disabled = state.busy;

@@ -1,26 +1,15 @@
 // Pareto view: the selected model and its Tucker-2 at several factors, each run on the loaded
 // volume on the chosen backend; time against Dice with the original, the fastest passing marked.
-// The worker compresses and times every version (one 'pareto' request); this module shows the
-// points as they arrive and judges them against the safety margin, which the user may change
-// afterwards without measuring again.
+// The worker compresses, times and judges every version (one 'pareto' request, compress::pareto);
+// this module shows the sweep as it grows. A new safety margin afterwards is judged by the engine
+// again ('pareto-judge'), without measuring again.
 
 import { el, state, selectedModel } from './state.js';
 import { engine } from './engine.js';
 import { fmt } from './format.js';
-import { worstDice, worstLabel, withinMargin } from './dice.js';
 import { setStatus, setIdleStatus, showError, clearError, setProgress } from './progress.js';
 import { updateControls } from './controls.js';
 import { modelMessage, cachedAutoChoice } from './model.js';
-
-/** The factors typed by the user, sorted, without repeats; throws with the reason if one is bad. */
-function parseFactors(text) {
-  const parts = text.split(/[\s,;]+/).filter(Boolean);
-  const factors = parts.map(Number);
-  const bad = parts.filter((p, i) => !(factors[i] > 0 && factors[i] <= 1));
-  if (parts.length === 0) throw new Error('give at least one factor, e.g. 0.25, 0.5, 0.75');
-  if (bad.length) throw new Error(`${bad.join(', ')}: factors lie in (0, 1]`);
-  return [...new Set(factors)].sort((a, b) => a - b);
-}
 
 export function clearPareto() {
   state.pareto = null;
@@ -30,22 +19,24 @@ export function clearPareto() {
   el.paretoTable.tBodies[0].replaceChildren();
 }
 
-/** Sweep the factors: one request; the worker answers point by point, then with the sweep. */
-function paretoSweep() {
+/** Sweep the factors: the engine reads them (sorted, bad ones named), then one request; the
+ * worker answers with the sweep so far after each model, then with the whole sweep. */
+async function paretoSweep() {
   const source = selectedModel();
   if (!source || !state.volume || state.busy || source.compressedFrom) return;
   clearError();
   let factors;
   try {
-    factors = parseFactors(el.paretoFactors.value);
+    factors = await engine.call('pareto-factors', { text: el.paretoFactors.value });
   } catch (e) {
     showError(`Pareto view: ${e.message}`);
     return;
   }
+  if (state.busy) return; // something started while the factors were read
   clearPareto();
   const preference = el.backend.value;
   const cached = preference === 'auto' ? cachedAutoChoice() : null;
-  state.pareto = { source, factors, points: [], fastest: null, done: false, startedAt: performance.now() };
+  state.pareto = { source, factors, sweep: null, done: false, startedAt: performance.now() };
   state.busy = true;
   state.runId = state.nextId++;
   setStatus(`Pareto view: ${source.name} and ${factors.length} compressed versions…`);
@@ -72,15 +63,16 @@ function paretoSweep() {
   );
 }
 
-export function onParetoPoint(point) {
-  state.pareto.points.push(point);
+/** The sweep so far: every model measured yet, judged, the fastest passing named. */
+export function onParetoPoint(sweep) {
+  state.pareto.sweep = sweep;
   renderPareto();
 }
 
 export function onParetoDone(sweep) {
   state.busy = false;
   state.runId = null;
-  state.pareto.points = sweep.points;
+  state.pareto.sweep = sweep;
   state.pareto.done = true;
   renderPareto();
   const wall = (performance.now() - state.pareto.startedAt) / 1000;
@@ -108,13 +100,13 @@ export function onParetoCancelled() {
   }
 }
 
-/** The table, the plot and the summary, judged against the current margin. */
+/** The table, the plot and the summary, as the engine judged them (at sweep.margin). */
 function renderPareto() {
   const p = state.pareto;
-  if (!p) return;
-  const margin = Number(el.margin.value);
-  const points = p.points.map((pt, i) => ({ ...pt, i, ok: withinMargin(pt.dice_vs_original, margin) }));
-  const fastest = points.filter((pt) => pt.ok).reduce((best, pt) => (!best || pt.ms < best.ms ? pt : best), null);
+  if (!p || !p.sweep) return;
+  const { margin } = p.sweep;
+  const points = p.sweep.points.map((pt, i) => ({ ...pt, i, ok: pt.verdict.passes }));
+  const fastest = p.sweep.fastest_passing == null ? null : points[p.sweep.fastest_passing];
   const name = (pt) => (pt.factor === null || pt.factor === undefined ? 'original' : `factor ${pt.factor.toFixed(2)}`);
   const cell = (text) => {
     const td = document.createElement('td');
@@ -126,18 +118,17 @@ function renderPareto() {
       const tr = document.createElement('tr');
       tr.dataset.factor = pt.factor === null || pt.factor === undefined ? 'original' : String(pt.factor);
       tr.dataset.ms = String(pt.ms);
-      tr.dataset.dice = String(worstDice(pt.dice_vs_original));
-      tr.dataset.referenceDice = pt.dice_vs_reference ? String(worstDice(pt.dice_vs_reference)) : '';
+      tr.dataset.dice = String(pt.verdict.worst_dice);
+      tr.dataset.referenceDice = pt.worst_reference_dice == null ? '' : String(pt.worst_reference_dice);
       tr.dataset.verdict = pt.ok ? 'PASS' : 'FAIL';
       if (fastest && pt.i === fastest.i) tr.className = 'fastest';
-      const worst = worstLabel(pt.dice_vs_original) || { name: '–', dice: 1 };
       tr.append(
         cell(name(pt)),
         cell(fmt(pt.params)),
         cell(fmt(pt.flops / 1e9)),
         cell(fmt(pt.ms)),
         cell(fmt(pt.inference_ms)),
-        cell(`${worst.dice.toFixed(4)} (${worst.name})`),
+        cell(`${pt.verdict.worst_dice.toFixed(4)} (${pt.verdict.worst_label || '–'})`),
         cell(pt.dice_vs_reference ? pt.dice_vs_reference.map((l) => `${l.name} ${l.dice.toFixed(4)}`).join(', ') : '–'),
         cell(pt.ok ? 'PASS' : 'FAIL'),
       );
@@ -148,8 +139,9 @@ function renderPareto() {
   drawParetoPlot(points, fastest, margin, name);
   const progress = p.done ? '' : ` (${p.cancelled ? 'cancelled after ' : ''}${points.length} of ${p.factors.length + 1} measured)`;
   el.paretoSummary.dataset.fastest = fastest ? (fastest.factor ?? 'original').toString() : '';
+  el.paretoSummary.dataset.margin = String(margin);
   el.paretoSummary.textContent = fastest
-    ? `Fastest within the margin of ${margin}: ${name(fastest)}, ${fmt(fastest.ms)} ms, Dice with the original ${worstDice(fastest.dice_vs_original).toFixed(4)}${progress}.`
+    ? `Fastest within the margin of ${margin}: ${name(fastest)}, ${fmt(fastest.ms)} ms, Dice with the original ${fastest.verdict.worst_dice.toFixed(4)}${progress}.`
     : `No model stays within the margin of ${margin}${progress}.`;
 }
 
@@ -174,7 +166,7 @@ function drawParetoPlot(points, fastest, margin, name) {
     return;
   }
   const xs = points.map((pt) => pt.ms / 1000);
-  const ys = points.map((pt) => worstDice(pt.dice_vs_original));
+  const ys = points.map((pt) => pt.verdict.worst_dice);
   const xMax = Math.max(...xs) * 1.08 || 1;
   const yMin = Math.max(0, Math.min(...ys, 1 - margin) - 0.02);
   const X = (v) => L + ((W - L - R) * v) / xMax;
@@ -205,10 +197,27 @@ function drawParetoPlot(points, fastest, margin, name) {
   el.paretoPlot.replaceChildren(svg);
 }
 
+// The margin of the judgement last asked for: an older answer arriving late is dropped.
+let judging = 0;
+
+/** The margin only changes the verdicts, not the measurements: the engine judges the same sweep
+ * again. (The margin cannot change during a sweep: it is one of its inputs.) */
+async function judgeAgain() {
+  const p = state.pareto;
+  if (!p || !p.sweep || state.busy) return;
+  const ticket = ++judging;
+  try {
+    const sweep = await engine.call('pareto-judge', { sweep: p.sweep, margin: Number(el.margin.value) });
+    if (ticket === judging && state.pareto === p) {
+      p.sweep = sweep;
+      renderPareto();
+    }
+  } catch (e) {
+    showError(`Could not judge the Pareto view again: ${e.message}`);
+  }
+}
+
 export function wirePareto() {
   el.paretoButton.addEventListener('click', paretoSweep);
-  // The margin only changes the verdicts, not the measurements: judge the same points again.
-  el.margin.addEventListener('input', () => {
-    if (state.pareto && state.pareto.points.length) renderPareto();
-  });
+  el.margin.addEventListener('input', judgeAgain);
 }

@@ -6,7 +6,6 @@
 
 import { el, state } from './state.js';
 import { engine } from './engine.js';
-import { worstLabel } from './dice.js';
 import { setStatus, showError, clearError, setProgress } from './progress.js';
 import { updateControls } from './controls.js';
 import { modelMessage, renderModels } from './model.js';
@@ -14,11 +13,8 @@ import { drawCurves } from './teach_view.js';
 
 const $ = (id) => document.getElementById(id);
 
-/** The foreground's Dice of the last comparison (the worst label's, as the verdict judges). */
-const lastDice = () => {
-  const per = state.compressed?.lastPerLabel;
-  return per && per.length ? worstLabel(per).dice : null;
-};
+/** The Dice of the last comparison with the original: the worst label's, as the verdict judged. */
+const lastDice = () => state.compressed?.verdict?.worst_dice ?? null;
 
 async function recover() {
   const c = state.compressed;
@@ -41,10 +37,8 @@ async function recover() {
     const transfer = [bytes, original.weights, compressed.weights].filter(Boolean);
     await engine.call('recover-open', { bytes, original, compressed, steps, backend: el.backend.value, cachedChoice: null }, transfer);
     for (let done = 0; done < steps; done++) {
-      const records = await engine.call('recover-step', { n: 1 });
-      for (const r of records) {
-        state.recovering.history.push({ step: r.step, kd: { total: r.total, hard: r.cross_entropy + r.dice, kd: r.kd, feature: 0 }, scratch: {} });
-      }
+      const points = await engine.call('recover-step', { n: 1 });
+      for (const p of points) state.recovering.history.push({ ...p, scratch: {} });
       drawCurves($('recover-curve'), state.recovering.history, []);
       setStatus(`Recovering ${c.model.name}: step ${done + 1} of ${steps}…`);
       setProgress((done + 1) / steps);
@@ -61,7 +55,7 @@ async function recover() {
       patch: out.card.patch_size,
     };
     state.models.push(model);
-    state.compressed = { ...c, model, lastPerLabel: null };
+    state.compressed = { ...c, model, lastPerLabel: null, verdict: null };
     renderModels(c.source.id);
     state.busy = false;
     updateControls();

@@ -89,7 +89,7 @@ export class Engine {
   }
 
   /**
-   * A request answered by one reply with its id (`{type:'teach-reply', id, result}`, as the
+   * A request answered by one reply with its id (`{type:'reply', id, result}`, as the
    * training messages in www/worker_train.js answer) or by an error with its id: a promise of the
    * result. Progress messages on the way still go to handlers.progress.
    */
@@ -115,7 +115,7 @@ export class Engine {
 
   #dispatch(worker, msg) {
     if (worker !== this.worker || !msg) return; // a terminated worker's late messages
-    const pending = msg.id != null && (msg.type === 'teach-reply' || msg.type === 'error') ? this.calls.get(msg.id) : null;
+    const pending = msg.id != null && (msg.type === 'reply' || msg.type === 'error') ? this.calls.get(msg.id) : null;
     if (pending) {
       this.calls.delete(msg.id);
       if (msg.type === 'error') pending.reject(new Error(msg.message));

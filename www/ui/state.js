@@ -98,11 +98,11 @@ export const state = {
   compare: null,
   compressSource: null, // the model a compression in flight started from
   compressStartedAt: 0,
-  compressed: null, // { model, source, report, lastPerLabel }: the last compression in this tab
+  compressed: null, // { model, source, report, lastPerLabel, verdict }: the last compression in this tab
   reference: null, // { name, bytes }: an independent mask of the loaded volume
   referenceInspectId: null,
   pendingReference: null,
-  pareto: null, // { source, factors, points, done, startedAt }: the Pareto view's sweep
+  pareto: null, // { source, factors, sweep, done, startedAt }: the Pareto view (sweep: as the engine judged it)
 };
 
 /** The model chosen in the model selector, or null. */
