@@ -118,11 +118,12 @@ pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, e
         "patch": seg.patch,
         "timings_ms": seg.timings_ms,
         "label_volumes_mm3": volumes,
+        "quality": seg.quality,
     });
     print(value, json, || {
         let t = &seg.timings_ms;
         format!(
-            "wrote {}\n  backend {}  windows {}\n  ms: read {:.0}  preprocess {:.0}  inference {:.0}  postprocess {:.0}  total {:.0}\n  {}",
+            "wrote {}\n  backend {}  windows {}\n  ms: read {:.0}  preprocess {:.0}  inference {:.0}  postprocess {:.0}  total {:.0}\n  {}\n  {}",
             out.display(),
             backend.name(),
             seg.windows,
@@ -131,10 +132,20 @@ pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, e
             t.inference,
             t.postprocess,
             t.total,
-            seg.label_volumes.iter().map(|l| format!("{}: {:.0} mm³", l.name, l.mm3)).collect::<Vec<_>>().join("  ")
+            seg.label_volumes.iter().map(|l| format!("{}: {:.0} mm³", l.name, l.mm3)).collect::<Vec<_>>().join("  "),
+            quality_line(&seg.quality)
         )
     });
     Ok(())
+}
+
+/// The quality signal in one line, with what to do about a warning.
+pub(super) fn quality_line(q: &crate::inference::quality::Quality) -> String {
+    if q.trusted() {
+        format!("quality: {}", q.summary)
+    } else {
+        format!("WARNING: {} Check it with HD-BET (--model hd-bet).", q.summary)
+    }
 }
 
 pub fn dice(a: &Path, b: &Path, json: bool) -> Result<(), CliError> {

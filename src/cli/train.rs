@@ -67,7 +67,7 @@ pub fn evaluate(model: &str, volumes: &[EvalVolume], against: Option<&str>, back
         let bytes = std::fs::read(&v.image).map_err(|e| CliError(format!("cannot read {}: {e}", v.image.display())))?;
         let (volume, seg) = run_segmentation(&bytes, &m, &opened, false)?;
         let name = v.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut row = json!({ "volume": name, "ms": seg.timings_ms.total });
+        let mut row = json!({ "volume": name, "ms": seg.timings_ms.total, "quality": seg.quality });
         let score = |labels: &[u8], reference: &[u8], label: String| -> Evaluation {
             let d = dice(labels, reference);
             let h = hd95(labels, reference, volume.dims, volume.spacing).unwrap_or(f64::INFINITY);
@@ -112,6 +112,9 @@ pub fn evaluate(model: &str, volumes: &[EvalVolume], against: Option<&str>, back
                 }
                 if let Some(x) = r.get("against") {
                     line += &format!("  vs {} Dice {:.4} HD95 {:.2} mm", x["model"].as_str().unwrap_or(""), x["dice"].as_f64().unwrap_or(f64::NAN), x["hd95_mm"].as_f64().unwrap_or(f64::NAN));
+                }
+                if let Some(w) = r["quality"]["warnings"].as_array().filter(|w| !w.is_empty()) {
+                    line += &format!("  WARNING: {}", w.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "));
                 }
                 line
             })

@@ -281,6 +281,7 @@ pub fn compress_package(
     // measurements describe the old model.
     manifest.ensemble.clear();
     manifest.evaluation.clear();
+    manifest.quality = None;
     manifest.provenance.converted_by = format!("bedside {} compress", env!("CARGO_PKG_VERSION"));
     manifest.compression = Some(Compression {
         source_id: source.id.clone(),

@@ -60,6 +60,7 @@ pub fn student_manifest(
         )),
         evaluation: Vec::new(),
         compression: None,
+        quality: None,
     }
 }
 
@@ -131,6 +132,8 @@ pub fn trained_on_manifest(
         ensemble: Vec::new(),
         training: Some(training_record(config, volumes, &teacher.id, Some(source), train_seconds, machine)),
         evaluation: Vec::new(),
+        // Calibrated for the source's weights, not these.
+        quality: None,
         ..source.clone()
     }
 }

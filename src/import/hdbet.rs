@@ -60,6 +60,7 @@ pub fn hdbet_manifest(folds: &[u8], source: &str, sha256: &str, params: u64) -> 
         training: None,
         evaluation: Vec::new(),
         compression: None,
+        quality: None,
     }
 }
 

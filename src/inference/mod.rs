@@ -9,6 +9,7 @@ pub mod clock;
 pub mod components;
 pub mod pipeline;
 pub mod preprocess;
+pub mod quality;
 pub mod sliding_window;
 
 pub use backend::{Backend, BackendError};

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::clock::now_ms;
 use super::components::{fill_holes_in_z_slices, keep_largest_component};
 use super::preprocess::{labels_to_native, prepare, PreprocessError};
+use super::quality::{air_share, assess, border_share, unsure_and_sure, Quality, Signals};
 use super::sliding_window::{fit_patch, predict_probabilities, WindowError, WindowPlan};
 use crate::model::Model;
 use crate::volume::{self, Volume, VolumeError};
@@ -56,6 +57,8 @@ pub struct Segmentation {
     /// Number of sliding windows the volume needed, and their size (storage order).
     pub windows: usize,
     pub patch: [usize; 3],
+    /// How far the mask should be trusted (see `quality`).
+    pub quality: Quality,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +141,7 @@ pub async fn segment(
     let mark = now_ms();
     progress(stage::POSTPROCESS, 0.0);
     let labels = argmax_cropped(&probs, prepared.padded_dims, prepared.resampled_dims);
+    let (unsure, sure) = unsure_and_sure(&probs[0], prepared.padded_dims, prepared.resampled_dims);
     drop(probs);
     let mut labels = labels;
     if manifest.postprocessing.largest_component {
@@ -148,10 +152,17 @@ pub async fn segment(
     }
     let labels = labels_to_native(&labels, &prepared, volume);
     let label_volumes = measure_labels(&labels, volume.voxel_volume_mm3(), &manifest.labels);
+    let signals = Signals {
+        foreground_ml: foreground_mm3(&label_volumes) / 1000.0,
+        border_share: border_share(&labels, volume.dims),
+        unsure_share: unsure as f64 / sure.max(1) as f64,
+        air_share: air_share(&volume.data, &labels),
+    };
+    let quality = assess(signals, &manifest.quality.unwrap_or_default());
     t.postprocess = now_ms() - mark;
     t.total = now_ms() - start;
     progress(stage::POSTPROCESS, 1.0);
-    Ok(Segmentation { labels, timings_ms: t, label_volumes, windows, patch })
+    Ok(Segmentation { labels, timings_ms: t, label_volumes, windows, patch, quality })
 }
 
 /// Most probable class per voxel, over the unpadded region only.

@@ -45,6 +45,9 @@ pub struct Manifest {
     /// layer's ranks (`bedside compress`, or the page's Compress panel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// The quality signal's bounds for this model (see `QualityBounds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityBounds>,
 }
 
 /// How a compressed package was made from its source.
@@ -112,6 +115,33 @@ pub struct Postprocessing {
     /// default, and absent from its package.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fill_holes_in_z_slices: bool,
+}
+
+/// The bounds within which this model's masks are trusted: the quality
+/// signal of every run (`inference::quality`), calibrated on the probes
+/// (README, "Heads they have not seen"). Without them, the generic bounds of
+/// `QualityBounds::default()` apply.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct QualityBounds {
+    /// The foreground's plausible volume, in ml.
+    pub min_ml: f64,
+    pub max_ml: f64,
+    /// The largest share of the mask on the scan's outer faces.
+    pub max_border_share: f64,
+    /// The largest share of voxels the network may be unsure of, per
+    /// foreground voxel (it depends on the network: HD-BET is surer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unsure_share: Option<f64>,
+    /// The share of air in the scan the model holds on (its training heads'
+    /// range, widened where the probes show it holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub air_share: Option<[f64; 2]>,
+}
+
+impl Default for QualityBounds {
+    fn default() -> Self {
+        Self { min_ml: 900.0, max_ml: 2200.0, max_border_share: 0.01, max_unsure_share: None, air_share: None }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -89,6 +89,27 @@ export function keepResult(result, modelId) {
   };
   renderTimings(state.result.timings_ms);
   renderLabelVolumes(state.result.label_volumes_mm3);
+  renderQuality(result.quality, modelId);
+}
+
+/** The engine's quality signal for the mask: a line in Results, and a plain warning in the Run
+ * panel when the mask should not be trusted, with HD-BET one click away (unless it made the mask). */
+function renderQuality(q, modelId) {
+  el.qualitySignal.textContent = q ? `Quality signal: ${q.summary}` : '';
+  el.qualityWarning.hidden = !q || q.warnings.length === 0;
+  el.qualityWarning.dataset.model = modelId ?? '';
+  if (el.qualityWarning.hidden) return;
+  el.qualityText.textContent = `${q.summary} A small student can give a wrong mask on a scan unlike its training heads; HD-BET is slower and holds there.`;
+  el.qualityRunHdbet.hidden = modelId === 'hd-bet' || !state.models.some((m) => m.id === 'hd-bet');
+}
+
+/** "Run HD-BET on this volume": select it and run, as the user would. */
+function runHdbet() {
+  if (state.busy) return;
+  el.model.value = 'hd-bet';
+  el.model.dispatchEvent(new Event('change'));
+  el.qualityWarning.hidden = true;
+  run();
 }
 
 /** A run failed, or the agreement of Compare's two masks. */
@@ -108,6 +129,8 @@ export function clearResults() {
     if (cell) cell.textContent = '–';
   }
   el.labelVolumes.tBodies[0].replaceChildren();
+  el.qualitySignal.textContent = '';
+  el.qualityWarning.hidden = true;
   updateControls();
 }
 
@@ -158,4 +181,5 @@ export function wireRun() {
   el.run.addEventListener('click', run);
   el.cancel.addEventListener('click', cancel);
   el.save.addEventListener('click', saveMask);
+  el.qualityRunHdbet.addEventListener('click', runHdbet);
 }

@@ -1,0 +1,78 @@
+// A student never fails silently (issue 17): after each run the page shows the engine's quality
+// signal with the mask. On the sample it has no warning. On a probe where a student is far below
+// HD-BET (ROBEX cropped to the brain's box plus 15 mm, made by tests/reference/head_variants.py),
+// the page says plainly not to trust the mask and offers HD-BET, which it then runs.
+//   node --test --test-concurrency=1 tests/e2e/quality.test.mjs
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO, RUN_TIMEOUT_MS, tid, openApp, loadSample, waitForVolume, runAndWait, networkProblems, screenshot } from './lib.mjs';
+
+const DATA = process.env.BEDSIDE_DATA || path.join(os.homedir(), '.cache/bedside/data');
+const PYTHON = process.env.BEDSIDE_PYTHON || path.join(os.homedir(), '.cache/bedside/venv/bin/python');
+const ROBEX = `${path.join(DATA, 'robex/atlas.nii.gz')}:${path.join(DATA, 'robex/atlas_mask.nii.gz')}`;
+
+const quality = (page) =>
+  page.evaluate(() => ({
+    warning: !document.querySelector('[data-testid="quality-warning"]').hidden,
+    text: document.querySelector('[data-testid="quality-text"]').textContent,
+    signal: document.querySelector('[data-testid="quality-signal"]').textContent,
+    hdbet: !document.querySelector('[data-testid="quality-run-hdbet"]').hidden,
+  }));
+
+describe('the quality signal in the page', { timeout: 4 * RUN_TIMEOUT_MS }, () => {
+  let app;
+  let probe;
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bedside-quality-'));
+  before(async () => {
+    const rows = execFileSync(PYTHON, [path.join(REPO, 'tests/reference/head_variants.py'), 'probe', work, 'fov', ROBEX], { encoding: 'utf8' });
+    probe = rows.split('\n').map((l) => l.split('\t')).find((r) => r[1] === 'crop-15mm')[3].split(':')[0];
+    app = await openApp({ webgpu: false });
+  });
+  after(async () => {
+    if (app) await app.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('a student on the sample: the signal shows, with no warning', async () => {
+    const page = app.page;
+    await loadSample(page);
+    await page.selectOption(tid('model-select'), 'student-s');
+    await runAndWait(page, 'cpu');
+    const q = await quality(page);
+    assert.equal(q.warning, false, q.text);
+    assert.match(q.signal, /^Quality signal: No warning \(brain 1\d{3} ml, /);
+  });
+
+  test('a student on a tightly cropped head: a plain warning, and HD-BET one click away', async () => {
+    const page = app.page;
+    await page.setInputFiles(tid('volume-input'), probe);
+    await waitForVolume(page);
+    await page.selectOption(tid('model-select'), 'student-s');
+    await runAndWait(page, 'cpu');
+    const q = await quality(page);
+    console.log(`[quality] ${q.text}`);
+    assert.equal(q.warning, true, q.signal);
+    assert.match(q.text, /^Do not trust this mask without a look: /);
+    assert.equal(q.hdbet, true);
+    await screenshot(page, 'e2e-quality-warning.png');
+    // HD-BET, the robust teacher, on the same volume: its mask carries no warning.
+    await page.click(tid('quality-run-hdbet'));
+    await page.waitForFunction(() => document.querySelector('[data-testid="model-select"]').value === 'hd-bet');
+    await page.waitForFunction(
+      () => /^Done/.test(document.querySelector('[data-testid="status"]').textContent) || !document.querySelector('[data-testid="error"]').hidden,
+      null,
+      { timeout: RUN_TIMEOUT_MS, polling: 1000 },
+    );
+    const h = await quality(page);
+    assert.equal(h.warning, false, h.text);
+    assert.match(h.signal, /^Quality signal: No warning/);
+  });
+
+  test('no request leaves the origin', () => {
+    assert.deepEqual(networkProblems(app.log, app.server), []);
+  });
+});
