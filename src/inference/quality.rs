@@ -116,7 +116,7 @@ pub fn assess(s: Signals, bounds: &QualityBounds) -> Quality {
     let mut warnings = Vec::new();
     if s.foreground_ml < bounds.min_ml || s.foreground_ml > bounds.max_ml {
         warnings.push(format!(
-            "the brain measures {:.0} ml, outside the {:.0}–{:.0} ml of adult brains",
+            "the brain measures {:.0} ml, outside the plausible {:.0}–{:.0} ml",
             s.foreground_ml, bounds.min_ml, bounds.max_ml
         ));
     }
@@ -131,11 +131,10 @@ pub fn assess(s: Signals, bounds: &QualityBounds) -> Quality {
         ));
     }
     if let Some([lo, hi]) = bounds.air_share.filter(|[lo, hi]| s.air_share < *lo || s.air_share > *hi) {
+        let range = if lo > 0.0 { format!("{:.0}–{:.0}%", 100.0 * lo, 100.0 * hi) } else { format!("at most {:.0}%", 100.0 * hi) };
         warnings.push(format!(
-            "the scan is {:.0}% air, and this model holds on scans of {:.0}–{:.0}% (crop or pad the field of view, or use HD-BET)",
-            100.0 * s.air_share,
-            100.0 * lo,
-            100.0 * hi
+            "the scan is {:.0}% air, and this model holds on scans of {range} air (crop or pad the field of view, or use HD-BET)",
+            100.0 * s.air_share
         ));
     }
     let signals = format!(
@@ -211,6 +210,8 @@ mod tests {
         assert_eq!(q.warnings.len(), 1);
         assert!(q.summary.starts_with("Do not trust this mask without a look: the brain measures 547 ml"), "{}", q.summary);
         let calibrated = QualityBounds { max_unsure_share: Some(0.2), air_share: Some([0.35, 0.7]), ..generic };
+        let q = assess(signals(1500.0, 0.0, 0.1, 0.9), &QualityBounds { air_share: Some([0.0, 0.82]), ..generic });
+        assert!(q.warnings[0].contains("90% air, and this model holds on scans of at most 82% air"), "{:?}", q.warnings);
         let q = assess(signals(3973.0, 0.05, 0.6, 0.8), &calibrated);
         assert_eq!(q.warnings.len(), 4, "{:?}", q.warnings);
         assert!(q.warnings[1].contains("5.0%") && q.warnings[2].contains("60%") && q.warnings[3].contains("80% air"), "{:?}", q.warnings);
