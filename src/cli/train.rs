@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::commands::{load_model, open_device, print, read_volume, run_segmentation};
+use super::commands::{load_model, open_device, print, quality_line, read_volume, run_segmentation};
 use super::CliError;
 use crate::distill::run::{default_cache_dir, run, RunOptions};
 use crate::metrics::{dice, hd95};
@@ -62,12 +62,15 @@ pub fn evaluate(model: &str, volumes: &[EvalVolume], against: Option<&str>, back
     let m = load_model(model, false, &opened.device)?;
     let other = against.map(|a| load_model(a, false, &opened.device)).transpose()?;
     let mut rows = Vec::new();
+    // Each volume's quality warning, as `bedside segment` words it (None when trusted).
+    let mut warnings: Vec<Option<String>> = Vec::new();
     let mut recorded = Vec::new();
     for v in volumes {
         let bytes = std::fs::read(&v.image).map_err(|e| CliError(format!("cannot read {}: {e}", v.image.display())))?;
         let (volume, seg) = run_segmentation(&bytes, &m, &opened, false)?;
         let name = v.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut row = json!({ "volume": name, "ms": seg.timings_ms.total, "quality": seg.quality });
+        warnings.push((!seg.quality.trusted()).then(|| quality_line(&seg.quality)));
         let score = |labels: &[u8], reference: &[u8], label: String| -> Evaluation {
             let d = dice(labels, reference);
             let h = hd95(labels, reference, volume.dims, volume.spacing).unwrap_or(f64::INFINITY);
@@ -105,7 +108,8 @@ pub fn evaluate(model: &str, volumes: &[EvalVolume], against: Option<&str>, back
     let value = json!({ "model": m.manifest.id, "backend": opened.backend.name(), "volumes": rows });
     print(value.clone(), json, || {
         rows.iter()
-            .map(|r| {
+            .zip(&warnings)
+            .map(|(r, warning)| {
                 let mut line = format!("{}:", r["volume"].as_str().unwrap_or(""));
                 if let Some(x) = r.get("reference") {
                     line += &format!("  vs {} Dice {:.4} HD95 {:.2} mm", x["mask"].as_str().unwrap_or(""), x["dice"].as_f64().unwrap_or(f64::NAN), x["hd95_mm"].as_f64().unwrap_or(f64::NAN));
@@ -113,8 +117,8 @@ pub fn evaluate(model: &str, volumes: &[EvalVolume], against: Option<&str>, back
                 if let Some(x) = r.get("against") {
                     line += &format!("  vs {} Dice {:.4} HD95 {:.2} mm", x["model"].as_str().unwrap_or(""), x["dice"].as_f64().unwrap_or(f64::NAN), x["hd95_mm"].as_f64().unwrap_or(f64::NAN));
                 }
-                if let Some(w) = r["quality"]["warnings"].as_array().filter(|w| !w.is_empty()) {
-                    line += &format!("  WARNING: {}", w.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "));
+                if let Some(w) = warning {
+                    line += &format!("  {w}");
                 }
                 line
             })

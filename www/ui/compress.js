@@ -158,17 +158,14 @@ export function renderVerdict(verdict, perLabel) {
   onVerdict();
 }
 
-// The margin of the judgement last asked for: an older answer arriving late is dropped.
-let judging = 0;
-
-/** A new margin: the engine judges the last comparison again, without running anything. */
+/** A new margin: the engine judges the last comparison again, without running anything (an older
+ * answer arriving late is dropped). */
 async function judgeAgain() {
   const c = state.compressed;
   if (!c || !c.lastPerLabel || state.busy) return;
-  const ticket = ++judging;
   try {
-    const verdict = await engine.call('judge-margin', { dice: c.lastPerLabel, margin: Number(el.margin.value) });
-    if (ticket === judging && state.compressed === c) renderVerdict(verdict, c.lastPerLabel);
+    const verdict = await engine.latest('judge-margin', { dice: c.lastPerLabel, margin: Number(el.margin.value) });
+    if (verdict && state.compressed === c) renderVerdict(verdict, c.lastPerLabel);
   } catch (e) {
     showError(`Could not judge the comparison again: ${e.message}`);
   }

@@ -197,18 +197,15 @@ function drawParetoPlot(points, fastest, margin, name) {
   el.paretoPlot.replaceChildren(svg);
 }
 
-// The margin of the judgement last asked for: an older answer arriving late is dropped.
-let judging = 0;
-
 /** The margin only changes the verdicts, not the measurements: the engine judges the same sweep
- * again. (The margin cannot change during a sweep: it is one of its inputs.) */
+ * again (an older answer arriving late is dropped). The margin cannot change during a sweep: it
+ * is one of its inputs. */
 async function judgeAgain() {
   const p = state.pareto;
   if (!p || !p.sweep || state.busy) return;
-  const ticket = ++judging;
   try {
-    const sweep = await engine.call('pareto-judge', { sweep: p.sweep, margin: Number(el.margin.value) });
-    if (ticket === judging && state.pareto === p) {
+    const sweep = await engine.latest('pareto-judge', { sweep: p.sweep, margin: Number(el.margin.value) });
+    if (sweep && state.pareto === p) {
       p.sweep = sweep;
       renderPareto();
     }

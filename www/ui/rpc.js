@@ -34,6 +34,7 @@ export class Engine {
     this.onCrash = null;
     this.worker = null;
     this.calls = new Map(); // id -> {resolve, reject}: requests made with call()
+    this.newest = new Map(); // type -> the newest latest() call's number
     this.nextCall = 1;
     this.configure(options);
   }
@@ -100,6 +101,18 @@ export class Engine {
       this.calls.set(id, { resolve, reject });
       this.post({ type, id, ...payload }, transfer);
     });
+  }
+
+  /**
+   * call() for requests whose newest answer alone matters (judging again as an input moves): a
+   * promise of the result, or of undefined when a newer latest() of the same type was made before
+   * this one's answer came. Errors reject as call()'s do.
+   */
+  async latest(type, payload = {}) {
+    const ticket = (this.newest.get(type) ?? 0) + 1;
+    this.newest.set(type, ticket);
+    const result = await this.call(type, payload);
+    return this.newest.get(type) === ticket ? result : undefined;
   }
 
   #dropCalls(why) {
