@@ -52,8 +52,9 @@ pub struct DistillConfig {
     #[serde(default = "default_axis_order")]
     pub axis_order: String,
     /// How the student's input is normalised: "zscore" (HD-BET's, the
-    /// default) or "zscore_foreground" (statistics of the head alone). The
-    /// teacher always gets its own.
+    /// default), "zscore_foreground" (statistics of the head alone) or
+    /// "zscore_head_box" (the head's box plus a fixed margin of air, whatever
+    /// the field of view). The teacher always gets its own.
     #[serde(default = "default_normalisation")]
     pub normalisation: String,
     /// The student's postprocessing; default: the teacher's.
@@ -304,7 +305,7 @@ mod tests {
             ("patch", serde_json::json!([60, 64, 64]), "multiple of 16"),
             ("volumes", serde_json::json!([]), "no training volumes"),
             ("axis_order", serde_json::json!("xyz"), "expected one of [\"zyx\", \"ras\"]"),
-            ("normalisation", serde_json::json!("minmax"), "expected one of [\"zscore\", \"zscore_foreground\"]"),
+            ("normalisation", serde_json::json!("minmax"), "expected one of [\"zscore\", \"zscore_foreground\", \"zscore_head_box\"]"),
             ("window", serde_json::json!([128, 128, 126]), "multiple of 2^depth"),
             ("loss", serde_json::json!({"dice": 0, "kd": 0, "encoder": 0, "bottleneck": 0, "decoder": 0}), "not all zero"),
             ("loss", serde_json::json!({"kd": -1}), "non-negative"),

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::config::DistillConfig;
-use crate::model::manifest::{Provenance, FORMAT};
+use crate::model::manifest::{Preprocessing, Provenance, FORMAT};
 use crate::model::{Manifest, Network};
 
 /// What every distilled package cites.
@@ -96,6 +96,8 @@ pub fn training_record(
 /// The `model.json` of a package trained further from `source`: the source's
 /// family, network (with its factorisation), preprocessing and window, with
 /// the recipe recorded and the earlier Dice table dropped (the weights changed).
+/// The normalisation is the recipe's: a package may be trained further on
+/// another input normalisation than it first learnt (issue 17's students).
 pub fn trained_on_manifest(
     cfg: &DistillConfig,
     source: &Manifest,
@@ -134,6 +136,7 @@ pub fn trained_on_manifest(
         evaluation: Vec::new(),
         // Calibrated for the source's weights, not these.
         quality: None,
+        preprocessing: Preprocessing { normalisation: cfg.normalisation.clone(), ..source.preprocessing.clone() },
         ..source.clone()
     }
 }

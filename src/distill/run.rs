@@ -54,6 +54,9 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
     let plain = opts.device.clone();
     let teacher = Model::load_dir(&cfg.teacher, false, &plain).map_err(|e| DistillError::Model(e.to_string()))?;
     let source = cfg.start_from.as_deref().map(|dir| source_manifest(dir, &cfg, &teacher.manifest)).transpose()?;
+    if let Some(s) = source.as_ref().filter(|s| s.preprocessing.normalisation != cfg.normalisation) {
+        log(&format!("{}: learnt on normalisation {:?}, trained on and packaged with {:?}", s.id, s.preprocessing.normalisation, cfg.normalisation));
+    }
     if let Some(s) = source.as_ref().filter(|s| !s.ensemble.is_empty()) {
         // Only the main weights train; members would go stale beside them.
         log(&format!("{}: only the main weights train; its ensemble members are left out", s.id));
@@ -119,18 +122,16 @@ fn volumes_summary(cfg: &DistillConfig, volumes: &[super::dataset::PreparedVolum
 
 /// The manifest of the package `start_from` names, checked against the run:
 /// the volumes are prepared on the teacher's grid and in the recipe's axis
-/// order and normalisation, so the package must expect the same.
+/// order, so the package must expect the same. Its normalisation may differ:
+/// the package then learns the recipe's, and keeps it.
 fn source_manifest(dir: &Path, cfg: &DistillConfig, teacher: &Manifest) -> Result<Manifest, DistillError> {
     let path = dir.join("model.json");
     let text = std::fs::read_to_string(&path).map_err(|e| DistillError::io(&path, e))?;
     let source = crate::model::package::parse_manifest(&text).map_err(|e| DistillError::Model(format!("{}: {e}", path.display())))?;
     let (pre, theirs) = (&source.preprocessing, &teacher.preprocessing);
     let bad = |m: String| Err(DistillError::Config(format!("start_from {}: {m}", dir.display())));
-    if pre.axis_order != cfg.axis_order || pre.normalisation != cfg.normalisation {
-        return bad(format!(
-            "it expects axis_order {:?} and normalisation {:?}; set the recipe's to the same",
-            pre.axis_order, pre.normalisation
-        ));
+    if pre.axis_order != cfg.axis_order {
+        return bad(format!("it expects axis_order {:?}; set the recipe's to the same", pre.axis_order));
     }
     if pre.target_spacing != theirs.target_spacing {
         return bad(format!("its spacing {:?} differs from the teacher's {:?}", pre.target_spacing, theirs.target_spacing));

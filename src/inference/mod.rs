@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod clock;
 pub mod components;
+pub mod normalise;
 pub mod pipeline;
 pub mod preprocess;
 pub mod quality;

@@ -2,6 +2,8 @@
 //! padded to a size its network accepts (HD-BET `data_loading.py` and
 //! `predict_case.py`).
 
+use super::normalise::{normaliser, Grid};
+pub use super::normalise::NORMALISATIONS;
 use crate::model::manifest::Preprocessing;
 use crate::volume::{resample, spline, Reorientation, Volume};
 
@@ -37,8 +39,6 @@ pub enum PreprocessError {
 
 /// The `axis_order` values a model may ask for (see [`Preprocessing`]).
 pub const AXIS_ORDERS: [&str; 2] = ["zyx", "ras"];
-/// The `normalisation` values a model may ask for (see [`Preprocessing`]).
-pub const NORMALISATIONS: [&str; 2] = ["zscore", "zscore_foreground"];
 
 pub fn prepare(volume: &Volume, pre: &Preprocessing) -> Result<Prepared, PreprocessError> {
     let mut views = prepare_each(volume, pre, &[pre.normalisation.as_str()])?;
@@ -83,22 +83,11 @@ pub fn prepare_each(volume: &Volume, pre: &Preprocessing, normalisations: &[&str
         // The last view takes the resampled array itself: inference, with
         // one view, holds no second copy.
         let mut data = if i + 1 == normalisers.len() { std::mem::take(&mut resampled) } else { resampled.clone() };
-        let background = normalise(&mut data)?;
+        let background = normalise(&mut data, Grid { dims: new_dims, spacing: target })?;
         let data = resample::pad_upper(&data, new_dims, padded_dims, background);
         views.push(Prepared { reorientation, resampled_dims: new_dims, padded_dims, spacing: target, data });
     }
     Ok(views)
-}
-
-/// Normalises intensities in place and returns the value to pad with.
-type Normaliser = fn(&mut [f32]) -> Result<f32, PreprocessError>;
-
-fn normaliser(name: &str) -> Result<Normaliser, PreprocessError> {
-    match name {
-        "zscore" => Ok(zscore),
-        "zscore_foreground" => Ok(zscore_foreground),
-        other => Err(PreprocessError::Unsupported(format!("normalisation {other}"))),
-    }
 }
 
 /// The volume's dims and spacing in the network's axis order, before resampling.
@@ -136,72 +125,9 @@ pub fn labels_to_native(labels: &[u8], prepared: &Prepared, volume: &Volume) -> 
     }
 }
 
-/// HD-BET's: subtracts the mean and divides by the (population) standard
-/// deviation. Returns the padding value, 0 (the mean), as HD-BET pads.
-fn zscore(data: &mut [f32]) -> Result<f32, PreprocessError> {
-    let (mean, std) = mean_std(data, |_| true)?;
-    for v in data.iter_mut() {
-        *v = ((*v as f64 - mean) / std) as f32;
-    }
-    Ok(0.0)
-}
-
-/// Z-scores with the mean and standard deviation of the head alone: the
-/// voxels brighter than the volume's mean. A whole-volume z-score depends on
-/// how much air the field of view holds: brain tissue lands near 1.0 on
-/// Colin27 (43% air) but near 1.6 on the tightly cropped ROBEX atlas and 1.9
-/// on the skull-stripped ICBM template, which a network without
-/// normalisation layers takes for another tissue. Over the head alone the
-/// brain's median lands within ±0.25 of 0 on all of them. Any positive
-/// affine change of the input gives the same output, so a teacher with
-/// instance norm sees nothing new. Returns the padding value: the volume's
-/// minimum, air, rather than the head's mean.
-fn zscore_foreground(data: &mut [f32]) -> Result<f32, PreprocessError> {
-    let (mean, _) = mean_std(data, |_| true)?;
-    let (head_mean, head_std) = mean_std(data, |v| v > mean)?;
-    let mut lowest = f32::INFINITY;
-    for v in data.iter_mut() {
-        *v = ((*v as f64 - head_mean) / head_std) as f32;
-        lowest = lowest.min(*v);
-    }
-    Ok(lowest)
-}
-
-/// Mean and (population) standard deviation of the voxels `keep` selects, in
-/// f64 so that sums over millions of voxels do not drift.
-fn mean_std(data: &[f32], keep: impl Fn(f64) -> bool) -> Result<(f64, f64), PreprocessError> {
-    let (mut n, mut sum) = (0usize, 0.0f64);
-    for &v in data.iter() {
-        if !v.is_finite() {
-            return Err(PreprocessError::NotFinite);
-        }
-        if keep(v as f64) {
-            n += 1;
-            sum += v as f64;
-        }
-    }
-    let mean = sum / n.max(1) as f64;
-    let var = data.iter().map(|&v| v as f64).filter(|&v| keep(v)).map(|v| (v - mean).powi(2)).sum::<f64>() / n.max(1) as f64;
-    let std = var.sqrt();
-    if n == 0 || std == 0.0 || !std.is_finite() {
-        return Err(PreprocessError::Constant(mean));
-    }
-    Ok((mean, std))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn zscore_gives_zero_mean_unit_std() {
-        let mut d: Vec<f32> = (0..1000).map(|i| (i % 17) as f32 * 3.0 + 5.0).collect();
-        zscore(&mut d).unwrap();
-        let n = d.len() as f64;
-        let mean = d.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = d.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
-    }
 
     fn pre(axis_order: &str) -> Preprocessing {
         Preprocessing {
@@ -251,17 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn zscore_foreground_uses_the_voxels_above_the_mean_and_pads_with_air() {
-        // Air 0 (six voxels), head 10 and 20 (one each): the mean is 3.75,
-        // so the head is {10, 20}: mean 15, std 5.
-        let mut d = vec![0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 10.0, 20.0];
-        let pad = zscore_foreground(&mut d).unwrap();
-        assert_eq!(d, vec![-3.0, -3.0, -3.0, -3.0, -3.0, -3.0, -1.0, 1.0]);
-        assert_eq!(pad, -3.0);
-        // Invariant to a positive affine change of the input.
-        let mut scaled = vec![7.0f32, 7.0, 7.0, 7.0, 7.0, 7.0, 37.0, 67.0];
-        zscore_foreground(&mut scaled).unwrap();
-        assert_eq!(scaled, d);
+    fn padding_past_the_volume_takes_the_air_for_zscore_foreground() {
         // Padding past the volume takes the air's value, not the head's mean.
         let volume = Volume::from_array([2, 2, 2], [1.0; 3], IDENTITY, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 10.0, 20.0]).unwrap();
         let p = Preprocessing { normalisation: "zscore_foreground".into(), divisible_by: 4, ..pre("zyx") };
@@ -289,10 +205,4 @@ mod tests {
     }
 
     const IDENTITY: [[f64; 4]; 4] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
-
-    #[test]
-    fn constant_image_is_refused() {
-        let mut d = vec![4.0f32; 64];
-        assert!(matches!(zscore(&mut d), Err(PreprocessError::Constant(_))));
-    }
 }

@@ -96,7 +96,9 @@ pub struct Preprocessing {
     /// "zscore": subtract the volume mean, divide by its standard deviation
     /// (HD-BET's). "zscore_foreground": the same with the statistics of the
     /// voxels brighter than the volume mean (the head), padded with the
-    /// minimum; it does not depend on how much air the field of view holds.
+    /// minimum. "zscore_head_box": the whole-volume z-score the scan would
+    /// get with the head's box plus a fixed margin of air as its field of
+    /// view (the students'). Neither depends on how much air the scan holds.
     pub normalisation: String,
     /// Image interpolation used to reach `target_spacing`.
     pub interpolation: String,

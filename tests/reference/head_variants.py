@@ -8,7 +8,8 @@
       comma-separated FAMILIES: fov (as given; cropped to the mask's box plus 15 and 25 mm; padded
       with 20 and 40 mm of air), orientation (stored as LPS, LIA, PIR), resolution (isotropic 0.5,
       0.7, 1, 1.5, 2 mm, and 1×1×3 mm, over the same field of view), conform (256³ at 1 mm, LIA,
-      centred, as FreeSurfer conforms). Prints one line per variant:
+      centred, as FreeSurfer conforms), partial (a slab that holds only the lower half of the
+      brain, cut across the head's S axis, as a scan of limited coverage). Prints one line per variant:
       STEM<TAB>VARIANT<TAB>AIR<TAB>IMAGE:MASK, AIR being the share of voxels within a tenth of the
       way from the minimum to the brain's mean.
   head_variants.py dice MASK REFERENCE
@@ -24,13 +25,15 @@ import numpy as np
 from scipy.ndimage import map_coordinates
 
 
-def sample(src, shape, affine, order):
-    """src's voxels at the centres of a grid (shape, affine), through world coordinates."""
+def sample(src, shape, affine, order, fill=None):
+    """src's voxels at the centres of a grid (shape, affine), through world coordinates. Past src's
+    edges: the nearest edge voxel, or `fill` where given (a grid that reaches beyond the scan)."""
     data = np.asarray(src.dataobj, dtype=np.float32).reshape(src.shape[:3])
     ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
     to_src = np.linalg.inv(src.affine) @ affine
     coords = to_src[:3, :3] @ ijk + to_src[:3, 3:4]
-    return map_coordinates(data, coords, order=order, mode="nearest").reshape(shape)
+    mode = {"mode": "nearest"} if fill is None else {"mode": "grid-constant", "cval": fill}
+    return map_coordinates(data, coords, order=order, **mode).reshape(shape)
 
 
 def resample(image, out_dir, spacings):
@@ -61,9 +64,10 @@ def save_pair(path_stem, image, mask, affine):
     return f"{path_stem}-image.nii.gz:{path_stem}-mask.nii.gz"
 
 
-def on_grid(img, msk, shape, affine):
-    """Image (cubic) and mask (nearest) sampled on another grid."""
-    return sample(img, shape, affine, 3), sample(msk, shape, affine, 0) > 0
+def on_grid(img, msk, shape, affine, air=None):
+    """Image (cubic) and mask (nearest) sampled on another grid; past the scan's edges, `air` (and no
+    brain) where given, else the edge voxels repeated."""
+    return sample(img, shape, affine, 3, air), sample(msk, shape, affine, 0, None if air is None else 0) > 0
 
 
 def corner_kept(affine, zooms, spacing):
@@ -118,13 +122,25 @@ def probe(out_dir, families, pairs):
                 affine = corner_kept(img.affine, zooms, spacing)
                 name = "x".join(f"{s:g}" for s in spacing) if len(set(spacing)) > 1 else f"{spacing[0]:g}mm"
                 emit(name, *on_grid(img, msk, shape, affine), affine)
+        if "partial" in families:
+            s_axis = int(np.argmax(np.abs(img.affine[2, :3])))  # the voxel axis that runs along world z
+            lo_box, hi_box = np.argwhere(y).min(0), np.argwhere(y).max(0) + 1
+            middle = (lo_box[s_axis] + hi_box[s_axis]) // 2
+            keep = [slice(None)] * 3
+            # Which end is superior: the half that lies lower in world z stays.
+            keep[s_axis] = slice(0, middle) if img.affine[2, s_axis] > 0 else slice(middle, x.shape[s_axis])
+            affine = img.affine.copy()
+            affine[:3, 3] += img.affine[:3, :3] @ np.array([k.start or 0 for k in keep], dtype=float)
+            emit("partial-lower-half", x[tuple(keep)], y[tuple(keep)], affine)
         if "conform" in families:
             lia = np.array([[-1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
             centre = img.affine[:3, :3] @ ((np.array(x.shape) - 1) / 2) + img.affine[:3, 3]
             affine = np.eye(4)
             affine[:3, :3] = lia
             affine[:3, 3] = centre - lia @ np.full(3, 127.5)
-            emit("conformed", *on_grid(img, msk, (256, 256, 256), affine), affine)
+            # FreeSurfer fills what the scan did not cover with 0, its air: so air here, not
+            # the scan's edge slices repeated (which would grow a neck 40 mm long).
+            emit("conformed", *on_grid(img, msk, (256, 256, 256), affine, air_value), affine)
 
 
 def dice(mask, reference):
