@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
+use crate::inference::normalise::AIR_CUT;
 use crate::volume::resample;
 
 /// How strong each augmentation is, and how often it is applied.
@@ -230,7 +231,7 @@ impl Background {
         let air = image.iter().copied().fold(f32::INFINITY, f32::min) as f64;
         let brain: Vec<f32> = image.iter().zip(labels).filter(|(_, &l)| l > 0).map(|(&v, _)| v).collect();
         let tissue = if brain.is_empty() { mean } else { mean_std(&brain).0 };
-        let threshold = air + 0.1 * (tissue - air);
+        let threshold = air + AIR_CUT * (tissue - air);
         let air_voxels = image.iter().filter(|&&v| (v as f64) <= threshold).count();
         let air_fraction = air_voxels as f64 / image.len().max(1) as f64;
         Self { mean, mean_square: std * std + mean * mean, air, air_fraction }

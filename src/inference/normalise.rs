@@ -13,9 +13,10 @@ pub const NORMALISATIONS: [&str; 3] = ["zscore", "zscore_foreground", "zscore_he
 /// students were first trained on (README, "Heads they have not seen").
 pub const HEAD_BOX_MARGIN_MM: f64 = 20.0;
 
-/// A voxel is air when it lies within this share of the way from the scan's
-/// minimum to its head's mean intensity. The quality signal's air share uses
-/// the same cut, against the brain's mean.
+/// A voxel is air when it lies within this share of the way from the air's
+/// level to the head's. The quality signal's air share and the training's
+/// field-of-view augmentation use the same cut, from the scan's minimum to
+/// the brain's mean.
 pub const AIR_CUT: f64 = 0.1;
 
 /// The volume a normaliser sees: its storage dims (x fastest) and spacing in mm.

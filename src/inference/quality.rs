@@ -21,6 +21,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::normalise::AIR_CUT;
+
 pub use crate::model::manifest::QualityBounds;
 
 /// Signals of one mask, and whether they are all within their bounds.
@@ -98,7 +100,7 @@ pub fn air_share(image: &[f32], labels: &[u8]) -> f64 {
     if n == 0 || image.is_empty() {
         return 0.0;
     }
-    let threshold = min + 0.1 * (sum / n as f64 - min);
+    let threshold = min + AIR_CUT * (sum / n as f64 - min);
     image.iter().filter(|&&v| (v as f64) <= threshold).count() as f64 / image.len() as f64
 }
 
