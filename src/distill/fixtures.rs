@@ -32,8 +32,10 @@ pub fn toy_head() -> Volume {
 }
 
 /// A random, seeded unet3d as teacher, packaged as student-s is (stored
-/// order "zyx", HD-BET's z-score), four levels deep so its bottleneck lies at
-/// 1/16 like HD-BET's.
+/// order "zyx"), four levels deep so its bottleneck lies at 1/16 like
+/// HD-BET's. Its normalisation is pinned to HD-BET's plain z-score rather
+/// than taken from student-s, so retraining a shipped student does not move
+/// the recorded losses below.
 pub fn toy_teacher(device: &Device) -> Model {
     let mut manifest: Manifest =
         serde_json::from_str(include_str!("../../models/student-s/model.json")).expect("student-s's manifest parses");
@@ -42,6 +44,7 @@ pub fn toy_teacher(device: &Device) -> Model {
     manifest.name = "toy teacher (random weights)".into();
     manifest.hyperparameters = serde_json::to_value(&cfg).expect("config serialises");
     manifest.preprocessing.axis_order = "zyx".into();
+    manifest.preprocessing.normalisation = "zscore".into();
     // Windows no larger than the head, so the grid is not padded out to 128³.
     manifest.preprocessing.patch_size = [32, 32, 32];
     manifest.training = None;
