@@ -41,11 +41,7 @@ fn every_student_segments_colin27_at_its_recorded_dice() {
         let params = s["params"].as_u64().unwrap();
         let limit = if id.starts_with("student-s") { 50_000 } else { 16_349_655 / 20 };
         assert!(params <= limit, "{id} has {params} parameters (limit {limit})");
-        let recorded = s["evaluation"]
-            .as_array()
-            .and_then(|rows| rows.iter().find(|r| r["volume"] == "ch2.nii.gz" && r["reference"] == "ch2bet.nii.gz > 0"))
-            .and_then(|r| r["dice"].as_f64())
-            .unwrap_or_else(|| panic!("{id}: model.json records no Dice on ch2.nii.gz"));
+        let recorded = recorded_colin27_dice(&s);
         let model = format!("{}/{}", env!("CARGO_MANIFEST_DIR"), s["path"].as_str().unwrap());
         let dice = evaluate_colin27(&model, "cpu");
         eprintln!("{id}: Dice {dice:.4} on Colin27 (recorded {recorded:.4})");

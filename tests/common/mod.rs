@@ -22,6 +22,22 @@ pub fn data(rel: &str) -> PathBuf {
     p
 }
 
+/// The Dice on Colin27 against ch2bet that `bedside evaluate --record` wrote
+/// into a package's `evaluation` (a catalog entry or a model.json alike).
+pub fn recorded_colin27_dice(manifest: &serde_json::Value) -> f64 {
+    manifest["evaluation"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["volume"] == "ch2.nii.gz" && r["reference"] == "ch2bet.nii.gz > 0"))
+        .and_then(|r| r["dice"].as_f64())
+        .unwrap_or_else(|| panic!("{}: no Dice recorded on ch2.nii.gz", manifest["id"]))
+}
+
+/// A shipped package's model.json.
+pub fn shipped_manifest(id: &str) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(id).join("model.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("model.json parses")
+}
+
 /// The HD-BET package converted by the setup (`models/hd-bet`).
 pub fn hdbet_package() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/hd-bet");

@@ -4,8 +4,8 @@
 // Dice with the original is shown after, the verdict is judged again, and the package can be
 // downloaded. No request leaves the origin.
 // The recovery recipe (distill::recover::recovery_recipe: KD at T = 1, two 64³ patches per step)
-// took the Dice with the original from 0.8734 to 0.9024 in 20 steps natively, through the same
-// pipeline the comparison runs.
+// takes the shipped student-m's Dice with the original from 0.5135 to 0.8853 in 20 steps natively,
+// through the same pipeline the comparison runs (README, Recover by distillation).
 //   node --test --test-concurrency=1 tests/e2e/recover.test.mjs
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
