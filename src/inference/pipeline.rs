@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::clock::now_ms;
 use super::components::{fill_holes_in_z_slices, keep_largest_component};
 use super::preprocess::{labels_to_native, prepare, PreprocessError};
-use super::quality::{air_share, assess, border_share, unsure_and_sure, Quality, Signals};
+use super::quality::{air_share, assess, border_share, core_skewness, unsure_and_sure, Quality, Signals};
 use super::sliding_window::{fit_patch, predict_probabilities, WindowError, WindowPlan};
 use crate::model::Model;
 use crate::volume::{self, Volume, VolumeError};
@@ -157,6 +157,7 @@ pub async fn segment(
         border_share: border_share(&labels, volume.dims),
         unsure_share: unsure as f64 / sure.max(1) as f64,
         air_share: air_share(&volume.data, &labels),
+        core_skewness: core_skewness(&volume.data, &labels, volume.dims, volume.spacing_mm()),
     };
     let quality = assess(signals, &manifest.quality.unwrap_or_default());
     t.postprocess = now_ms() - mark;

@@ -138,11 +138,16 @@ pub struct QualityBounds {
     /// range, widened where the probes show it holds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub air_share: Option<[f64; 2]>,
+    /// The largest skewness of the intensities in the mask's core
+    /// (`inference::quality::core_skewness`): set for models that learnt from
+    /// T1-weighted heads only, which fail on T2-weighted ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_core_skewness: Option<f64>,
 }
 
 impl Default for QualityBounds {
     fn default() -> Self {
-        Self { min_ml: 900.0, max_ml: 2200.0, max_border_share: 0.01, max_unsure_share: None, air_share: None }
+        Self { min_ml: 900.0, max_ml: 2200.0, max_border_share: 0.01, max_unsure_share: None, air_share: None, max_core_skewness: None }
     }
 }
 

@@ -91,8 +91,13 @@ impl Volume {
     /// Volume of one voxel in mm³. Pixdims are taken as millimetres unless
     /// `xyzt_units` says metres or microns.
     pub fn voxel_volume_mm3(&self) -> f64 {
+        self.spacing_mm().iter().product()
+    }
+
+    /// Voxel size along each axis in mm (`xyzt_units`, as `voxel_volume_mm3`).
+    pub fn spacing_mm(&self) -> [f64; 3] {
         let to_mm = self.header.spatial_unit_in_mm();
-        self.spacing.iter().map(|s| s * to_mm).product()
+        self.spacing.map(|s| s * to_mm)
     }
 
     pub fn stats(&self) -> IntensityStats {
