@@ -125,12 +125,12 @@ pub fn core_skewness(image: &[f32], labels: &[u8], dims: [usize; 3], spacing_mm:
         let radius = (CORE_DEPTH_MM / spacing_mm[axis].max(1e-6)).round() as usize;
         erode_along(&mut core, dims, axis, radius);
     }
-    let in_core = |i: usize| core[i];
-    let in_mask = |i: usize| labels[i] > 0;
-    let pick: &dyn Fn(usize) -> bool = if core.iter().any(|&c| c) { &in_core } else { &in_mask };
+    if !core.iter().any(|&c| c) {
+        core = labels.iter().map(|&l| l > 0).collect();
+    }
     let (mut n, mut sum) = (0u64, 0.0f64);
     for (i, &v) in image.iter().enumerate() {
-        if pick(i) {
+        if core[i] {
             n += 1;
             sum += v as f64;
         }
@@ -141,7 +141,7 @@ pub fn core_skewness(image: &[f32], labels: &[u8], dims: [usize; 3], spacing_mm:
     let mean = sum / n as f64;
     let (mut m2, mut m3) = (0.0f64, 0.0f64);
     for (i, &v) in image.iter().enumerate() {
-        if pick(i) {
+        if core[i] {
             let d = v as f64 - mean;
             m2 += d * d;
             m3 += d * d * d;
