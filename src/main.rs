@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bedside::cli::{commands, compress, teach, train, CliError};
+use bedside::cli::{commands, compress, lora, teach, train, CliError};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -38,6 +38,9 @@ enum Command {
         /// Average every ensemble member the package lists (HD-BET: all 5 folds, 5× slower).
         #[arg(long)]
         ensemble: bool,
+        /// A LoRA adapter folder trained on this model, merged in before the run.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
     },
     /// Dice coefficient between the foregrounds (> 0) of two volumes on the same grid.
     Dice { a: PathBuf, b: PathBuf },
@@ -76,6 +79,9 @@ enum Command {
         /// A second model to compare with (e.g. the teacher).
         #[arg(long)]
         against: Option<String>,
+        /// A LoRA adapter folder trained on --model, merged in before the runs.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
         #[arg(long, default_value = "cpu")]
         backend: String,
         /// Write the rows against reference masks into the model's model.json.
@@ -184,21 +190,65 @@ enum Command {
         #[arg(long)]
         ranks: String,
     },
+    /// LoRA adapters on a model's convolutions.
+    #[command(subcommand)]
+    Lora(LoraCommand),
+}
+
+#[derive(Subcommand)]
+enum LoraCommand {
+    /// Train a LoRA adapter for a model on labelled volumes (Dice + cross-entropy on the
+    /// masks; the base weights stay frozen); writes adapter_config.json,
+    /// adapter_model.safetensors and losses.csv to --out.
+    Train {
+        #[arg(long)]
+        model: String,
+        /// A labelled volume as IMAGE:MASK (the mask on the image's grid); repeat for more.
+        #[arg(long = "data", required = true)]
+        data: Vec<String>,
+        /// A held-out labelled volume, IMAGE:MASK, for the validation Dice before and after.
+        #[arg(long)]
+        val: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        rank: usize,
+        #[arg(long, default_value_t = 16.0)]
+        alpha: f32,
+        /// all, encoder, bottleneck, decoder, or layer-name patterns (`*` wildcards), comma-separated.
+        #[arg(long, default_value = "all")]
+        targets: String,
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        #[arg(long = "lr", default_value_t = 2e-3)]
+        learning_rate: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Fold an adapter into its base model: a plain package that computes the same.
+    Merge {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        adapter: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { volume } => commands::info(&volume, cli.json),
-        Command::Segment { volume, model, out, backend, tta, ensemble } => {
-            commands::segment(&volume, &model, &out, &backend, tta, ensemble, cli.json)
+        Command::Segment { volume, model, out, backend, tta, ensemble, adapter } => {
+            commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, tta, ensemble, cli.json)
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),
         Command::ImportHdbet { weights, out } => commands::import_hdbet(&weights, &out, cli.json),
         Command::Distill { config, out, cache, resume, backend } => {
             train::distill(&config, &out, cache.as_deref(), resume, &backend, cli.json)
         }
-        Command::Evaluate { model, volumes, against, backend, record } => {
+        Command::Evaluate { model, volumes, against, adapter, backend, record } => {
             let volumes: Vec<train::EvalVolume> = volumes
                 .iter()
                 .map(|v| match v.split_once(':') {
@@ -206,7 +256,7 @@ fn main() -> ExitCode {
                     None => train::EvalVolume { image: v.into(), reference: None },
                 })
                 .collect();
-            train::evaluate(&model, &volumes, against.as_deref(), &backend, record, cli.json)
+            train::evaluate(&model, adapter.as_deref(), &volumes, against.as_deref(), &backend, record, cli.json)
         }
         Command::Catalog { models_dir, check } => commands::catalog(&models_dir, check, cli.json),
         Command::Bench { volume, model, backends, repeat } => {
@@ -233,6 +283,18 @@ fn main() -> ExitCode {
             compress::pareto(&model, &image, reference.as_deref(), &factors, min_rank, margin, &backend, warmup, cli.json)
         }
         Command::Tucker { kernel, ranks } => compress::tucker(&kernel, &ranks, cli.json),
+        Command::Lora(LoraCommand::Merge { model, adapter, out }) => lora::merge(&model, &adapter, &out, cli.json),
+        Command::Lora(LoraCommand::Train { model, data, val, rank, alpha, targets, steps, learning_rate, seed, out }) => {
+            let args = lora::TrainArgs {
+                model: &model,
+                data: &data,
+                val: val.as_deref(),
+                lora: bedside::lora::LoraConfig { rank, alpha, targets },
+                options: bedside::lora::train::TrainOptions { steps, learning_rate, seed },
+                out: &out,
+            };
+            lora::train(&args, cli.json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -97,9 +97,19 @@ pub(super) fn run_segmentation(
     Ok(pollster::block_on(segment_bytes(bytes, model, &opened.device, options, &mut quiet))?)
 }
 
-pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, ensemble: bool, json: bool) -> Result<(), CliError> {
+#[allow(clippy::too_many_arguments)]
+pub fn segment(
+    path: &Path,
+    model: &str,
+    adapter: Option<&Path>,
+    out: &Path,
+    backend: &str,
+    tta: bool,
+    ensemble: bool,
+    json: bool,
+) -> Result<(), CliError> {
     let opened = open_device(backend)?;
-    let model = load_model(model, ensemble, &opened.device)?;
+    let model = super::lora::load_model_with(model, ensemble, adapter, &opened.device)?;
     let bytes = read_file(path)?;
     let (volume, seg) = run_segmentation(&bytes, &model, &opened, tta)?;
     let backend = opened.backend;
@@ -110,6 +120,7 @@ pub fn segment(path: &Path, model: &str, out: &Path, backend: &str, tta: bool, e
         seg.label_volumes.iter().map(|l| (l.name.clone(), json!(l.mm3))).collect();
     let value = json!({
         "model": model.manifest.id,
+        "lora_adapter": adapter.map(|a| a.display().to_string()),
         "backend": backend.name(),
         "out": out.display().to_string(),
         "adapter": opened.adapter,

@@ -1,10 +1,11 @@
-//! The native command line: `bedside info|segment|dice|import-hdbet|bench|bench-teach|distill|evaluate|catalog|compress|pareto|tucker`.
+//! The native command line: `bedside info|segment|dice|import-hdbet|bench|bench-teach|distill|evaluate|catalog|compress|pareto|tucker|lora`.
 //! Each command prints human text, or JSON with `--json`, and fails with a
 //! clear message and a non-zero exit status.
 
 pub mod commands;
 pub mod compress;
 mod kernel_file;
+pub mod lora;
 pub mod teach;
 pub mod train;
 

@@ -57,9 +57,21 @@ pub struct EvalVolume {
 /// Segments each volume with `model` (and `against`, when given) and prints
 /// Dice and HD95 against the reference masks and against the other model.
 /// With `record`, the rows against references go into the package's model.json.
-pub fn evaluate(model: &str, volumes: &[EvalVolume], against: Option<&str>, backend: &str, record: bool, json: bool) -> Result<(), CliError> {
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(
+    model: &str,
+    adapter: Option<&Path>,
+    volumes: &[EvalVolume],
+    against: Option<&str>,
+    backend: &str,
+    record: bool,
+    json: bool,
+) -> Result<(), CliError> {
+    if record && adapter.is_some() {
+        return Err(CliError("--record writes the base model's figures: leave it out with --adapter".into()));
+    }
     let opened = open_device(backend)?;
-    let m = load_model(model, false, &opened.device)?;
+    let m = super::lora::load_model_with(model, false, adapter, &opened.device)?;
     let other = against.map(|a| load_model(a, false, &opened.device)).transpose()?;
     let mut rows = Vec::new();
     // Each volume's quality warning, as `bedside segment` words it (None when trusted).

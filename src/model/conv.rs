@@ -7,6 +7,10 @@
 //! those three convolutions instead of one, and records every layer's
 //! geometry, so that FLOPs, parameters and the compression itself can be
 //! worked out from one description of the network.
+//!
+//! The builder can also give listed layers a LoRA adapter
+//! ([`crate::lora`]): the layer's kernel then becomes a [`LoraConv3d`],
+//! whose tensors keep the kernel's names and add `lora_A` / `lora_B`.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -16,6 +20,7 @@ use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::PaddingConfig3d;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::lora::{AdapterPlan, LoraConv3d};
 use crate::tucker::ranks::ConvGeometry;
 use crate::tucker::Tucker2;
 
@@ -29,8 +34,35 @@ pub type Factorisation = BTreeMap<String, [usize; 2]>;
 /// `name.first.weight`, `name.core.weight`, `name.last.weight`, `name.last.bias`.
 #[derive(Module, Debug)]
 pub enum Conv {
-    Whole(Conv3d),
+    Whole(Kernel),
     Tucker2(Tucker2Conv3d),
+}
+
+/// The one convolution of a layer that holds its spatial kernel: the whole
+/// layer, or a factorised layer's core. Stored like `Conv`, so an adapted
+/// kernel's base tensors keep their names.
+#[derive(Module, Debug)]
+pub enum Kernel {
+    Plain(Conv3d),
+    Adapted(LoraConv3d),
+}
+
+impl Kernel {
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        match self {
+            Kernel::Plain(conv) => conv.forward(x),
+            Kernel::Adapted(lora) => lora.forward(x),
+        }
+    }
+
+    /// `[out, in]` channels.
+    fn channels(&self) -> [usize; 2] {
+        let dims = match self {
+            Kernel::Plain(c) => c.weight.dims(),
+            Kernel::Adapted(l) => l.weight.dims(),
+        };
+        [dims[0], dims[1]]
+    }
 }
 
 /// 1×1×1 (in → r_in), the kernel's core (r_in → r_out, with the original
@@ -40,25 +72,24 @@ pub enum Conv {
 #[derive(Module, Debug)]
 pub struct Tucker2Conv3d {
     first: Conv3d,
-    core: Conv3d,
+    core: Kernel,
     last: Conv3d,
 }
 
 impl Conv {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
-            Conv::Whole(conv) => conv.forward(x),
+            Conv::Whole(kernel) => kernel.forward(x),
             Conv::Tucker2(t) => t.last.forward(t.core.forward(t.first.forward(x))),
         }
     }
 
     /// `[out, in]` channels.
     pub fn channels(&self) -> [usize; 2] {
-        let (out, inp) = match self {
-            Conv::Whole(c) => (c.weight.dims()[0], c.weight.dims()[1]),
-            Conv::Tucker2(t) => (t.last.weight.dims()[0], t.first.weight.dims()[1]),
-        };
-        [out, inp]
+        match self {
+            Conv::Whole(kernel) => kernel.channels(),
+            Conv::Tucker2(t) => [t.last.weight.dims()[0], t.first.weight.dims()[1]],
+        }
     }
 }
 
@@ -82,9 +113,15 @@ impl ConvSpec {
     fn factorised(&self, [r_out, r_in]: [usize; 2], device: &Device) -> Tucker2Conv3d {
         Tucker2Conv3d {
             first: plain(self.in_channels, r_in, 1, 1, false, device),
-            core: plain(r_in, r_out, self.kernel, self.stride, false, device),
+            core: Kernel::Plain(self.core([r_out, r_in]).whole(device)),
             last: plain(r_out, self.out_channels, 1, 1, self.bias, device),
         }
+    }
+
+    /// The factorised layer's core, as a convolution of its own: r_in → r_out
+    /// channels with this layer's kernel and stride, no bias.
+    pub fn core(&self, [r_out, r_in]: [usize; 2]) -> ConvSpec {
+        ConvSpec { in_channels: r_in, out_channels: r_out, kernel: self.kernel, stride: self.stride, bias: false }
     }
 
     /// Its size and voxel counts when its input has `in_voxels` voxels.
@@ -99,7 +136,7 @@ impl ConvSpec {
     }
 }
 
-fn plain(cin: usize, cout: usize, kernel: usize, stride: usize, bias: bool, device: &Device) -> Conv3d {
+pub(crate) fn plain(cin: usize, cout: usize, kernel: usize, stride: usize, bias: bool, device: &Device) -> Conv3d {
     let pad = (kernel - 1) / 2;
     // Burn's initialiser is lazy: weights that are loaded right after are
     // never drawn.
@@ -147,6 +184,7 @@ impl ConvLayer {
 /// manifest lists, and records them all.
 pub struct ConvBuilder<'a> {
     factorisation: &'a Factorisation,
+    adapters: &'a AdapterPlan,
     device: &'a Device,
     prefix: String,
     layers: &'a RefCell<Vec<ConvLayer>>,
@@ -154,7 +192,17 @@ pub struct ConvBuilder<'a> {
 
 impl<'a> ConvBuilder<'a> {
     pub fn new(factorisation: &'a Factorisation, device: &'a Device, layers: &'a RefCell<Vec<ConvLayer>>) -> Self {
-        Self { factorisation, device, prefix: String::new(), layers }
+        Self::with_adapters(factorisation, crate::lora::no_adapters(), device, layers)
+    }
+
+    /// A builder that also gives the layers `adapters` lists a LoRA adapter.
+    pub fn with_adapters(
+        factorisation: &'a Factorisation,
+        adapters: &'a AdapterPlan,
+        device: &'a Device,
+        layers: &'a RefCell<Vec<ConvLayer>>,
+    ) -> Self {
+        Self { factorisation, adapters, device, prefix: String::new(), layers }
     }
 
     pub fn device(&self) -> &'a Device {
@@ -163,7 +211,13 @@ impl<'a> ConvBuilder<'a> {
 
     /// A builder for a submodule's fields (`context1.` …).
     pub fn child(&self, name: &str) -> ConvBuilder<'a> {
-        ConvBuilder { factorisation: self.factorisation, device: self.device, prefix: self.path(name), layers: self.layers }
+        ConvBuilder {
+            factorisation: self.factorisation,
+            adapters: self.adapters,
+            device: self.device,
+            prefix: self.path(name),
+            layers: self.layers,
+        }
     }
 
     fn path(&self, name: &str) -> String {
@@ -187,10 +241,22 @@ impl<'a> ConvBuilder<'a> {
     fn build(&self, name: &str, spec: ConvSpec, input_level: u32, runs: bool) -> Conv {
         let name = self.path(name);
         let ranks = self.factorisation.get(&name).copied();
+        let adapter = self.adapters.get(&name).copied();
         self.layers.borrow_mut().push(ConvLayer { name, spec, input_level, runs, ranks });
+        // An adapter sits on the convolution that holds the spatial kernel:
+        // the whole layer, or a factorised layer's core (see `crate::lora`).
+        let kernel = |spec: ConvSpec, plain: Conv3d| match adapter {
+            Some(a) => Kernel::Adapted(LoraConv3d::new(plain, spec.kernel, spec.stride, a, self.device)),
+            None => Kernel::Plain(plain),
+        };
         match ranks {
-            Some(r) => Conv::Tucker2(spec.factorised(r, self.device)),
-            None => Conv::Whole(spec.whole(self.device)),
+            Some(r) => {
+                let mut t = spec.factorised(r, self.device);
+                let core = spec.core(r);
+                t.core = kernel(core, core.whole(self.device));
+                Conv::Tucker2(t)
+            }
+            None => Conv::Whole(kernel(spec, spec.whole(self.device))),
         }
     }
 }
@@ -227,7 +293,9 @@ pub fn tucker_conv(spec: ConvSpec, t: &Tucker2, bias: Option<&[f32]>, device: &D
         Param::from_tensor(Tensor::<5>::from_data(TensorData::new(values.clone(), shape), device))
     };
     conv.first.weight = param(0);
-    conv.core.weight = param(1);
+    if let Kernel::Plain(core) = &mut conv.core {
+        core.weight = param(1);
+    }
     conv.last.weight = param(2);
     if let Some(b) = bias {
         conv.last.bias = Some(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(b.to_vec(), [b.len()]), device)));

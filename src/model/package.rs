@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use std::cell::RefCell;
 
 use super::conv::{ConvBuilder, ConvLayer, Factorisation};
+use crate::lora::{is_adapter_tensor, no_adapters, AdapterPlan};
 use super::hdbet::{HdBet, HdBetConfig};
 use super::taps::Taps;
 use super::unet3d::{Unet3d, Unet3dConfig};
@@ -37,20 +38,32 @@ impl Network {
     /// Builds the family's network with initial weights, factorising the
     /// convolutions a compressed package lists.
     pub fn build(manifest: &Manifest, device: &Device) -> Result<Self, ModelError> {
-        Ok(Self::build_with_layers(manifest, device)?.0)
+        Ok(Self::build_with_layers(manifest, no_adapters(), device)?.0)
+    }
+
+    /// The same network with a LoRA adapter beside each layer `plan` lists
+    /// (zero update until trained or loaded). Its base weights load with
+    /// [`Network::load_base_safetensors`], its adapters with
+    /// [`Network::load_adapter_safetensors`].
+    pub fn build_adapted(manifest: &Manifest, plan: &AdapterPlan, device: &Device) -> Result<Self, ModelError> {
+        Ok(Self::build_with_layers(manifest, plan, device)?.0)
     }
 
     /// Every convolution of the network the manifest describes, in build
     /// order, with its geometry and ranks. (Burn initialises lazily, so the
     /// network built on the way costs no weights.)
     pub fn conv_layers(manifest: &Manifest) -> Result<Vec<ConvLayer>, ModelError> {
-        Ok(Self::build_with_layers(manifest, &Device::flex())?.1)
+        Ok(Self::build_with_layers(manifest, no_adapters(), &Device::flex())?.1)
     }
 
-    fn build_with_layers(manifest: &Manifest, device: &Device) -> Result<(Self, Vec<ConvLayer>), ModelError> {
+    fn build_with_layers(
+        manifest: &Manifest,
+        adapters: &AdapterPlan,
+        device: &Device,
+    ) -> Result<(Self, Vec<ConvLayer>), ModelError> {
         let factorisation: Factorisation = manifest.compression.as_ref().map(|c| c.layers.clone()).unwrap_or_default();
         let layers = RefCell::new(Vec::new());
-        let convs = ConvBuilder::new(&factorisation, device, &layers);
+        let convs = ConvBuilder::with_adapters(&factorisation, adapters, device, &layers);
         let network = match manifest.family.as_str() {
             "hd-bet" => {
                 let cfg: HdBetConfig = serde_json::from_value(manifest.hyperparameters.clone())
@@ -66,6 +79,9 @@ impl Network {
         };
         let layers = layers.into_inner();
         check_factorisation(&factorisation, &layers)?;
+        if let Some(name) = adapters.keys().find(|name| !layers.iter().any(|l| l.runs && &l.name == *name)) {
+            return Err(ModelError::Manifest(format!("the adapter names \"{name}\", which is not a convolution this network runs")));
+        }
         Ok((network, layers))
     }
 
@@ -119,6 +135,48 @@ impl Network {
             Network::HdBet(net) => load_module_safetensors(net, bytes),
             Network::Unet3d(net) => load_module_safetensors(net, bytes),
         }
+    }
+}
+
+impl Network {
+    /// Loads the base weights (every tensor but the adapters') into an
+    /// adapted network, with the checks of [`Network::load_safetensors`].
+    pub fn load_base_safetensors(&mut self, mut bytes: Vec<u8>) -> Result<(), ModelError> {
+        check_and_flush_weights(&mut bytes)?;
+        self.load_filtered(bytes, |path, _| !is_adapter_tensor(path))
+    }
+
+    /// Loads an adapter file's tensors: every adapter of the network must be
+    /// there, with its shape.
+    pub fn load_adapter_safetensors(&mut self, mut bytes: Vec<u8>) -> Result<(), ModelError> {
+        check_and_flush_weights(&mut bytes)?;
+        self.load_filtered(bytes, |path, _| is_adapter_tensor(path))
+    }
+
+    /// The adapters' tensors alone, as an adapter file's safetensors.
+    pub fn adapter_safetensors(&self) -> Result<Vec<u8>, ModelError> {
+        let store = || SafetensorsStore::from_bytes(None).skip_enum_variants(true).with_predicate(|path, _| is_adapter_tensor(path));
+        let mut store = store();
+        match self {
+            Network::HdBet(net) => net.save_into(&mut store),
+            Network::Unet3d(net) => net.save_into(&mut store),
+        }
+        .map_err(|e| ModelError::Weights(e.to_string()))?;
+        store.get_bytes().map_err(|e| ModelError::Weights(e.to_string()))
+    }
+
+    fn load_filtered(&mut self, bytes: Vec<u8>, keep: fn(&str, &str) -> bool) -> Result<(), ModelError> {
+        let mut store =
+            SafetensorsStore::from_bytes(Some(bytes)).validate(true).skip_enum_variants(true).with_predicate(keep).allow_partial(true);
+        let result = match self {
+            Network::HdBet(net) => net.load_from(&mut store),
+            Network::Unet3d(net) => net.load_from(&mut store),
+        }
+        .map_err(|e| ModelError::Weights(e.to_string()))?;
+        // burn-store counts a tensor the file lacks as missing even when the
+        // filter excludes it (hence allow_partial): the kept ones must be there.
+        let missing: Vec<String> = result.missing.iter().filter(|(p, c)| keep(p, c)).map(|(p, _)| p.clone()).collect();
+        describe_apply_problems(&missing, &result.errors)
     }
 }
 

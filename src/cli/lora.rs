@@ -1,0 +1,198 @@
+//! `bedside lora train` and `bedside lora merge`, and the `--adapter` of `segment` and `evaluate`:
+//! a LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`)
+//! put on its base model, refused on any other.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use serde_json::json;
+
+use super::commands::{print, read_volume, resolve_model_dir};
+use super::CliError;
+use crate::distill::engine::LossRecord;
+use crate::lora::adapter::{merged_network, Adapter, CONFIG_FILE, WEIGHTS_FILE};
+use crate::lora::train::{mask_labels, Adaptation, TrainOptions};
+use crate::lora::LoraConfig;
+use crate::model::Model;
+use crate::volume::Volume;
+
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Reads an adapter folder.
+pub fn read_adapter(dir: &Path) -> Result<Adapter, CliError> {
+    let config = String::from_utf8(read(&dir.join(CONFIG_FILE))?)
+        .map_err(|_| CliError(format!("{} is not UTF-8", dir.join(CONFIG_FILE).display())))?;
+    Adapter::from_files(&config, read(&dir.join(WEIGHTS_FILE))?).map_err(|e| CliError(format!("{}: {e}", dir.display())))
+}
+
+/// The model `model`, with `adapter` merged into it when one is given (the
+/// merged network computes what the adapted one does, with no extra layers).
+pub(super) fn load_model_with(model: &str, ensemble: bool, adapter: Option<&Path>, device: &Device) -> Result<Model, CliError> {
+    let dir = resolve_model_dir(model)?;
+    let mut loaded = Model::load_dir(&dir, ensemble, device).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
+    if let Some(adapter_dir) = adapter {
+        if ensemble {
+            return Err(CliError("an adapter belongs to one network: leave out --ensemble with --adapter".into()));
+        }
+        let adapter = read_adapter(adapter_dir)?;
+        let base = read(&dir.join("weights.safetensors"))?;
+        loaded.network = merged_network(&loaded.manifest, &base, &adapter, device)
+            .map_err(|e| CliError(format!("{}: {e}", adapter_dir.display())))?;
+    }
+    Ok(loaded)
+}
+
+/// `bedside lora merge`: writes a plain package with the adapter folded in.
+pub fn merge(model: &str, adapter_dir: &Path, out: &Path, json: bool) -> Result<(), CliError> {
+    let device = Device::flex();
+    let dir = resolve_model_dir(model)?;
+    let mut merged = load_model_with(model, false, Some(adapter_dir), &device)?;
+    let adapter = read_adapter(adapter_dir)?;
+    let base_id = merged.manifest.id.clone();
+    merged.manifest.id = format!("{base_id}-lora");
+    merged.manifest.name = format!("{} + LoRA adapter (r = {}, merged)", merged.manifest.name, adapter.config.r);
+    merged.manifest.training = Some(json!({ "merged_lora_adapter": adapter.config }));
+    // Its own figures are not the base's.
+    merged.manifest.evaluation.clear();
+    merged.manifest.ensemble.clear();
+    merged.members.clear();
+    merged.save_dir(out).map_err(|e| CliError(format!("{}: {e}", out.display())))?;
+    let value = json!({
+        "base": dir.display().to_string(),
+        "adapter": adapter_dir.display().to_string(),
+        "out": out.display().to_string(),
+        "layers": adapter.config.target_modules.len(),
+        "r": adapter.config.r,
+    });
+    print(value, json, || {
+        format!(
+            "wrote {} ({base_id} with the adapter of {} layers at r = {} folded in)",
+            out.display(),
+            adapter.config.target_modules.len(),
+            adapter.config.r
+        )
+    });
+    Ok(())
+}
+
+/// What `bedside lora train` is given.
+pub struct TrainArgs<'a> {
+    pub model: &'a str,
+    /// IMAGE:MASK pairs.
+    pub data: &'a [String],
+    pub val: Option<&'a str>,
+    pub lora: LoraConfig,
+    pub options: TrainOptions,
+    pub out: &'a Path,
+}
+
+fn image_and_mask(pair: &str) -> Result<(Volume, Vec<u8>), CliError> {
+    let (image, mask) = pair
+        .split_once(':')
+        .ok_or_else(|| CliError(format!("\"{pair}\": give each labelled volume as IMAGE:MASK")))?;
+    let (image_path, mask_path) = (Path::new(image), Path::new(mask));
+    let volume = read_volume(image_path)?;
+    let labels = mask_labels(&volume, &read_volume(mask_path)?).map_err(|e| CliError(format!("{}: {e}", mask_path.display())))?;
+    Ok((volume, labels))
+}
+
+/// Peak resident memory of this process so far, in MB (Linux), for the report.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// `bedside lora train`: an adapter for `model` from labelled volumes,
+/// written as an adapter folder.
+pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
+    let device = Device::flex();
+    let dir = resolve_model_dir(args.model)?;
+    let base_json = String::from_utf8(read(&dir.join("model.json"))?).map_err(|_| CliError("model.json is not UTF-8".into()))?;
+    let base_weights = read(&dir.join("weights.safetensors"))?;
+    let labelled = args.data.iter().map(|p| image_and_mask(p)).collect::<Result<Vec<_>, _>>()?;
+    if labelled.is_empty() {
+        return Err(CliError("give at least one --data IMAGE:MASK".into()));
+    }
+    let val = args.val.map(image_and_mask).transpose()?;
+    let t0 = std::time::Instant::now();
+    let mut run = pollster::block_on(Adaptation::new(&base_json, base_weights.clone(), args.lora.clone(), &labelled, args.options.clone(), &device))?;
+    let prepare_s = t0.elapsed().as_secs_f64();
+    let validate = |run: &Adaptation| -> Result<Option<f64>, CliError> {
+        val.as_ref().map(|(v, m)| pollster::block_on(run.validation_dice(v, m, &device)).map_err(CliError::from)).transpose()
+    };
+    let val_before = validate(&run)?;
+    if !json {
+        eprintln!(
+            "adapting {} ({} trainable parameters of {}, {:.2}%) on {} volume(s) for {} steps",
+            args.model,
+            run.trainable,
+            run.total,
+            100.0 * run.trainable as f64 / run.total as f64,
+            labelled.len(),
+            args.options.steps
+        );
+    }
+    let t1 = std::time::Instant::now();
+    let chunk = 10;
+    while run.steps_done() < args.options.steps {
+        let n = chunk.min(args.options.steps - run.steps_done());
+        let records = pollster::block_on(run.steps(n))?;
+        if !json {
+            let r = records.last().expect("n > 0");
+            eprintln!("  step {:>4}  loss {:.4}  (cross-entropy {:.4}, Dice loss {:.4})", r.step, r.total, r.cross_entropy, r.dice);
+        }
+    }
+    let train_s = t1.elapsed().as_secs_f64();
+    let val_after = validate(&run)?;
+    let adapter = pollster::block_on(run.adapter())?;
+    std::fs::create_dir_all(args.out).map_err(|e| CliError(format!("cannot create {}: {e}", args.out.display())))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let p = args.out.join(name);
+        std::fs::write(&p, bytes).map_err(|e| CliError(format!("cannot write {}: {e}", p.display())))
+    };
+    write(WEIGHTS_FILE, &adapter.weights)?;
+    write(CONFIG_FILE, adapter.config_json().as_bytes())?;
+    let csv: String = std::iter::once(LossRecord::CSV_HEADER.to_string()).chain(run.history.iter().map(|r| r.csv())).collect::<Vec<_>>().join("\n") + "\n";
+    write("losses.csv", csv.as_bytes())?;
+    let value = json!({
+        "model": args.model,
+        "out": args.out.display().to_string(),
+        "r": args.lora.rank,
+        "lora_alpha": args.lora.alpha,
+        "targets": args.lora.targets,
+        "adapted_layers": run.plan.len(),
+        "trainable_params": run.trainable,
+        "total_params": run.total,
+        "trainable_share": run.trainable as f64 / run.total as f64,
+        "adapter_bytes": adapter.weights.len(),
+        "base_bytes": base_weights.len(),
+        "steps": run.steps_done(),
+        "prepare_s": prepare_s,
+        "train_s": train_s,
+        "final_loss": run.history.last().map(|r| r.total),
+        "val_dice_before": val_before,
+        "val_dice_after": val_after,
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    print(value, json, || {
+        let val = match (val_before, val_after) {
+            (Some(b), Some(a)) => format!("\n  validation Dice {b:.4} -> {a:.4}"),
+            _ => String::new(),
+        };
+        format!(
+            "wrote {} ({} layers at r = {}, {:.1} KB; the base's weights are {:.1} KB)\n  {} steps in {:.1} s ({:.1} s preparing){val}",
+            args.out.display(),
+            run.plan.len(),
+            args.lora.rank,
+            adapter.weights.len() as f64 / 1024.0,
+            base_weights.len() as f64 / 1024.0,
+            run.steps_done(),
+            train_s,
+            prepare_s
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Training an adapter on a site's own labelled scans, on the trainer
+//! distillation uses ([`Engine`]): the base model's network with adapters
+//! beside its targeted convolutions, every other weight frozen, Dice +
+//! cross-entropy on the user's masks. The CLI (`bedside lora train`) and
+//! the page's Adapt panel drive this same code, in memory.
+
+use burn::tensor::Device;
+
+use super::adapter::{sha256_hex, Adapter, AdapterConfig};
+use super::{adapter_params, freeze_all_but_adapters, AdapterPlan, LoraConfig};
+use crate::distill::augment::AugmentConfig;
+use crate::distill::config::{DistillConfig, LossWeights, TrainingVolume};
+use crate::distill::dataset::PreparedVolume;
+use crate::distill::engine::{batch_samples, learning_rate, step_rng, Distillee, Engine, LossRecord};
+use crate::distill::lockstep::{prepare_volume, RoomVolume};
+use crate::distill::DistillError;
+use crate::inference::pipeline::{segment, SegmentOptions};
+use crate::metrics::dice;
+use crate::model::transfer::copy_to;
+use crate::model::{Manifest, Model, Network};
+use crate::volume::Volume;
+
+/// How an adapter trains: steps and rate. Batches are two patches of up to
+/// 64³ (the in-tab recovery's size, which a browser tab's memory holds),
+/// foreground-centred two times in three.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainOptions {
+    pub steps: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self { steps: 100, learning_rate: 2e-3, seed: 42 }
+    }
+}
+
+/// An image and its mask, which must share the image's grid.
+pub fn mask_labels(image: &Volume, mask: &Volume) -> Result<Vec<u8>, DistillError> {
+    if mask.dims != image.dims {
+        return Err(DistillError::Volume(format!(
+            "the mask's grid {:?} differs from the image's {:?}: give each image its own mask, on the same grid",
+            mask.dims, image.dims
+        )));
+    }
+    Ok(mask.data.iter().map(|&v| (v > 0.0) as u8).collect())
+}
+
+/// The distillation recipe an adaptation runs: labels only (no KD, no
+/// feature terms), on the base model's own preprocessing and grid.
+fn recipe(base: &Manifest, grid: [usize; 3], volumes: usize, options: &TrainOptions) -> DistillConfig {
+    let multiple = base.preprocessing.divisible_by.max(16);
+    let smallest = grid.into_iter().min().unwrap_or(0) / multiple * multiple;
+    let side = 64usize.max(multiple).min(smallest);
+    DistillConfig {
+        id: format!("{}-lora", base.id),
+        name: format!("{} + LoRA adapter", base.name),
+        teacher: format!("../{}", base.id).into(),
+        student: crate::model::unet3d::Unet3dConfig::new(),
+        start_from: Some(format!("../{}", base.id).into()),
+        volumes: (0..volumes).map(|i| TrainingVolume { image: format!("labelled volume {}", i + 1), mask: Some("its mask".into()) }).collect(),
+        patch: [side; 3],
+        window: None,
+        axis_order: base.preprocessing.axis_order.clone(),
+        normalisation: base.preprocessing.normalisation.clone(),
+        postprocessing: None,
+        batch: 2,
+        steps: options.steps,
+        learning_rate: options.learning_rate,
+        seed: options.seed,
+        average_decay: None,
+        foreground_fraction: 0.67,
+        loss: LossWeights { cross_entropy: 1.0, dice: 1.0, kd: 0.0, encoder: 0.0, bottleneck: 0.0, decoder: 0.0, ..LossWeights::default() },
+        augment: AugmentConfig::none(),
+        checkpoint_every: options.steps.max(1),
+        hold_out: None,
+    }
+}
+
+/// A run: the base, the plan, the engine and what it has logged.
+pub struct Adaptation {
+    engine: Engine,
+    train: Vec<PreparedVolume>,
+    pub cfg: DistillConfig,
+    pub lora: LoraConfig,
+    pub plan: AdapterPlan,
+    base: Manifest,
+    base_sha256: String,
+    /// Parameters that learn (the adapters') and all of the adapted network's.
+    pub trainable: usize,
+    pub total: usize,
+    pub history: Vec<LossRecord>,
+}
+
+impl Adaptation {
+    /// Prepares each labelled volume on the base model's grid (the base runs
+    /// once over it, on `device`), and builds the adapted network.
+    pub async fn new(
+        base_json: &str,
+        base_weights: Vec<u8>,
+        lora: LoraConfig,
+        labelled: &[(Volume, Vec<u8>)],
+        options: TrainOptions,
+        device: &Device,
+    ) -> Result<Self, DistillError> {
+        if labelled.is_empty() {
+            return Err(DistillError::Config("give at least one labelled volume (an image and its mask)".into()));
+        }
+        let base_sha256 = sha256_hex(&base_weights);
+        let model = |dev: &Device| Model::from_package_bytes(base_json, base_weights.clone(), dev).map_err(|e| DistillError::Model(e.to_string()));
+        let base = model(device)?;
+        let mut rooms: Vec<RoomVolume> = Vec::with_capacity(labelled.len());
+        for (volume, mask) in labelled {
+            if mask.iter().all(|&l| l == 0) {
+                return Err(DistillError::Volume("a mask is empty: it labels no voxel".into()));
+            }
+            rooms.push(prepare_volume(volume, &base, Some(mask), device).await?);
+        }
+        let layers = Network::conv_layers(&base.manifest).map_err(|e| DistillError::Model(e.to_string()))?;
+        let plan = lora.plan(&layers).map_err(|e| DistillError::Config(e.to_string()))?;
+        let grid = rooms.iter().map(|r| r.full.dims).min_by_key(|d| d.iter().min().copied()).expect("one volume");
+        let cfg = recipe(&base.manifest, grid, rooms.len(), &options);
+        if cfg.patch[0] == 0 {
+            return Err(DistillError::Config(format!("the volume's grid {grid:?} is too small to train on")));
+        }
+        let train_device = device.clone().autodiff();
+        let mut network = Network::build_adapted(&base.manifest, &plan, &train_device).map_err(|e| DistillError::Model(e.to_string()))?;
+        network.load_base_safetensors(base_weights).map_err(|e| DistillError::Model(e.to_string()))?;
+        let network = freeze_all_but_adapters(network);
+        let (trainable, total) = (adapter_params(&layers, &plan), network.num_params());
+        let t = &rooms[0].full.teacher;
+        let widths = [t.encoder.channels, t.bottleneck.channels, t.decoder.channels];
+        train_device.seed(options.seed);
+        let engine = Engine::new(Distillee::with_student(network, widths, cfg.loss.projection_dim, &train_device), None, &train_device);
+        let train = rooms.into_iter().map(|r| r.full.training_part(r.full.dims[0])).collect();
+        Ok(Self { engine, train, cfg, lora, plan, base: base.manifest, base_sha256, trainable, total, history: Vec::new() })
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.engine.steps_done
+    }
+
+    /// `n` steps; a loss that is not finite stops with the adapter from
+    /// before them kept.
+    pub async fn steps(&mut self, n: usize) -> Result<Vec<LossRecord>, DistillError> {
+        let before = self.engine.clone();
+        let mut pending = Vec::with_capacity(n);
+        for _ in 0..n {
+            let step = self.engine.steps_done;
+            let mut rng = step_rng(self.cfg.seed, step);
+            let samples = batch_samples(&self.cfg, &self.train, &mut rng);
+            pending.push(self.engine.step(&samples, &self.cfg.loss, learning_rate(&self.cfg, step), &mut rng));
+        }
+        let mut out = Vec::with_capacity(n);
+        for p in pending {
+            let r = p.read_async().await?;
+            if r.non_finite_term().is_some() {
+                let step = r.step;
+                self.engine = before;
+                return Err(DistillError::Diverged(step));
+            }
+            out.push(r);
+        }
+        self.history.extend(out.iter().cloned());
+        Ok(out)
+    }
+
+    /// The adapted model as it stands (for inference: no autodiff).
+    pub fn model(&self) -> Model {
+        Model { manifest: self.base.clone(), network: self.engine.student(), members: Vec::new() }
+    }
+
+    /// Dice of the adapted model's mask (through the inference pipeline, as
+    /// the page and `bedside segment` run it) against `mask` on `volume`.
+    pub async fn validation_dice(&self, volume: &Volume, mask: &[u8], device: &Device) -> Result<f64, DistillError> {
+        let seg = segment(volume, &self.model(), device, SegmentOptions::default(), &mut |_, _| true)
+            .await
+            .map_err(|e| DistillError::Volume(e.to_string()))?;
+        Ok(dice(&seg.labels, mask))
+    }
+
+    /// The adapter as files: its tensors (read back asynchronously, so this
+    /// works on WebGPU) and its config, with the recipe in `training`.
+    pub async fn adapter(&self) -> Result<Adapter, DistillError> {
+        let network = copy_to(&self.engine.student(), &Device::flex()).await.map_err(|e| DistillError::Model(e.to_string()))?;
+        let weights = network.adapter_safetensors().map_err(|e| DistillError::Model(e.to_string()))?;
+        let last = self.history.last();
+        let training = serde_json::json!({
+            "steps": self.steps_done(),
+            "learning_rate": self.cfg.learning_rate,
+            "seed": self.cfg.seed,
+            "batch": self.cfg.batch,
+            "patch": self.cfg.patch,
+            "loss": "Dice + cross-entropy on the masks",
+            "volumes": self.train.len(),
+            "final_loss": last.map(|r| r.total),
+            "trainable_params": self.trainable,
+        });
+        Ok(Adapter {
+            config: AdapterConfig {
+                peft_type: "LORA".into(),
+                r: self.lora.rank,
+                lora_alpha: self.lora.alpha,
+                target_modules: self.plan.keys().cloned().collect(),
+                targets: self.lora.targets.clone(),
+                base_model_name_or_path: self.base.id.clone(),
+                base_model_sha256: self.base_sha256.clone(),
+                bedside_version: env!("CARGO_PKG_VERSION").into(),
+                training: Some(training),
+            },
+            weights,
+        })
+    }
+}
