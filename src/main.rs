@@ -222,6 +222,9 @@ enum LoraCommand {
         learning_rate: f64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// What learns: adapters, adapters-norms-biases, norms-biases, or full (writes a package).
+        #[arg(long, default_value = "adapters")]
+        trainables: String,
         #[arg(long)]
         out: PathBuf,
     },
@@ -284,13 +287,20 @@ fn main() -> ExitCode {
         }
         Command::Tucker { kernel, ranks } => compress::tucker(&kernel, &ranks, cli.json),
         Command::Lora(LoraCommand::Merge { model, adapter, out }) => lora::merge(&model, &adapter, &out, cli.json),
-        Command::Lora(LoraCommand::Train { model, data, val, rank, alpha, targets, steps, learning_rate, seed, out }) => {
+        Command::Lora(LoraCommand::Train { model, data, val, rank, alpha, targets, steps, learning_rate, seed, trainables, out }) => {
+            let trainables = match bedside::lora::Trainables::parse(&trainables) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("bedside: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let args = lora::TrainArgs {
                 model: &model,
                 data: &data,
                 val: val.as_deref(),
                 lora: bedside::lora::LoraConfig { rank, alpha, targets },
-                options: bedside::lora::train::TrainOptions { steps, learning_rate, seed },
+                options: bedside::lora::train::TrainOptions { steps, learning_rate, seed, trainables },
                 out: &out,
             };
             lora::train(&args, cli.json)

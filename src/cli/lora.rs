@@ -12,7 +12,7 @@ use super::CliError;
 use crate::distill::engine::LossRecord;
 use crate::lora::adapter::{merged_network, Adapter, CONFIG_FILE, WEIGHTS_FILE};
 use crate::lora::train::{mask_labels, Adaptation, TrainOptions};
-use crate::lora::LoraConfig;
+use crate::lora::{LoraConfig, Trainables};
 use crate::model::Model;
 use crate::volume::Volume;
 
@@ -147,14 +147,23 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
     }
     let train_s = t1.elapsed().as_secs_f64();
     let val_after = validate(&run)?;
-    let adapter = pollster::block_on(run.adapter())?;
     std::fs::create_dir_all(args.out).map_err(|e| CliError(format!("cannot create {}: {e}", args.out.display())))?;
     let write = |name: &str, bytes: &[u8]| {
         let p = args.out.join(name);
         std::fs::write(&p, bytes).map_err(|e| CliError(format!("cannot write {}: {e}", p.display())))
     };
-    write(WEIGHTS_FILE, &adapter.weights)?;
-    write(CONFIG_FILE, adapter.config_json().as_bytes())?;
+    // A full fine-tuning is a whole package; every other choice an adapter.
+    let saved_bytes = if args.options.trainables == Trainables::Full {
+        let (manifest, weights) = pollster::block_on(run.package())?;
+        write("weights.safetensors", &weights)?;
+        write("model.json", (serde_json::to_string_pretty(&manifest).expect("plain data") + "\n").as_bytes())?;
+        weights.len()
+    } else {
+        let adapter = pollster::block_on(run.adapter())?;
+        write(WEIGHTS_FILE, &adapter.weights)?;
+        write(CONFIG_FILE, adapter.config_json().as_bytes())?;
+        adapter.weights.len()
+    };
     let csv: String = std::iter::once(LossRecord::CSV_HEADER.to_string()).chain(run.history.iter().map(|r| r.csv())).collect::<Vec<_>>().join("\n") + "\n";
     write("losses.csv", csv.as_bytes())?;
     let value = json!({
@@ -167,7 +176,8 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
         "trainable_params": run.trainable,
         "total_params": run.total,
         "trainable_share": run.trainable as f64 / run.total as f64,
-        "adapter_bytes": adapter.weights.len(),
+        "trainables": args.options.trainables.name(),
+        "adapter_bytes": saved_bytes,
         "base_bytes": base_weights.len(),
         "steps": run.steps_done(),
         "prepare_s": prepare_s,
@@ -183,11 +193,13 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
             _ => String::new(),
         };
         format!(
-            "wrote {} ({} layers at r = {}, {:.1} KB; the base's weights are {:.1} KB)\n  {} steps in {:.1} s ({:.1} s preparing){val}",
+            "wrote {} ({}: {} layers at r = {}, {} trainable parameters, {:.1} KB; the base's weights are {:.1} KB)\n  {} steps in {:.1} s ({:.1} s preparing){val}",
             args.out.display(),
+            args.options.trainables.name(),
             run.plan.len(),
             args.lora.rank,
-            adapter.weights.len() as f64 / 1024.0,
+            run.trainable,
+            saved_bytes as f64 / 1024.0,
             base_weights.len() as f64 / 1024.0,
             run.steps_done(),
             train_s,

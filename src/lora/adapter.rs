@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::layer::merged_kernel;
-use super::{is_adapter_tensor, AdapterPlan, AdapterSpec, LoraError};
+use super::{is_adapter_tensor, AdapterPlan, AdapterSpec, LoraError, Trainables};
 use crate::model::package::f32_safetensors;
 use crate::model::{Manifest, Network};
 
@@ -28,6 +28,11 @@ pub struct AdapterConfig {
     pub lora_alpha: f32,
     /// Every adapted convolution, by its path in the base model's weights.
     pub target_modules: Vec<String>,
+    /// What else the file holds: `adapters` (LoRA A/B only), or also the
+    /// normalisation affines and biases (`adapters-norms-biases`), or those
+    /// alone (`norms-biases`, with r = 0 and no target modules).
+    #[serde(default = "adapters_only")]
+    pub trainables: Trainables,
     /// What the user asked for (`all`, a group, patterns), for the record.
     #[serde(default)]
     pub targets: String,
@@ -49,6 +54,10 @@ pub struct Adapter {
     pub weights: Vec<u8>,
 }
 
+fn adapters_only() -> Trainables {
+    Trainables::Adapters
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -62,8 +71,20 @@ impl Adapter {
         if config.peft_type != "LORA" {
             return Err(LoraError::File(format!("peft_type is \"{}\"; bedside reads LoRA adapters only", config.peft_type)));
         }
-        if config.r == 0 || !(config.lora_alpha.is_finite() && config.lora_alpha > 0.0) {
-            return Err(LoraError::File(format!("r = {} and lora_alpha = {} are not a usable adapter", config.r, config.lora_alpha)));
+        if config.trainables == Trainables::Full {
+            return Err(LoraError::File("a fully fine-tuned model is a package, not an adapter".into()));
+        }
+        let lora = config.trainables.adapters();
+        if lora && (config.r == 0 || !(config.lora_alpha.is_finite() && config.lora_alpha > 0.0) || config.target_modules.is_empty()) {
+            return Err(LoraError::File(format!(
+                "r = {}, lora_alpha = {} and {} target modules are not a usable adapter",
+                config.r,
+                config.lora_alpha,
+                config.target_modules.len()
+            )));
+        }
+        if !lora && !config.target_modules.is_empty() {
+            return Err(LoraError::File(format!("trainables \"{}\" has no LoRA layers, yet target_modules lists some", config.trainables.name())));
         }
         let adapter = Self { config, weights };
         let tensors = adapter.tensors()?;
@@ -79,12 +100,15 @@ impl Adapter {
                 )));
             }
         }
-        if tensors.len() != 2 * adapter.config.target_modules.len() {
+        let pairs = tensors.keys().filter(|n| is_adapter_tensor(n)).count();
+        if pairs != 2 * adapter.config.target_modules.len() {
             return Err(LoraError::File(format!(
-                "{WEIGHTS_FILE} holds {} tensors for {} listed layers",
-                tensors.len(),
+                "{WEIGHTS_FILE} holds {pairs} LoRA tensors for {} listed layers",
                 adapter.config.target_modules.len()
             )));
+        }
+        if let Some(stray) = tensors.keys().find(|n| !adapter.config.trainables.learns(n)) {
+            return Err(LoraError::File(format!("{WEIGHTS_FILE} holds \"{stray}\", which trainables \"{}\" does not train", adapter.config.trainables.name())));
         }
         Ok(adapter)
     }
@@ -106,6 +130,25 @@ impl Adapter {
             short(&self.config.base_model_sha256),
             short(weights_sha256)
         )))
+    }
+
+    /// The base's weights with this adapter's tensors added (LoRA pairs) or
+    /// put in place (normalisation affines and biases it trained): the
+    /// complete weights of the adapted network.
+    pub fn combined_with(&self, base_weights: &[u8]) -> Result<Vec<u8>, LoraError> {
+        let mut tensors = read_f32_tensors(base_weights).map_err(LoraError::Mismatch)?;
+        for (name, (shape, values)) in self.tensors()? {
+            if let Some((base_shape, _)) = tensors.get(&name) {
+                if *base_shape != shape {
+                    return Err(LoraError::Mismatch(format!("{name} is {shape:?} in the adapter but {base_shape:?} in the base")));
+                }
+            } else if !is_adapter_tensor(&name) {
+                return Err(LoraError::Mismatch(format!("the base has no tensor {name}")));
+            }
+            tensors.insert(name, (shape, values));
+        }
+        let all: Vec<(String, Vec<usize>, Vec<f32>)> = tensors.into_iter().map(|(n, (s, v))| (n, s, v)).collect();
+        f32_safetensors(&all).map_err(|e| LoraError::Mismatch(e.to_string()))
     }
 
     pub fn config_json(&self) -> String {
@@ -132,6 +175,15 @@ fn pair_of<V>(tensors: &BTreeMap<String, V>, layer: &str) -> Option<String> {
     [layer.to_string(), format!("{layer}.core")]
         .into_iter()
         .find(|p| tensors.contains_key(&format!("{p}.lora_A.weight")) && tensors.contains_key(&format!("{p}.lora_B.weight")))
+}
+
+/// The tensors of a network's weights (`weights`) that learn under
+/// `trainables`, as an adapter file's safetensors.
+pub fn trained_tensors(weights: &[u8], trainables: Trainables) -> Result<Vec<u8>, LoraError> {
+    let tensors = read_f32_tensors(weights).map_err(LoraError::Mismatch)?;
+    let kept: Vec<(String, Vec<usize>, Vec<f32>)> =
+        tensors.into_iter().filter(|(n, _)| trainables.learns(n)).map(|(n, (s, v))| (n, s, v)).collect();
+    f32_safetensors(&kept).map_err(|e| LoraError::Mismatch(e.to_string()))
 }
 
 /// Every f32 tensor of a safetensors file: name → (shape, values).
@@ -185,8 +237,7 @@ pub fn merge_weights(weights: &[u8], plan: &AdapterPlan, device: &Device) -> Res
 pub fn adapted_network(manifest: &Manifest, base_weights: &[u8], adapter: &Adapter, device: &Device) -> Result<Network, LoraError> {
     adapter.check_base(&manifest.id, &sha256_hex(base_weights))?;
     let mut network = Network::build_adapted(manifest, &adapter.plan(), device).map_err(|e| LoraError::Mismatch(e.to_string()))?;
-    network.load_base_safetensors(base_weights.to_vec()).map_err(|e| LoraError::Mismatch(e.to_string()))?;
-    network.load_adapter_safetensors(adapter.weights.clone()).map_err(|e| LoraError::Mismatch(e.to_string()))?;
+    network.load_safetensors(adapter.combined_with(base_weights)?).map_err(|e| LoraError::Mismatch(e.to_string()))?;
     Ok(network)
 }
 

@@ -198,12 +198,59 @@ pub fn is_adapter_tensor(path: &str) -> bool {
     path.split('.').any(|s| s == "lora_A" || s == "lora_B")
 }
 
-/// Switches gradients off for every parameter of `module` but the
-/// adapters', so a training step touches, and keeps optimizer state for,
-/// the adapters only.
-pub fn freeze_all_but_adapters<M: Module>(module: M) -> M {
+/// Which parameters learn in an adaptation. The comparison asks for
+/// all four: LoRA alone, LoRA with the normalisation affines and biases
+/// (counted apart), those alone, and full fine-tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trainables {
+    Adapters,
+    AdaptersNormsBiases,
+    NormsBiases,
+    Full,
+}
+
+impl Trainables {
+    pub fn parse(name: &str) -> Result<Self, LoraError> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+            LoraError::Config(format!("\"{name}\": trainables are adapters, adapters-norms-biases, norms-biases or full"))
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Trainables::Adapters => "adapters",
+            Trainables::AdaptersNormsBiases => "adapters-norms-biases",
+            Trainables::NormsBiases => "norms-biases",
+            Trainables::Full => "full",
+        }
+    }
+
+    /// Whether the network gets adapters at all.
+    pub fn adapters(self) -> bool {
+        matches!(self, Trainables::Adapters | Trainables::AdaptersNormsBiases)
+    }
+
+    /// Does the parameter at `path` (a tensor's module path) learn?
+    pub fn learns(self, path: &str) -> bool {
+        let adapter = is_adapter_tensor(path);
+        let norm_or_bias = !adapter && matches!(path.rsplit('.').next(), Some("bias" | "gamma" | "beta"));
+        match self {
+            Trainables::Adapters => adapter,
+            Trainables::AdaptersNormsBiases => adapter || norm_or_bias,
+            Trainables::NormsBiases => norm_or_bias,
+            Trainables::Full => true,
+        }
+    }
+}
+
+/// Switches gradients off for every parameter of `module` that does not
+/// learn under `trainables`, so a training step touches, and keeps
+/// optimizer state for, those that do.
+pub fn freeze_all_but<M: Module>(module: M, trainables: Trainables) -> M {
     struct Freezer {
         path: Vec<String>,
+        trainables: Trainables,
     }
     impl ModuleMapper for Freezer {
         fn enter_module(&mut self, name: &str, _container: &str) {
@@ -213,11 +260,17 @@ pub fn freeze_all_but_adapters<M: Module>(module: M) -> M {
             self.path.pop();
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let adapter = self.path.iter().any(|s| s == "lora_A" || s == "lora_B");
-            param.set_require_grad(adapter)
+            // The path holds the parameter's own field name last.
+            let learns = self.trainables.learns(&self.path.join("."));
+            param.set_require_grad(learns)
         }
     }
-    module.map(&mut Freezer { path: Vec::new() })
+    module.map(&mut Freezer { path: Vec::new(), trainables })
+}
+
+/// [`freeze_all_but`] the adapters.
+pub fn freeze_all_but_adapters<M: Module>(module: M) -> M {
+    freeze_all_but(module, Trainables::Adapters)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::adapter::{merge_weights, read_f32_tensors, sha256_hex, Adapter, AdapterConfig};
+use super::adapter::{merge_weights, read_f32_tensors, sha256_hex, trained_tensors, Adapter, AdapterConfig};
 use super::*;
 use crate::model::manifest::Compression;
 use crate::model::package::f32_safetensors;
@@ -58,11 +58,14 @@ fn input(device: &Device) -> Tensor<5> {
 
 /// Every adapter tensor of `net` replaced by seeded random values (a trained adapter).
 fn with_random_adapters(mut net: Network, device: &Device) -> Network {
-    let tensors = read_f32_tensors(&net.adapter_safetensors().unwrap()).unwrap();
+    let tensors = read_f32_tensors(&net.to_safetensors().unwrap()).unwrap();
     let mut seed = 7u32;
     let random: Vec<(String, Vec<usize>, Vec<f32>)> = tensors
         .into_iter()
         .map(|(name, (shape, values))| {
+            if !is_adapter_tensor(&name) {
+                return (name, shape, values);
+            }
             let v = values
                 .iter()
                 .map(|_| {
@@ -73,7 +76,7 @@ fn with_random_adapters(mut net: Network, device: &Device) -> Network {
             (name, shape, v)
         })
         .collect();
-    net.load_adapter_safetensors(f32_safetensors(&random).unwrap()).unwrap();
+    net.load_safetensors(f32_safetensors(&random).unwrap()).unwrap();
     let _ = device;
     net
 }
@@ -198,13 +201,14 @@ fn the_files_round_trip_and_refuse_another_base() {
             r: 2,
             lora_alpha: 4.0,
             target_modules: plan.keys().cloned().collect(),
+            trainables: Trainables::Adapters,
             targets: lora.targets.clone(),
             base_model_name_or_path: m.id.clone(),
             base_model_sha256: sha256_hex(&weights),
             bedside_version: env!("CARGO_PKG_VERSION").into(),
             training: None,
         },
-        weights: net.adapter_safetensors().unwrap(),
+        weights: trained_tensors(&net.to_safetensors().unwrap(), Trainables::Adapters).unwrap(),
     };
     let names: Vec<String> = read_f32_tensors(&adapter.weights).unwrap().into_keys().collect();
     assert!(names.contains(&"head.lora_A.weight".to_string()) && names.contains(&"head.lora_B.weight".to_string()), "{names:?}");
@@ -215,8 +219,7 @@ fn the_files_round_trip_and_refuse_another_base() {
     let back = Adapter::from_files(&adapter.config_json(), adapter.weights.clone()).unwrap();
     assert_eq!(back.config, adapter.config);
     assert_eq!(back.plan(), plan);
-    let mut again = adapted(&m, &back.plan(), &weights, &device);
-    again.load_adapter_safetensors(back.weights.clone()).unwrap();
+    let again = super::adapter::adapted_network(&m, &weights, &back, &device).unwrap();
     let x = input(&device);
     assert!(max_gap(net.forward(x.clone()), again.forward(x)) < 1e-6);
     // Its own base is accepted; another is refused, by hash.
@@ -252,7 +255,7 @@ fn an_adaptation_learns_the_mask_and_touches_only_the_adapters() {
     let mask = mask_labels(&head, &mask_volume).unwrap();
     let lora = LoraConfig { rank: 2, alpha: 4.0, targets: "all".into() };
     let steps = 80;
-    let options = TrainOptions { steps, learning_rate: 1e-2, seed: 1 };
+    let options = TrainOptions { steps, learning_rate: 1e-2, seed: 1, ..TrainOptions::default() };
     let mut run = pollster::block_on(Adaptation::new(&json, weights.clone(), lora, &[(head.clone(), mask.clone())], options, &device)).unwrap();
     assert_eq!(run.trainable, adapter_params(&Network::conv_layers(&base.manifest).unwrap(), &run.plan));
     assert!(run.trainable * 5 < run.total, "{} of {}", run.trainable, run.total);
@@ -279,4 +282,51 @@ fn an_adaptation_learns_the_mask_and_touches_only_the_adapters() {
     // A mask on another grid is refused with a message.
     let small = crate::volume::Volume::from_array([32, 32, 32], head.spacing, head.affine, vec![0.0; 32 * 32 * 32]).unwrap();
     assert!(mask_labels(&head, &small).unwrap_err().to_string().contains("differs from the image's"));
+}
+
+/// The comparisons train what they name: biases (and norms) only, LoRA with
+/// them, or everything; the first two save as adapter files that rebuild the
+/// trained model, a full fine-tuning as a package.
+#[test]
+fn each_choice_of_trainables_trains_what_it_names_and_saves_it() {
+    use crate::distill::fixtures::{toy_head, toy_teacher};
+    use super::train::{mask_labels, Adaptation, TrainOptions};
+    let device = Device::flex();
+    let base = toy_teacher(&device);
+    let json = serde_json::to_string(&base.manifest).unwrap();
+    let weights = base.network.to_safetensors().unwrap();
+    let original = read_f32_tensors(&weights).unwrap();
+    let head = toy_head();
+    let mask_volume = crate::volume::Volume::from_array(head.dims, head.spacing, head.affine, head.data.iter().map(|&v| (v > 0.5) as u8 as f32).collect()).unwrap();
+    let mask = mask_labels(&head, &mask_volume).unwrap();
+    let x = Tensor::<5>::random([1, 1, 32, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    for trainables in [Trainables::NormsBiases, Trainables::AdaptersNormsBiases, Trainables::Full] {
+        let lora = LoraConfig { rank: 2, alpha: 4.0, targets: "all".into() };
+        let options = TrainOptions { steps: 3, learning_rate: 1e-2, seed: 1, trainables };
+        let mut run = pollster::block_on(Adaptation::new(&json, weights.clone(), lora, &[(head.clone(), mask.clone())], options, &device)).unwrap();
+        pollster::block_on(run.steps(3)).unwrap();
+        let trained = read_f32_tensors(&run.model().network.to_safetensors().unwrap()).unwrap();
+        let changed: Vec<&String> = original.keys().filter(|n| trained[*n].1 != original[*n].1).collect();
+        assert!(!changed.is_empty(), "{trainables:?}");
+        assert!(changed.iter().all(|n| trainables.learns(n)), "{trainables:?} changed {changed:?}");
+        let expected = original.keys().filter(|n| trainables.learns(n)).count();
+        assert_eq!(changed.len(), expected, "{trainables:?}: every trainable tensor moved");
+        let learnt: usize = original.iter().filter(|(n, _)| trainables.learns(n)).map(|(_, (s, _))| s.iter().product::<usize>()).sum();
+        let lora_params = if trainables.adapters() { adapter_params(&Network::conv_layers(&base.manifest).unwrap(), &run.plan) } else { 0 };
+        assert_eq!(run.trainable, learnt + lora_params, "{trainables:?}");
+        let out = run.model().network.forward(x.clone());
+        let (manifest, package) = pollster::block_on(run.package()).unwrap();
+        let mut plain = Network::build(&manifest, &device).unwrap();
+        plain.load_safetensors(package).unwrap();
+        assert!(max_gap(out.clone(), plain.forward(x.clone())) < 1e-4, "{trainables:?}: the package computes the same");
+        if trainables == Trainables::Full {
+            assert!(pollster::block_on(run.adapter()).is_err());
+            continue;
+        }
+        let adapter = pollster::block_on(run.adapter()).unwrap();
+        let back = Adapter::from_files(&adapter.config_json(), adapter.weights.clone()).unwrap();
+        assert_eq!(back.config.trainables, trainables);
+        let rebuilt = super::adapter::adapted_network(&base.manifest, &weights, &back, &device).unwrap();
+        assert!(max_gap(out, rebuilt.forward(x.clone())) < 1e-6, "{trainables:?}: the adapter file rebuilds it");
+    }
 }

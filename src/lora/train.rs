@@ -4,10 +4,11 @@
 //! cross-entropy on the user's masks. The CLI (`bedside lora train`) and
 //! the page's Adapt panel drive this same code, in memory.
 
-use burn::tensor::Device;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
 
-use super::adapter::{sha256_hex, Adapter, AdapterConfig};
-use super::{adapter_params, freeze_all_but_adapters, AdapterPlan, LoraConfig};
+use super::adapter::{sha256_hex, trained_tensors, Adapter, AdapterConfig};
+use super::{freeze_all_but, AdapterPlan, LoraConfig, Trainables};
 use crate::distill::augment::AugmentConfig;
 use crate::distill::config::{DistillConfig, LossWeights, TrainingVolume};
 use crate::distill::dataset::PreparedVolume;
@@ -28,12 +29,39 @@ pub struct TrainOptions {
     pub steps: usize,
     pub learning_rate: f64,
     pub seed: u64,
+    /// What learns: the adapters (the default), or the comparisons.
+    pub trainables: Trainables,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { steps: 100, learning_rate: 2e-3, seed: 42 }
+        Self { steps: 100, learning_rate: 2e-3, seed: 42, trainables: Trainables::Adapters }
     }
+}
+
+/// Parameters of `module` that learn under `trainables`.
+pub fn count_learning<M: Module>(module: &M, trainables: Trainables) -> usize {
+    struct Count {
+        path: Vec<String>,
+        trainables: Trainables,
+        n: usize,
+    }
+    impl ModuleVisitor for Count {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.trainables.learns(&self.path.join(".")) {
+                self.n += param.shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count { path: Vec::new(), trainables, n: 0 };
+    module.visit(&mut count);
+    count.n
 }
 
 /// An image and its mask, which must share the image's grid.
@@ -84,6 +112,7 @@ pub struct Adaptation {
     train: Vec<PreparedVolume>,
     pub cfg: DistillConfig,
     pub lora: LoraConfig,
+    pub trainables: Trainables,
     pub plan: AdapterPlan,
     base: Manifest,
     base_sha256: String,
@@ -118,7 +147,10 @@ impl Adaptation {
             rooms.push(prepare_volume(volume, &base, Some(mask), device).await?);
         }
         let layers = Network::conv_layers(&base.manifest).map_err(|e| DistillError::Model(e.to_string()))?;
-        let plan = lora.plan(&layers).map_err(|e| DistillError::Config(e.to_string()))?;
+        let plan = match options.trainables {
+            t if t.adapters() => lora.plan(&layers).map_err(|e| DistillError::Config(e.to_string()))?,
+            _ => AdapterPlan::new(),
+        };
         let grid = rooms.iter().map(|r| r.full.dims).min_by_key(|d| d.iter().min().copied()).expect("one volume");
         let cfg = recipe(&base.manifest, grid, rooms.len(), &options);
         if cfg.patch[0] == 0 {
@@ -127,14 +159,15 @@ impl Adaptation {
         let train_device = device.clone().autodiff();
         let mut network = Network::build_adapted(&base.manifest, &plan, &train_device).map_err(|e| DistillError::Model(e.to_string()))?;
         network.load_base_safetensors(base_weights).map_err(|e| DistillError::Model(e.to_string()))?;
-        let network = freeze_all_but_adapters(network);
-        let (trainable, total) = (adapter_params(&layers, &plan), network.num_params());
+        let network = freeze_all_but(network, options.trainables);
+        let (trainable, total) = (count_learning(&network, options.trainables), network.num_params());
         let t = &rooms[0].full.teacher;
         let widths = [t.encoder.channels, t.bottleneck.channels, t.decoder.channels];
         train_device.seed(options.seed);
         let engine = Engine::new(Distillee::with_student(network, widths, cfg.loss.projection_dim, &train_device), None, &train_device);
         let train = rooms.into_iter().map(|r| r.full.training_part(r.full.dims[0])).collect();
-        Ok(Self { engine, train, cfg, lora, plan, base: base.manifest, base_sha256, trainable, total, history: Vec::new() })
+        let trainables = options.trainables;
+        Ok(Self { engine, train, cfg, lora, trainables, plan, base: base.manifest, base_sha256, trainable, total, history: Vec::new() })
     }
 
     pub fn steps_done(&self) -> usize {
@@ -180,11 +213,16 @@ impl Adaptation {
         Ok(dice(&seg.labels, mask))
     }
 
-    /// The adapter as files: its tensors (read back asynchronously, so this
-    /// works on WebGPU) and its config, with the recipe in `training`.
+    /// The adapter as files: the tensors that learnt (read back
+    /// asynchronously, so this works on WebGPU) and its config, with the
+    /// recipe in `training`. A full fine-tuning gives a package instead
+    /// ([`Adaptation::package`]).
     pub async fn adapter(&self) -> Result<Adapter, DistillError> {
-        let network = copy_to(&self.engine.student(), &Device::flex()).await.map_err(|e| DistillError::Model(e.to_string()))?;
-        let weights = network.adapter_safetensors().map_err(|e| DistillError::Model(e.to_string()))?;
+        if self.trainables == Trainables::Full {
+            return Err(DistillError::Config("a fully fine-tuned model is saved as a package, not as an adapter".into()));
+        }
+        let weights = self.trained_weights().await?;
+        let weights = trained_tensors(&weights, self.trainables).map_err(|e| DistillError::Model(e.to_string()))?;
         let last = self.history.last();
         let training = serde_json::json!({
             "steps": self.steps_done(),
@@ -196,13 +234,15 @@ impl Adaptation {
             "volumes": self.train.len(),
             "final_loss": last.map(|r| r.total),
             "trainable_params": self.trainable,
+            "trainables": self.trainables.name(),
         });
         Ok(Adapter {
             config: AdapterConfig {
                 peft_type: "LORA".into(),
-                r: self.lora.rank,
+                r: if self.trainables.adapters() { self.lora.rank } else { 0 },
                 lora_alpha: self.lora.alpha,
                 target_modules: self.plan.keys().cloned().collect(),
+                trainables: self.trainables,
                 targets: self.lora.targets.clone(),
                 base_model_name_or_path: self.base.id.clone(),
                 base_model_sha256: self.base_sha256.clone(),
@@ -211,5 +251,28 @@ impl Adaptation {
             },
             weights,
         })
+    }
+
+    /// The adapted network's complete weights (base, adapters, and what learnt).
+    async fn trained_weights(&self) -> Result<Vec<u8>, DistillError> {
+        let network = copy_to(&self.engine.student(), &Device::flex()).await.map_err(|e| DistillError::Model(e.to_string()))?;
+        network.to_safetensors().map_err(|e| DistillError::Model(e.to_string()))
+    }
+
+    /// The fine-tuned model as a plain package (every trainables choice; for
+    /// adapters, the merge of what the adapter computes).
+    pub async fn package(&self) -> Result<(Manifest, Vec<u8>), DistillError> {
+        let weights = self.trained_weights().await?;
+        let weights = if self.plan.is_empty() {
+            weights
+        } else {
+            super::adapter::merge_weights(&weights, &self.plan, &Device::flex()).map_err(|e| DistillError::Model(e.to_string()))?
+        };
+        let mut manifest = self.base.clone();
+        manifest.id = format!("{}-{}", self.base.id, if self.trainables == Trainables::Full { "finetuned" } else { "lora" });
+        manifest.name = format!("{}, adapted ({})", self.base.name, self.trainables.name());
+        manifest.evaluation.clear();
+        manifest.training = Some(serde_json::json!({ "adapted_from": self.base.id, "base_sha256": self.base_sha256, "trainables": self.trainables.name(), "steps": self.steps_done() }));
+        Ok((manifest, weights))
     }
 }

@@ -43,8 +43,8 @@ impl Network {
 
     /// The same network with a LoRA adapter beside each layer `plan` lists
     /// (zero update until trained or loaded). Its base weights load with
-    /// [`Network::load_base_safetensors`], its adapters with
-    /// [`Network::load_adapter_safetensors`].
+    /// [`Network::load_base_safetensors`], or with its adapters from the
+    /// complete weights (`lora::adapter::Adapter::combined_with`).
     pub fn build_adapted(manifest: &Manifest, plan: &AdapterPlan, device: &Device) -> Result<Self, ModelError> {
         Ok(Self::build_with_layers(manifest, plan, device)?.0)
     }
@@ -144,25 +144,6 @@ impl Network {
     pub fn load_base_safetensors(&mut self, mut bytes: Vec<u8>) -> Result<(), ModelError> {
         check_and_flush_weights(&mut bytes)?;
         self.load_filtered(bytes, |path, _| !is_adapter_tensor(path))
-    }
-
-    /// Loads an adapter file's tensors: every adapter of the network must be
-    /// there, with its shape.
-    pub fn load_adapter_safetensors(&mut self, mut bytes: Vec<u8>) -> Result<(), ModelError> {
-        check_and_flush_weights(&mut bytes)?;
-        self.load_filtered(bytes, |path, _| is_adapter_tensor(path))
-    }
-
-    /// The adapters' tensors alone, as an adapter file's safetensors.
-    pub fn adapter_safetensors(&self) -> Result<Vec<u8>, ModelError> {
-        let store = || SafetensorsStore::from_bytes(None).skip_enum_variants(true).with_predicate(|path, _| is_adapter_tensor(path));
-        let mut store = store();
-        match self {
-            Network::HdBet(net) => net.save_into(&mut store),
-            Network::Unet3d(net) => net.save_into(&mut store),
-        }
-        .map_err(|e| ModelError::Weights(e.to_string()))?;
-        store.get_bytes().map_err(|e| ModelError::Weights(e.to_string()))
     }
 
     fn load_filtered(&mut self, bytes: Vec<u8>, keep: fn(&str, &str) -> bool) -> Result<(), ModelError> {
