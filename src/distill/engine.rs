@@ -309,6 +309,32 @@ impl Engine {
         PendingLoss { terms, record }
     }
 
+    /// `n` steps of the recipe `cfg` on `volumes` (each step's batch and
+    /// rate from `cfg`), with the losses read back together at the end,
+    /// asynchronously, so WebGPU works. A loss that is not finite puts back
+    /// the state from before the `n` steps. The in-memory runs (recovery in
+    /// the Compress panel, LoRA adaptation) step this way.
+    pub async fn steps_on(&mut self, cfg: &DistillConfig, volumes: &[PreparedVolume], n: usize) -> Result<Vec<LossRecord>, DistillError> {
+        let before = self.clone();
+        let mut pending = Vec::with_capacity(n);
+        for _ in 0..n {
+            let step = self.steps_done;
+            let mut rng = step_rng(cfg.seed, step);
+            let samples = batch_samples(cfg, volumes, &mut rng);
+            pending.push(self.step(&samples, &cfg.loss, learning_rate(cfg, step), &mut rng));
+        }
+        let mut out = Vec::with_capacity(n);
+        for p in pending {
+            let r = p.read_async().await?;
+            if r.non_finite_term().is_some() {
+                *self = before;
+                return Err(DistillError::Diverged(r.step));
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+
     /// The student to ship, without autodiff: the average where there is one.
     pub fn student(&self) -> Network {
         match &self.average {

@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use super::augment::AugmentConfig;
 use super::config::{DistillConfig, LossWeights, TrainingVolume};
 use super::dataset::PreparedVolume;
-use super::engine::{batch_samples, learning_rate, step_rng, Distillee, Engine, LossRecord};
+use super::engine::{Distillee, Engine, LossRecord};
 use super::lockstep::RoomVolume;
 use super::record::trained_on_manifest;
 use super::DistillError;
@@ -103,24 +103,7 @@ impl Recovery {
     /// `n` steps; a loss that is not finite stops with the weights from
     /// before them kept.
     pub async fn steps(&mut self, n: usize) -> Result<Vec<LossRecord>, DistillError> {
-        let before = self.engine.clone();
-        let mut pending = Vec::with_capacity(n);
-        for _ in 0..n {
-            let step = self.engine.steps_done;
-            let mut rng = step_rng(self.cfg.seed, step);
-            let samples = batch_samples(&self.cfg, &self.train, &mut rng);
-            pending.push(self.engine.step(&samples, &self.cfg.loss, learning_rate(&self.cfg, step), &mut rng));
-        }
-        let mut out = Vec::with_capacity(n);
-        for p in pending {
-            let r = p.read_async().await?;
-            if r.non_finite_term().is_some() {
-                let step = r.step;
-                self.engine = before;
-                return Err(DistillError::Diverged(step));
-            }
-            out.push(r);
-        }
+        let out = self.engine.steps_on(&self.cfg, &self.train, n).await?;
         self.history.extend(out.iter().cloned());
         Ok(out)
     }

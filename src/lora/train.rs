@@ -12,7 +12,7 @@ use super::{freeze_all_but, AdapterPlan, LoraConfig, Trainables};
 use crate::distill::augment::AugmentConfig;
 use crate::distill::config::{DistillConfig, LossWeights, TrainingVolume};
 use crate::distill::dataset::PreparedVolume;
-use crate::distill::engine::{batch_samples, learning_rate, step_rng, Distillee, Engine, LossRecord};
+use crate::distill::engine::{Distillee, Engine, LossRecord};
 use crate::distill::lockstep::{prepare_volume, RoomVolume};
 use crate::distill::DistillError;
 use crate::inference::pipeline::{segment, SegmentOptions};
@@ -177,24 +177,7 @@ impl Adaptation {
     /// `n` steps; a loss that is not finite stops with the adapter from
     /// before them kept.
     pub async fn steps(&mut self, n: usize) -> Result<Vec<LossRecord>, DistillError> {
-        let before = self.engine.clone();
-        let mut pending = Vec::with_capacity(n);
-        for _ in 0..n {
-            let step = self.engine.steps_done;
-            let mut rng = step_rng(self.cfg.seed, step);
-            let samples = batch_samples(&self.cfg, &self.train, &mut rng);
-            pending.push(self.engine.step(&samples, &self.cfg.loss, learning_rate(&self.cfg, step), &mut rng));
-        }
-        let mut out = Vec::with_capacity(n);
-        for p in pending {
-            let r = p.read_async().await?;
-            if r.non_finite_term().is_some() {
-                let step = r.step;
-                self.engine = before;
-                return Err(DistillError::Diverged(step));
-            }
-            out.push(r);
-        }
+        let out = self.engine.steps_on(&self.cfg, &self.train, n).await?;
         self.history.extend(out.iter().cloned());
         Ok(out)
     }
