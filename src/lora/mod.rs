@@ -273,5 +273,6 @@ pub fn freeze_all_but_adapters<M: Module>(module: M) -> M {
     freeze_all_but(module, Trainables::Adapters)
 }
 
-#[cfg(test)]
+// Native only: they block on the async runs with pollster (not a wasm dependency).
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
