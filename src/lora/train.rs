@@ -1,8 +1,8 @@
 //! Training an adapter on a site's own labelled scans, on the trainer
 //! distillation uses ([`Engine`]): the base model's network with adapters
 //! beside its targeted convolutions, every other weight frozen, Dice +
-//! cross-entropy on the user's masks. The CLI (`bedside lora train`) and
-//! the page's Adapt panel drive this same code, in memory.
+//! cross-entropy on the user's masks. `bedside lora train` drives it, and
+//! the page's Adapt panel (not built yet) is to drive this same code.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
