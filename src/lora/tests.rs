@@ -238,21 +238,36 @@ fn the_files_round_trip_and_refuse_another_base() {
     assert!(Adapter::from_files(&adapter.config_json(), b"not safetensors".to_vec()).is_err());
 }
 
+/// The toy teacher (a random unet3d) as a base, its package, and the toy
+/// head with its bright ellipsoid as the "brain" mask.
+struct Toy {
+    base: crate::model::Model,
+    json: String,
+    weights: Vec<u8>,
+    head: crate::volume::Volume,
+    mask: Vec<u8>,
+}
+
+fn toy(device: &Device) -> Toy {
+    use crate::distill::fixtures::{toy_head, toy_teacher};
+    let base = toy_teacher(device);
+    let json = serde_json::to_string(&base.manifest).unwrap();
+    let weights = base.network.to_safetensors().unwrap();
+    let head = toy_head();
+    let mask_volume = crate::volume::Volume::from_array(head.dims, head.spacing, head.affine, head.data.iter().map(|&v| (v > 0.5) as u8 as f32).collect()).unwrap();
+    let mask = super::train::mask_labels(&head, &mask_volume).unwrap();
+    Toy { base, json, weights, head, mask }
+}
+
 /// The toy teacher (a random unet3d) adapted to the toy head's mask: the
 /// loss falls, the Dice with the mask rises, the base weights stay as they
 /// were, and the exported adapter reproduces the trained model.
 #[test]
 fn an_adaptation_learns_the_mask_and_touches_only_the_adapters() {
-    use crate::distill::fixtures::{toy_head, toy_teacher};
     use super::train::{mask_labels, Adaptation, TrainOptions};
     let device = Device::flex();
-    let base = toy_teacher(&device);
-    let json = serde_json::to_string(&base.manifest).unwrap();
-    let weights = base.network.to_safetensors().unwrap();
-    let head = toy_head();
-    // The bright ellipsoid is the "brain". Measured: Dice 0.8311 -> 0.9818.
-    let mask_volume = crate::volume::Volume::from_array(head.dims, head.spacing, head.affine, head.data.iter().map(|&v| (v > 0.5) as u8 as f32).collect()).unwrap();
-    let mask = mask_labels(&head, &mask_volume).unwrap();
+    // Measured: Dice 0.8311 -> 0.9818.
+    let Toy { base, json, weights, head, mask } = toy(&device);
     let lora = LoraConfig { rank: 2, alpha: 4.0, targets: "all".into() };
     let steps = 80;
     let options = TrainOptions { steps, learning_rate: 1e-2, seed: 1, ..TrainOptions::default() };
@@ -289,16 +304,10 @@ fn an_adaptation_learns_the_mask_and_touches_only_the_adapters() {
 /// trained model, a full fine-tuning as a package.
 #[test]
 fn each_choice_of_trainables_trains_what_it_names_and_saves_it() {
-    use crate::distill::fixtures::{toy_head, toy_teacher};
-    use super::train::{mask_labels, Adaptation, TrainOptions};
+    use super::train::{Adaptation, TrainOptions};
     let device = Device::flex();
-    let base = toy_teacher(&device);
-    let json = serde_json::to_string(&base.manifest).unwrap();
-    let weights = base.network.to_safetensors().unwrap();
+    let Toy { base, json, weights, head, mask } = toy(&device);
     let original = read_f32_tensors(&weights).unwrap();
-    let head = toy_head();
-    let mask_volume = crate::volume::Volume::from_array(head.dims, head.spacing, head.affine, head.data.iter().map(|&v| (v > 0.5) as u8 as f32).collect()).unwrap();
-    let mask = mask_labels(&head, &mask_volume).unwrap();
     let x = Tensor::<5>::random([1, 1, 32, 32, 32], Distribution::Normal(0.0, 1.0), &device);
     for trainables in [Trainables::NormsBiases, Trainables::AdaptersNormsBiases, Trainables::Full] {
         let lora = LoraConfig { rank: 2, alpha: 4.0, targets: "all".into() };
