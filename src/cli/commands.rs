@@ -14,7 +14,7 @@ use crate::metrics::dice as dice_score;
 use crate::model::Model;
 use crate::volume::{self, Volume};
 
-fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))
 }
 

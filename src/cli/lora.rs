@@ -7,49 +7,50 @@ use std::path::Path;
 use burn::tensor::Device;
 use serde_json::json;
 
-use super::commands::{print, read_volume, resolve_model_dir};
+use super::commands::{print, read_file, read_volume, resolve_model_dir};
 use super::CliError;
 use crate::distill::engine::LossRecord;
 use crate::lora::adapter::{merged_network, Adapter, CONFIG_FILE, WEIGHTS_FILE};
 use crate::lora::train::{mask_labels, Adaptation, TrainOptions};
 use crate::lora::{LoraConfig, Trainables};
+use crate::model::package::parse_manifest;
 use crate::model::Model;
 use crate::volume::Volume;
 
-fn read(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))
-}
-
 /// Reads an adapter folder.
 pub fn read_adapter(dir: &Path) -> Result<Adapter, CliError> {
-    let config = String::from_utf8(read(&dir.join(CONFIG_FILE))?)
+    let config = String::from_utf8(read_file(&dir.join(CONFIG_FILE))?)
         .map_err(|_| CliError(format!("{} is not UTF-8", dir.join(CONFIG_FILE).display())))?;
-    Adapter::from_files(&config, read(&dir.join(WEIGHTS_FILE))?).map_err(|e| CliError(format!("{}: {e}", dir.display())))
+    Adapter::from_files(&config, read_file(&dir.join(WEIGHTS_FILE))?).map_err(|e| CliError(format!("{}: {e}", dir.display())))
 }
 
-/// The model `model`, with `adapter` merged into it when one is given (the
-/// merged network computes what the adapted one does, with no extra layers).
+/// The package in `dir` with the adapter in `adapter_dir` folded into its
+/// network (which then computes what the adapted one does, with no extra
+/// layers), each file read once; and the adapter.
+fn merged_model(dir: &Path, adapter_dir: &Path, device: &Device) -> Result<(Model, Adapter), CliError> {
+    let adapter = read_adapter(adapter_dir)?;
+    let json = String::from_utf8(read_file(&dir.join("model.json"))?).map_err(|_| CliError(format!("{}: model.json is not UTF-8", dir.display())))?;
+    let manifest = parse_manifest(&json).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
+    let base = read_file(&dir.join("weights.safetensors"))?;
+    let network = merged_network(&manifest, &base, &adapter, device).map_err(|e| CliError(format!("{}: {e}", adapter_dir.display())))?;
+    Ok((Model { manifest, network, members: Vec::new() }, adapter))
+}
+
+/// The model `model`, with `adapter` merged into it when one is given.
 pub(super) fn load_model_with(model: &str, ensemble: bool, adapter: Option<&Path>, device: &Device) -> Result<Model, CliError> {
-    let dir = resolve_model_dir(model)?;
-    let mut loaded = Model::load_dir(&dir, ensemble, device).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
-    if let Some(adapter_dir) = adapter {
-        if ensemble {
-            return Err(CliError("an adapter belongs to one network: leave out --ensemble with --adapter".into()));
-        }
-        let adapter = read_adapter(adapter_dir)?;
-        let base = read(&dir.join("weights.safetensors"))?;
-        loaded.network = merged_network(&loaded.manifest, &base, &adapter, device)
-            .map_err(|e| CliError(format!("{}: {e}", adapter_dir.display())))?;
+    let Some(adapter_dir) = adapter else {
+        return super::commands::load_model(model, ensemble, device);
+    };
+    if ensemble {
+        return Err(CliError("an adapter belongs to one network: leave out --ensemble with --adapter".into()));
     }
-    Ok(loaded)
+    Ok(merged_model(&resolve_model_dir(model)?, adapter_dir, device)?.0)
 }
 
 /// `bedside lora merge`: writes a plain package with the adapter folded in.
 pub fn merge(model: &str, adapter_dir: &Path, out: &Path, json: bool) -> Result<(), CliError> {
-    let device = Device::flex();
     let dir = resolve_model_dir(model)?;
-    let mut merged = load_model_with(model, false, Some(adapter_dir), &device)?;
-    let adapter = read_adapter(adapter_dir)?;
+    let (mut merged, adapter) = merged_model(&dir, adapter_dir, &Device::flex())?;
     let base_id = merged.manifest.id.clone();
     merged.manifest.id = format!("{base_id}-lora");
     merged.manifest.name = format!("{} + LoRA adapter (r = {}, merged)", merged.manifest.name, adapter.config.r);
@@ -57,7 +58,6 @@ pub fn merge(model: &str, adapter_dir: &Path, out: &Path, json: bool) -> Result<
     // Its own figures are not the base's.
     merged.manifest.evaluation.clear();
     merged.manifest.ensemble.clear();
-    merged.members.clear();
     merged.save_dir(out).map_err(|e| CliError(format!("{}: {e}", out.display())))?;
     let value = json!({
         "base": dir.display().to_string(),
@@ -110,8 +110,8 @@ fn peak_rss_mb() -> Option<f64> {
 pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
     let device = Device::flex();
     let dir = resolve_model_dir(args.model)?;
-    let base_json = String::from_utf8(read(&dir.join("model.json"))?).map_err(|_| CliError("model.json is not UTF-8".into()))?;
-    let base_weights = read(&dir.join("weights.safetensors"))?;
+    let base_json = String::from_utf8(read_file(&dir.join("model.json"))?).map_err(|_| CliError("model.json is not UTF-8".into()))?;
+    let base_weights = read_file(&dir.join("weights.safetensors"))?;
     let labelled = args.data.iter().map(|p| image_and_mask(p)).collect::<Result<Vec<_>, _>>()?;
     if labelled.is_empty() {
         return Err(CliError("give at least one --data IMAGE:MASK".into()));

@@ -28,10 +28,18 @@ use crate::model::{Manifest, Model};
 /// CLI recovery recipe's losses (hard labels and KD at T = 4, made for 200
 /// steps over four volumes) 0.7707 after 10 steps and 0.8368 after 20 (the
 /// probe test below, `PROBE_*` variables; README, Teach room).
-pub fn recovery_recipe(original: &Manifest, source: &Manifest, volume: &str, grid: [usize; 3], steps: usize, learning_rate: f64) -> DistillConfig {
-    let multiple = source.preprocessing.divisible_by.max(original.preprocessing.divisible_by).max(16);
+/// The side of the cubic patches an in-memory run trains on: 64 (what a
+/// browser tab's memory holds for two patches a step), a multiple of the
+/// network's `divisible_by` (at least 16), and no more than the grid's
+/// smallest side allows; 0 when the grid is smaller than one multiple.
+pub fn patch_side(grid: [usize; 3], divisible_by: usize) -> usize {
+    let multiple = divisible_by.max(16);
     let smallest = grid.into_iter().min().unwrap_or(0) / multiple * multiple;
-    let side = 64usize.max(multiple).min(smallest);
+    64usize.max(multiple).min(smallest)
+}
+
+pub fn recovery_recipe(original: &Manifest, source: &Manifest, volume: &str, grid: [usize; 3], steps: usize, learning_rate: f64) -> DistillConfig {
+    let side = patch_side(grid, source.preprocessing.divisible_by.max(original.preprocessing.divisible_by));
     DistillConfig {
         id: format!("{}-recovered", source.id),
         name: format!("{}, recovered by distillation from {}", source.name, original.id),

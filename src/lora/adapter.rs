@@ -155,11 +155,6 @@ impl Adapter {
         serde_json::to_string_pretty(&self.config).expect("plain data") + "\n"
     }
 
-    /// Size of the weights file in bytes.
-    pub fn weights_bytes(&self) -> usize {
-        self.weights.len()
-    }
-
     /// name → (shape, values), every value checked finite.
     fn tensors(&self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, LoraError> {
         read_f32_tensors(&self.weights).map_err(LoraError::File)

@@ -268,11 +268,6 @@ pub fn freeze_all_but<M: Module>(module: M, trainables: Trainables) -> M {
     module.map(&mut Freezer { path: Vec::new(), trainables })
 }
 
-/// [`freeze_all_but`] the adapters.
-pub fn freeze_all_but_adapters<M: Module>(module: M) -> M {
-    freeze_all_but(module, Trainables::Adapters)
-}
-
 // Native only: they block on the async runs with pollster (not a wasm dependency).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;

@@ -166,7 +166,7 @@ fn a_training_step_changes_the_adapters_only() {
     let m = manifest(true);
     let (_, weights) = base(&m, &device);
     let plan = config("all", 2).plan(&Network::conv_layers(&m).unwrap()).unwrap();
-    let net = freeze_all_but_adapters(with_random_adapters(adapted(&m, &plan, &weights, &device), &device));
+    let net = freeze_all_but(with_random_adapters(adapted(&m, &plan, &weights, &device), &device), Trainables::Adapters);
     let before = read_f32_tensors(&net.to_safetensors().unwrap()).unwrap();
     let mut optim = AdamConfig::new().init();
     let loss = net.forward(input(&device)).powf_scalar(2.0).mean();

@@ -14,6 +14,7 @@ use crate::distill::config::{DistillConfig, LossWeights, TrainingVolume};
 use crate::distill::dataset::PreparedVolume;
 use crate::distill::engine::{Distillee, Engine, LossRecord};
 use crate::distill::lockstep::{prepare_volume, RoomVolume};
+use crate::distill::recover::patch_side;
 use crate::distill::DistillError;
 use crate::inference::pipeline::{segment, SegmentOptions};
 use crate::metrics::dice;
@@ -78,9 +79,7 @@ pub fn mask_labels(image: &Volume, mask: &Volume) -> Result<Vec<u8>, DistillErro
 /// The distillation recipe an adaptation runs: labels only (no KD, no
 /// feature terms), on the base model's own preprocessing and grid.
 fn recipe(base: &Manifest, grid: [usize; 3], volumes: usize, options: &TrainOptions) -> DistillConfig {
-    let multiple = base.preprocessing.divisible_by.max(16);
-    let smallest = grid.into_iter().min().unwrap_or(0) / multiple * multiple;
-    let side = 64usize.max(multiple).min(smallest);
+    let side = patch_side(grid, base.preprocessing.divisible_by);
     DistillConfig {
         id: format!("{}-lora", base.id),
         name: format!("{} + LoRA adapter", base.name),

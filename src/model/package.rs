@@ -143,20 +143,19 @@ impl Network {
     /// adapted network, with the checks of [`Network::load_safetensors`].
     pub fn load_base_safetensors(&mut self, mut bytes: Vec<u8>) -> Result<(), ModelError> {
         check_and_flush_weights(&mut bytes)?;
-        self.load_filtered(bytes, |path, _| !is_adapter_tensor(path))
-    }
-
-    fn load_filtered(&mut self, bytes: Vec<u8>, keep: fn(&str, &str) -> bool) -> Result<(), ModelError> {
-        let mut store =
-            SafetensorsStore::from_bytes(Some(bytes)).validate(true).skip_enum_variants(true).with_predicate(keep).allow_partial(true);
+        let mut store = SafetensorsStore::from_bytes(Some(bytes))
+            .validate(true)
+            .skip_enum_variants(true)
+            .with_predicate(|path, _| !is_adapter_tensor(path))
+            .allow_partial(true);
         let result = match self {
             Network::HdBet(net) => net.load_from(&mut store),
             Network::Unet3d(net) => net.load_from(&mut store),
         }
         .map_err(|e| ModelError::Weights(e.to_string()))?;
         // burn-store counts a tensor the file lacks as missing even when the
-        // filter excludes it (hence allow_partial): the kept ones must be there.
-        let missing: Vec<String> = result.missing.iter().filter(|(p, c)| keep(p, c)).map(|(p, _)| p.clone()).collect();
+        // filter excludes it (hence allow_partial): the base's must be there.
+        let missing: Vec<String> = result.missing.iter().filter(|(p, _)| !is_adapter_tensor(p)).map(|(p, _)| p.clone()).collect();
         describe_apply_problems(&missing, &result.errors)
     }
 }
