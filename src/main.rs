@@ -35,6 +35,10 @@ enum Command {
         /// Test-time mirroring (8 passes per window).
         #[arg(long)]
         tta: bool,
+        /// Also segment the scan's left-right mirror and report the two masks' Dice as a
+        /// quality signal (a second run: twice the time).
+        #[arg(long)]
+        mirror_check: bool,
         /// Average every ensemble member the package lists (HD-BET: all 5 folds, 5× slower).
         #[arg(long)]
         ensemble: bool,
@@ -87,6 +91,9 @@ enum Command {
         /// Write the rows against reference masks into the model's model.json.
         #[arg(long)]
         record: bool,
+        /// Also segment each scan's left-right mirror (the quality signal's mirror Dice; twice the time).
+        #[arg(long)]
+        mirror_check: bool,
     },
     /// Write models/index.json (the page's model list and cards) from the packages in a folder.
     Catalog {
@@ -243,15 +250,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { volume } => commands::info(&volume, cli.json),
-        Command::Segment { volume, model, out, backend, tta, ensemble, adapter } => {
-            commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, tta, ensemble, cli.json)
+        Command::Segment { volume, model, out, backend, tta, mirror_check, ensemble, adapter } => {
+            commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, tta, mirror_check, ensemble, cli.json)
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),
         Command::ImportHdbet { weights, out } => commands::import_hdbet(&weights, &out, cli.json),
         Command::Distill { config, out, cache, resume, backend } => {
             train::distill(&config, &out, cache.as_deref(), resume, &backend, cli.json)
         }
-        Command::Evaluate { model, volumes, against, adapter, backend, record } => {
+        Command::Evaluate { model, volumes, against, adapter, backend, record, mirror_check } => {
             let volumes: Vec<train::EvalVolume> = volumes
                 .iter()
                 .map(|v| match v.split_once(':') {
@@ -259,7 +266,7 @@ fn main() -> ExitCode {
                     None => train::EvalVolume { image: v.into(), reference: None },
                 })
                 .collect();
-            train::evaluate(&model, adapter.as_deref(), &volumes, against.as_deref(), &backend, record, cli.json)
+            train::evaluate(&model, adapter.as_deref(), &volumes, against.as_deref(), &backend, record, mirror_check, cli.json)
         }
         Command::Catalog { models_dir, check } => commands::catalog(&models_dir, check, cli.json),
         Command::Bench { volume, model, backends, repeat } => {

@@ -18,6 +18,7 @@ import { onInspected, onInspectError, onReferenceInspected, onReferenceError, wi
 import { onCompareResult, onAgreement, wireCompare } from './ui/compare.js';
 import { onCompressed, onCompressError, wireCompress } from './ui/compress.js';
 import { wireRecover } from './ui/recover.js';
+import { wireAdapt } from './ui/adapt.js';
 import { onResult, onRunError, wireRun } from './ui/run.js';
 import { onParetoPoint, onParetoDone, onParetoError, wirePareto } from './ui/pareto.js';
 import { loadModels, onImported, onImportError, onBackend, wireModel } from './ui/model.js';
@@ -146,6 +147,7 @@ wireModel();
 wireCompare();
 wireCompress(); // before wirePareto: both react to the margin, the verdict first
 wireRecover();
+wireAdapt();
 wirePareto();
 wireDevice();
 setStatus('Starting…');

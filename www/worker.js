@@ -6,7 +6,7 @@
 //   {type:'device'}                      {type:'device', info}
 //   {type:'inspect', id, bytes}          {type:'inspected', id, info} | {type:'error', id, ...}
 //   {type:'import', id, bytes, name}      {type:'imported', id, card, model_json, weights} (transferred)
-//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, ensemble}
+//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, mirrorCheck, ensemble}
 //                                        {type:'progress', id, stage, fraction|null}
 //                                        {type:'backend', id, selection, preference}
 //                                        {type:'model', id, info}
@@ -393,7 +393,7 @@ async function handle(msg) {
       post({ type: 'model', id, info });
       post({ type: 'progress', id, stage: 'Segmenting…', fraction: 0 });
       const onProgress = throttledProgress(id, String);
-      const raw = await bedside.segment(new Uint8Array(msg.bytes), { tta: Boolean(msg.tta) }, onProgress);
+      const raw = await bedside.segment(new Uint8Array(msg.bytes), { tta: Boolean(msg.tta), mirror_check: Boolean(msg.mirrorCheck) }, onProgress);
       const mask = toU8(raw.mask_nii_gz ?? (raw instanceof Map ? raw.get('mask_nii_gz') : undefined));
       const rest = plain(raw instanceof Map ? Object.fromEntries(raw) : raw);
       delete rest.mask_nii_gz;
@@ -402,7 +402,7 @@ async function handle(msg) {
       return;
     }
     default:
-      if (/^(teach|recover)-/.test(String(msg.type))) {
+      if (/^(teach|recover|adapt)-/.test(String(msg.type))) {
         await ensureEngine();
         return handleTraining(msg, { bedside, post, plain, toU8, ownBuffer, selectBackend, readPackage });
       }

@@ -1,8 +1,9 @@
-// Training in the engine worker (imported by worker.js): the teach room's messages and the
-// Compress panel's recovery. Each is a request {type:'teach-…' | 'recover-…', id, …} answered by
-// {type:'reply', id, result} (or the worker's usual {type:'error', id, message}). The runs
-// live in the wasm (web::teach over distill::lockstep, web::recover over distill::recover); this
-// file only unpacks messages and transfers byte buffers.
+// Training in the engine worker (imported by worker.js): the teach room's messages, the
+// Compress panel's recovery and the Adapt panel. Each is a request {type:'teach-…' | 'recover-…' |
+// 'adapt-…', id, …} answered by {type:'reply', id, result} (or the worker's usual {type:'error',
+// id, message}). The runs live in the wasm (web::teach over distill::lockstep, web::recover over
+// distill::recover, web::adapt over lora::train); this file only unpacks messages and transfers
+// byte buffers.
 //
 //   teach-presets                         -> [preset, …]
 //   teach-setup-from-hash {hash}          -> setup (checked; defaults for missing keys)
@@ -26,6 +27,14 @@
 //                                         -> {teacher_ms, steps, patch} (the original runs once)
 //   recover-step {n}                      -> [loss record, …]
 //   recover-package                       -> {card, model_json, weights}
+//   adapt-open {base, files: [{name, bytes}], validation: [{name, bytes}], options, backend, cachedChoice}
+//                                         -> {trainable, total, share, layers, training_state_bytes,
+//                                             memory_mb, patch, steps, validation_dice}
+//   adapt-step {n}                        -> {points: [{step, total, cross_entropy, dice, ms}], memory_mb}
+//   adapt-validate                        -> {step, dice}
+//   adapt-adapter                         -> {config_json, weights, bytes}
+//   adapt-package                         -> {card, model_json, weights}
+//   adapt-close                           -> null
 
 export async function handleTraining(msg, ctx) {
   const { bedside, post, plain, toU8, ownBuffer } = ctx;
@@ -114,6 +123,33 @@ export async function handleTraining(msg, ctx) {
       const weights = ownBuffer(toU8(out.weights));
       return reply({ card: plain(out.card), model_json: out.model_json, weights }, [weights]);
     }
+    case 'adapt-open': {
+      await ctx.selectBackend(msg.id, msg.backend, msg.cachedChoice);
+      const base = await ctx.readPackage(msg.id, msg.base);
+      post({ type: 'progress', id: msg.id, stage: `Running ${msg.base.name || msg.base.id} once on each labelled volume…`, fraction: null });
+      const names = (list) => list.map((f) => String(f.name));
+      const bytes = (list) => list.map((f) => new Uint8Array(f.bytes));
+      const info = await bedside.adapt_open(base.json, base.weights, names(msg.files), bytes(msg.files),
+        names(msg.validation), bytes(msg.validation), msg.options);
+      return reply(plain(info));
+    }
+    case 'adapt-step':
+      return reply(plain(await bedside.adapt_step(msg.n)));
+    case 'adapt-validate':
+      return reply(plain(await bedside.adapt_validate()));
+    case 'adapt-adapter': {
+      const out = await bedside.adapt_adapter();
+      const weights = ownBuffer(toU8(out.weights));
+      return reply({ config_json: out.config_json, bytes: out.bytes, weights }, [weights]);
+    }
+    case 'adapt-package': {
+      const out = await bedside.adapt_package();
+      const weights = ownBuffer(toU8(out.weights));
+      return reply({ card: plain(out.card), model_json: out.model_json, weights }, [weights]);
+    }
+    case 'adapt-close':
+      bedside.adapt_close();
+      return reply(null);
     default:
       throw new Error(`unknown message type ${msg.type}`);
   }

@@ -90,10 +90,10 @@ pub(super) fn run_segmentation(
     bytes: &[u8],
     model: &Model,
     opened: &OpenedDevice,
-    mirror: bool,
+    options: SegmentOptions,
 ) -> Result<(Volume, Segmentation), CliError> {
     let mut quiet = |_: &str, _: f64| true;
-    let options = SegmentOptions { mirror, max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
+    let options = SegmentOptions { max_buffer_bytes: opened.max_buffer_bytes, ..options };
     Ok(pollster::block_on(segment_bytes(bytes, model, &opened.device, options, &mut quiet))?)
 }
 
@@ -105,13 +105,14 @@ pub fn segment(
     out: &Path,
     backend: &str,
     tta: bool,
+    mirror_check: bool,
     ensemble: bool,
     json: bool,
 ) -> Result<(), CliError> {
     let opened = open_device(backend)?;
     let model = super::lora::load_model_with(model, ensemble, adapter, &opened.device)?;
     let bytes = read_file(path)?;
-    let (volume, seg) = run_segmentation(&bytes, &model, &opened, tta)?;
+    let (volume, seg) = run_segmentation(&bytes, &model, &opened, SegmentOptions { mirror: tta, mirror_check, ..SegmentOptions::default() })?;
     let backend = opened.backend;
     let mask = volume::write_label_nifti_gz(&volume, &seg.labels)?;
     std::fs::write(out, mask).map_err(|e| CliError(format!("cannot write {}: {e}", out.display())))?;
@@ -134,7 +135,7 @@ pub fn segment(
     print(value, json, || {
         let t = &seg.timings_ms;
         format!(
-            "wrote {}\n  backend {}  windows {}\n  ms: read {:.0}  preprocess {:.0}  inference {:.0}  postprocess {:.0}  total {:.0}\n  {}\n  {}",
+            "wrote {}\n  backend {}  windows {}\n  ms: read {:.0}  preprocess {:.0}  inference {:.0}  postprocess {:.0}{}  total {:.0}\n  {}\n  {}",
             out.display(),
             backend.name(),
             seg.windows,
@@ -142,6 +143,7 @@ pub fn segment(
             t.preprocess,
             t.inference,
             t.postprocess,
+            t.mirror_check.map(|ms| format!("  mirror check {ms:.0}")).unwrap_or_default(),
             t.total,
             seg.label_volumes.iter().map(|l| format!("{}: {:.0} mm³", l.name, l.mm3)).collect::<Vec<_>>().join("  "),
             quality_line(&seg.quality)
@@ -199,10 +201,10 @@ pub fn bench(path: &Path, model: &str, backends: &str, repeat: usize, json: bool
         let backend = opened.backend;
         let model = load_model(model, false, &opened.device)?;
         // The first run compiles kernels and warms allocators; it is reported apart.
-        let (_, warm) = run_segmentation(&bytes, &model, &opened, false)?;
+        let (_, warm) = run_segmentation(&bytes, &model, &opened, SegmentOptions::default())?;
         let mut runs = Vec::new();
         for _ in 0..repeat.max(1) {
-            let (_, seg) = run_segmentation(&bytes, &model, &opened, false)?;
+            let (_, seg) = run_segmentation(&bytes, &model, &opened, SegmentOptions::default())?;
             runs.push(seg.timings_ms);
         }
         if !json {

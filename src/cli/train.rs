@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use crate::inference::pipeline::SegmentOptions;
 use super::commands::{load_model, open_device, print, quality_line, read_volume, run_segmentation};
 use super::CliError;
 use crate::distill::run::{default_cache_dir, run, RunOptions};
@@ -65,6 +66,7 @@ pub fn evaluate(
     against: Option<&str>,
     backend: &str,
     record: bool,
+    mirror_check: bool,
     json: bool,
 ) -> Result<(), CliError> {
     if record && adapter.is_some() {
@@ -79,7 +81,7 @@ pub fn evaluate(
     let mut recorded = Vec::new();
     for v in volumes {
         let bytes = std::fs::read(&v.image).map_err(|e| CliError(format!("cannot read {}: {e}", v.image.display())))?;
-        let (volume, seg) = run_segmentation(&bytes, &m, &opened, false)?;
+        let (volume, seg) = run_segmentation(&bytes, &m, &opened, SegmentOptions { mirror_check, ..SegmentOptions::default() })?;
         let name = v.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut row = json!({ "volume": name, "ms": seg.timings_ms.total, "quality": seg.quality });
         warnings.push((!seg.quality.trusted()).then(|| quality_line(&seg.quality)));
@@ -100,7 +102,7 @@ pub fn evaluate(
             recorded.push(e);
         }
         if let Some(o) = &other {
-            let (_, oseg) = run_segmentation(&bytes, o, &opened, false)?;
+            let (_, oseg) = run_segmentation(&bytes, o, &opened, SegmentOptions::default())?;
             let e = score(&seg.labels, &oseg.labels, format!("model {}", o.manifest.id));
             row["against"] = json!({ "model": o.manifest.id, "dice": e.dice, "hd95_mm": e.hd95_mm, "ms": oseg.timings_ms.total });
         }

@@ -257,28 +257,11 @@ impl Background {
 
 /// Mirrors `axis` of the image and of every target channel and grid.
 pub fn flip(s: &Sample, axis: usize) -> Sample {
-    let map = |v: &[f32]| flip_volume(v, s.dims, axis);
+    let map = |v: &[f32]| crate::volume::flip_axis(v, s.dims, axis);
     let n: usize = s.dims.iter().product();
     let target = s.target.chunks_exact(n).flat_map(map).collect();
-    let coarse = s.coarse.iter().map(|g| g.map_channels(|v| flip_volume(v, g.dims, axis))).collect();
+    let coarse = s.coarse.iter().map(|g| g.map_channels(|v| crate::volume::flip_axis(v, g.dims, axis))).collect();
     Sample { dims: s.dims, image: map(&s.image), channels: s.channels, target, coarse }
-}
-
-fn flip_volume(v: &[f32], [nx, ny, nz]: [usize; 3], axis: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(v.len());
-    for z in 0..nz {
-        for y in 0..ny {
-            for x in 0..nx {
-                let (sx, sy, sz) = match axis {
-                    0 => (nx - 1 - x, y, z),
-                    1 => (x, ny - 1 - y, z),
-                    _ => (x, y, nz - 1 - z),
-                };
-                out.push(v[sx + nx * (sy + ny * sz)]);
-            }
-        }
-    }
-    out
 }
 
 /// Rotation matrix from angles about x, y and z (applied in that order).

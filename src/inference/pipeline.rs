@@ -22,11 +22,15 @@ pub struct SegmentOptions {
     /// The device's largest buffer (`OpenedDevice::max_buffer_bytes`): the
     /// patch shrinks until the network's biggest activation fits in it.
     pub max_buffer_bytes: Option<u64>,
+    /// Segment the scan's left-right mirror as well and report how far the
+    /// two masks agree (`Quality::mirror_dice`): a second quality signal that
+    /// doubles the run's time, so it is asked for, not run by default.
+    pub mirror_check: bool,
 }
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        Self { mirror: false, step_fraction: 0.75, max_buffer_bytes: None }
+        Self { mirror: false, step_fraction: 0.75, max_buffer_bytes: None, mirror_check: false }
     }
 }
 
@@ -37,6 +41,9 @@ pub struct Timings {
     pub preprocess: f64,
     pub inference: f64,
     pub postprocess: f64,
+    /// The mirror run, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror_check: Option<f64>,
     pub total: f64,
 }
 
@@ -77,6 +84,7 @@ pub mod stage {
     pub const PREPROCESS: &str = "preprocess";
     pub const INFERENCE: &str = "inference";
     pub const POSTPROCESS: &str = "postprocess";
+    pub const MIRROR_CHECK: &str = "mirror check";
 }
 
 /// Reads a NIfTI file's bytes and segments it; `read` is timed too.
@@ -106,6 +114,57 @@ pub async fn segment(
     options: SegmentOptions,
     progress: &mut dyn FnMut(&str, f64) -> bool,
 ) -> Result<Segmentation, SegmentError> {
+    let (mut seg, mut signals) = segment_once(volume, model, device, options, progress).await?;
+    if options.mirror_check {
+        let mark = now_ms();
+        signals.mirror_dice = mirror_agreement(volume, &seg.labels, model, device, options, progress).await?;
+        let ms = now_ms() - mark;
+        seg.timings_ms.mirror_check = Some(ms);
+        seg.timings_ms.total += ms;
+        seg.quality = assess(signals, &model.manifest.quality.unwrap_or_default());
+    }
+    Ok(seg)
+}
+
+/// Dice between `labels` and the mask of the scan mirrored along its
+/// anatomical left-right axis (from the affine), flipped back. The same
+/// pipeline segments the mirror, so it sees a head it has not seen, with
+/// the same brain. `None` when the affine names no left-right axis.
+async fn mirror_agreement(
+    volume: &Volume,
+    labels: &[u8],
+    model: &Model,
+    device: &Device,
+    options: SegmentOptions,
+    progress: &mut dyn FnMut(&str, f64) -> bool,
+) -> Result<Option<f64>, SegmentError> {
+    let Some(axis) = volume::left_right_axis(&volume.affine) else {
+        return Ok(None);
+    };
+    let mirrored = Volume {
+        header: volume.header.clone(),
+        dims: volume.dims,
+        spacing: volume.spacing,
+        affine: volume.affine,
+        data: volume::flip_axis(&volume.data, volume.dims, axis),
+    };
+    let mut inner = |stage: &str, fraction: f64| {
+        let into = if stage == stage::INFERENCE { fraction } else if stage == stage::POSTPROCESS { 1.0 } else { 0.0 };
+        progress(stage::MIRROR_CHECK, into)
+    };
+    let (seg, _) = segment_once(&mirrored, model, device, options, &mut inner).await?;
+    let back = volume::flip_axis(&seg.labels, volume.dims, axis);
+    Ok(Some(crate::metrics::dice(labels, &back)))
+}
+
+/// One run of the pipeline, and the signals its quality was judged on.
+async fn segment_once(
+    volume: &Volume,
+    model: &Model,
+    device: &Device,
+    options: SegmentOptions,
+    progress: &mut dyn FnMut(&str, f64) -> bool,
+) -> Result<(Segmentation, Signals), SegmentError> {
     let manifest = &model.manifest;
     let mut t = Timings::default();
     let start = now_ms();
@@ -158,12 +217,13 @@ pub async fn segment(
         unsure_share: unsure as f64 / sure.max(1) as f64,
         air_share: air_share(&volume.data, &labels),
         core_skewness: core_skewness(&volume.data, &labels, volume.dims, volume.spacing_mm()),
+        mirror_dice: None,
     };
     let quality = assess(signals, &manifest.quality.unwrap_or_default());
     t.postprocess = now_ms() - mark;
     t.total = now_ms() - start;
     progress(stage::POSTPROCESS, 1.0);
-    Ok(Segmentation { labels, timings_ms: t, label_volumes, windows, patch, quality })
+    Ok((Segmentation { labels, timings_ms: t, label_volumes, windows, patch, quality }, signals))
 }
 
 /// Most probable class per voxel, over the unpadded region only.

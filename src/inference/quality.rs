@@ -13,7 +13,11 @@
 //! - the share of air in the scan (voxels within a tenth of the way from the
 //!   minimum to the mask's mean intensity): the students z-score the whole
 //!   volume, so a scan cropped tight or padded wide reaches them with other
-//!   intensities, and that is where they fail.
+//!   intensities, and that is where they fail;
+//! - the skewness of the intensities in the mask's core (the contrast);
+//! - on request only, the mask's agreement with the mask of the scan's
+//!   left-right mirror (a brain is nearly symmetric, so a network that holds
+//!   finds the mirrored brain too). It is not cheap: a second run.
 //!
 //! The bounds are the model's (`model.json` `quality`, calibrated on the
 //! probes in README, "Heads they have not seen"); the warnings say which
@@ -39,6 +43,9 @@ pub struct Quality {
     pub air_share: f64,
     /// Skewness of the intensities in the mask's core (`core_skewness`).
     pub core_skewness: f64,
+    /// Dice between the mask and its left-right mirror run's, flipped back;
+    /// `None` when the mirror check was not asked for.
+    pub mirror_dice: Option<f64>,
     /// Plain reasons not to trust the mask; empty when none.
     pub warnings: Vec<String>,
     /// One sentence for the user: the warnings, or that there is none, with
@@ -195,6 +202,7 @@ pub struct Signals {
     pub unsure_share: f64,
     pub air_share: f64,
     pub core_skewness: f64,
+    pub mirror_dice: Option<f64>,
 }
 
 /// Judges the signals against `bounds`.
@@ -230,7 +238,15 @@ pub fn assess(s: Signals, bounds: &QualityBounds) -> Quality {
             s.core_skewness
         ));
     }
-    let signals = format!(
+    if let (Some(dice), Some(min)) = (s.mirror_dice, bounds.min_mirror_dice) {
+        if dice < min {
+            warnings.push(format!(
+                "the mask of the scan's left-right mirror agrees with this one by Dice {dice:.3} only \
+                 (at least {min:.3} on the heads this model holds on)"
+            ));
+        }
+    }
+    let mut signals = format!(
         "brain {:.0} ml, {:.2}% of the mask on the edge of the scan, unsure of {:.0}%, {:.0}% air, skewness {:.2}",
         s.foreground_ml,
         100.0 * s.border_share,
@@ -238,6 +254,9 @@ pub fn assess(s: Signals, bounds: &QualityBounds) -> Quality {
         100.0 * s.air_share,
         s.core_skewness
     );
+    if let Some(dice) = s.mirror_dice {
+        signals += &format!(", mirror Dice {dice:.3}");
+    }
     let summary = if warnings.is_empty() {
         format!("No warning ({signals}).")
     } else {
@@ -249,6 +268,7 @@ pub fn assess(s: Signals, bounds: &QualityBounds) -> Quality {
         unsure_share: s.unsure_share,
         air_share: s.air_share,
         core_skewness: s.core_skewness,
+        mirror_dice: s.mirror_dice,
         warnings,
         summary,
     }
@@ -292,7 +312,7 @@ mod tests {
     }
 
     fn signals(ml: f64, border: f64, unsure: f64, air: f64) -> Signals {
-        Signals { foreground_ml: ml, border_share: border, unsure_share: unsure, air_share: air, core_skewness: 0.0 }
+        Signals { foreground_ml: ml, border_share: border, unsure_share: unsure, air_share: air, core_skewness: 0.0, mirror_dice: None }
     }
 
     #[test]
@@ -358,5 +378,13 @@ mod tests {
         assert_eq!(q.warnings.len(), 1);
         assert!(q.warnings[0].contains("skewness 1.40, at most 0.80") && q.warnings[0].contains("T2-weighted"), "{:?}", q.warnings);
         assert!(assess(t2, &generic).trusted(), "HD-BET, trained on T2 too, has no such bound");
+        let mirrored = QualityBounds { min_mirror_dice: Some(0.975), ..generic };
+        let lopsided = Signals { mirror_dice: Some(0.95), ..signals(1500.0, 0.0, 0.05, 0.4) };
+        let q = assess(lopsided, &mirrored);
+        assert!(q.warnings.len() == 1 && q.warnings[0].contains("Dice 0.950 only (at least 0.975"), "{:?}", q.warnings);
+        assert!(assess(lopsided, &generic).trusted(), "no calibrated bound: measured, not judged");
+        assert!(assess(lopsided, &generic).summary.contains("mirror Dice 0.950"));
+        let unchecked = assess(signals(1500.0, 0.0, 0.05, 0.4), &mirrored);
+        assert!(unchecked.trusted() && !unchecked.summary.contains("mirror"), "no mirror run: nothing to judge");
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod adapter;
 pub mod layer;
+pub mod pairs;
 pub mod train;
 
 use std::collections::BTreeMap;

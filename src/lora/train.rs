@@ -1,8 +1,8 @@
 //! Training an adapter on a site's own labelled scans, on the trainer
 //! distillation uses ([`Engine`]): the base model's network with adapters
 //! beside its targeted convolutions, every other weight frozen, Dice +
-//! cross-entropy on the user's masks. `bedside lora train` drives it, and
-//! the page's Adapt panel (not built yet) is to drive this same code.
+//! cross-entropy on the user's masks. `bedside lora train` and the page's
+//! Adapt panel (`web::adapt`) both drive this code.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
@@ -167,6 +167,13 @@ impl Adaptation {
         let train = rooms.into_iter().map(|r| r.full.training_part(r.full.dims[0])).collect();
         let trainables = options.trainables;
         Ok(Self { engine, train, cfg, lora, trainables, plan, base: base.manifest, base_sha256, trainable, total, history: Vec::new() })
+    }
+
+    /// Bytes of training state beyond the model itself: a gradient and
+    /// Adam's two moments, in f32, for each parameter that learns (the
+    /// frozen ones have none).
+    pub fn training_state_bytes(&self) -> usize {
+        self.trainable * 3 * std::mem::size_of::<f32>()
     }
 
     pub fn steps_done(&self) -> usize {

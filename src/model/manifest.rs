@@ -143,11 +143,16 @@ pub struct QualityBounds {
     /// T1-weighted heads only, which fail on T2-weighted ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_core_skewness: Option<f64>,
+    /// The lowest Dice between the mask and the mask of the scan's
+    /// left-right mirror, flipped back (`SegmentOptions::mirror_check`, opt in:
+    /// it doubles the run's time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_mirror_dice: Option<f64>,
 }
 
 impl Default for QualityBounds {
     fn default() -> Self {
-        Self { min_ml: 900.0, max_ml: 2200.0, max_border_share: 0.01, max_unsure_share: None, air_share: None, max_core_skewness: None }
+        Self { min_ml: 900.0, max_ml: 2200.0, max_border_share: 0.01, max_unsure_share: None, air_share: None, max_core_skewness: None, min_mirror_dice: None }
     }
 }
 

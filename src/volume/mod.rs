@@ -14,7 +14,7 @@ pub use nifti::read_nifti_file;
 pub use nifti::{
     read_nifti, write_label_nifti_gz, Endianness, NiftiHeader, NiftiVersion, MAX_VOXELS,
 };
-pub use orientation::{axis_codes, io_orientation, orientation_string, Reorientation};
+pub use orientation::{axis_codes, flip_axis, io_orientation, left_right_axis, orientation_string, Reorientation};
 pub use resample::{centre_pad_or_crop, nearest, pad_or_crop, pad_upper, shape_for_spacing, trilinear};
 pub use spline::cubic;
 

@@ -111,6 +111,32 @@ pub fn orientation_string(affine: &[[f64; 4]; 4]) -> String {
         .collect()
 }
 
+/// The storage axis that runs left-right in the world (the one closest to
+/// world x), or `None` for a degenerate affine. A left-right mirror of a
+/// head must flip this axis: voxel axis 0 is left-right only for heads
+/// stored that way (a sagittal acquisition stores it last).
+pub fn left_right_axis(affine: &[[f64; 4]; 4]) -> Option<usize> {
+    io_orientation(affine).iter().position(|o| matches!(o, Some((0, _))))
+}
+
+/// `data` (x fastest, `dims`) mirrored along storage `axis`. Its own inverse.
+pub fn flip_axis<T: Copy>(data: &[T], [nx, ny, nz]: [usize; 3], axis: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(data.len());
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                let (sx, sy, sz) = match axis {
+                    0 => (nx - 1 - x, y, z),
+                    1 => (x, ny - 1 - y, z),
+                    _ => (x, y, nz - 1 - z),
+                };
+                out.push(data[sx + nx * (sy + ny * sz)]);
+            }
+        }
+    }
+    out
+}
+
 /// How to bring a volume to the closest canonical RAS orientation (nibabel's
 /// `as_closest_canonical`): a permutation and flips of the voxel axes, no
 /// resampling. Storage axis k of the result points to R, A, S for k = 0, 1, 2.
@@ -196,6 +222,21 @@ impl Reorientation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_left_right_axis_follows_the_affine_and_a_flip_undoes_itself() {
+        // RAS: axis 0; a sagittal PIR-like storage (A/P, S/I, R/L): axis 2.
+        assert_eq!(left_right_axis(&affine3([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])), Some(0));
+        assert_eq!(left_right_axis(&affine3([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])), Some(2));
+        assert_eq!(left_right_axis(&[[0.0; 4]; 4]), None);
+        let dims = [2, 3, 4];
+        let data: Vec<u32> = (0..24).collect();
+        assert_eq!(flip_axis(&data, dims, 0)[..2], [1, 0]);
+        assert_eq!(flip_axis(&data, dims, 2)[0], 18);
+        for axis in 0..3 {
+            assert_eq!(flip_axis(&flip_axis(&data, dims, axis), dims, axis), data);
+        }
+    }
 
     fn affine3(m: [[f64; 3]; 3]) -> [[f64; 4]; 4] {
         let mut a = [[0.0; 4]; 4];

@@ -15,6 +15,7 @@ use crate::inference::{backend, Backend};
 use crate::model::Model;
 use crate::volume;
 
+mod adapt;
 mod judge;
 mod recover;
 mod teach;
@@ -259,6 +260,9 @@ pub fn compress_model(model_json: String, weights: Vec<u8>, rule: JsValue, on_pr
 struct JsOptions {
     #[serde(default)]
     tta: bool,
+    /// Also segment the left-right mirror (the quality signal's mirror Dice).
+    #[serde(default)]
+    mirror_check: bool,
 }
 
 /// Segments a NIfTI file's bytes with the loaded model. Calls
@@ -280,7 +284,7 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
         let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(fraction));
         true
     };
-    let options = SegmentOptions { mirror: opts.tta, max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
+    let options = SegmentOptions { mirror: opts.tta, mirror_check: opts.mirror_check, max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
     let (vol, seg) = segment_bytes(&volume, &model, &opened.device, options, &mut progress)
         .await
         .map_err(|e| JsError::new(&e.to_string()))?;

@@ -72,12 +72,13 @@ export async function onAgreement(msg) {
   const speedup = msg.speedup ?? NaN;
   const hd = Number.isFinite(msg.hd95_mm) ? `, HD95 ${msg.hd95_mm.toFixed(1)} mm` : '';
   el.compareAgreement.dataset.dice = String(msg.dice);
-  const vsReference = referenceSentence(msg.reference, c.compress ? ['the original', 'the compressed model'] : ['the teacher', 'the student']);
+  const names = c.compress ? ['the original', 'the compressed model'] : c.adapt ? ['the base (adapter off)', 'the adapted model (adapter on)'] : ['the teacher', 'the student'];
+  const vsReference = referenceSentence(msg.reference, names);
   el.compareAgreement.dataset.referenceDice = msg.reference ? JSON.stringify(msg.reference.worst) : '';
   el.compareAgreement.textContent =
     `Agreement of the student with the teacher: Dice ${msg.dice.toFixed(4)}${hd}. ` +
     `The student took ${fmt(c.results.student.timings_ms.total)} ms, ${speedup.toFixed(1)}× faster than the teacher.${vsReference}`;
-  const roles = c.compress ? ['Original', 'Compressed'] : ['Teacher', 'Student'];
+  const roles = c.compress ? ['Original', 'Compressed'] : c.adapt ? ['Adapter off', 'Adapter on'] : ['Teacher', 'Student'];
   el.compareLeftCaption.textContent = `${roles[0]}: ${c.teacher.name}`;
   el.compareRightCaption.textContent = `${roles[1]}: ${c.student.name}`;
   if (c.compress) {
@@ -87,10 +88,17 @@ export async function onAgreement(msg) {
       `(${speedup.toFixed(2)}× the speed) on ${backendName(c.results.student.backend)}.${vsReference}`;
     renderVerdict(msg.verdict, msg.per_label);
   }
+  if (c.adapt) {
+    el.compareAgreement.textContent =
+      `Agreement of the adapted model with its base: Dice ${msg.dice.toFixed(4)}${hd}. ` +
+      `Adapter on: ${fmt(c.results.student.timings_ms.total)} ms; adapter off: ${fmt(c.results.teacher.timings_ms.total)} ms.${vsReference}`;
+  }
   el.comparePanel.hidden = false;
   setStatus(
     c.compress
       ? `Ran ${c.teacher.name} and its compressed version: Dice ${msg.dice.toFixed(3)}, ${speedup.toFixed(2)}× the speed.`
+      : c.adapt
+      ? `Ran ${c.teacher.name} with the adapter off and on: Dice ${msg.dice.toFixed(3)} between the two masks.`
       : `Compared ${c.student.name} with ${c.teacher.name}: Dice ${msg.dice.toFixed(3)}, ${speedup.toFixed(1)}× faster.`,
   );
   setProgress(1);

@@ -3,6 +3,7 @@
 
 import { el, state, selectedModel, teacherOf } from './state.js';
 import { updateRecoverControls } from './recover.js';
+import { updateAdaptControls } from './adapt.js';
 
 export function updateControls() {
   const idle = !state.busy && !state.inspecting;
@@ -16,6 +17,7 @@ export function updateControls() {
   el.packageInput.disabled = !idle;
   el.backend.disabled = state.busy;
   el.tta.disabled = state.busy;
+  el.mirrorCheck.disabled = state.busy;
   const members = selectedModel()?.ensemble ?? 0;
   el.ensemble.disabled = state.busy || !(members > 0);
   if (!(members > 0)) el.ensemble.checked = false;
@@ -33,4 +35,5 @@ export function updateControls() {
   el.rankRule.disabled = state.busy;
   el.rankParam.disabled = state.busy || el.rankRule.value === 'evbmf';
   updateRecoverControls(idle);
+  updateAdaptControls(idle);
 }

@@ -12,7 +12,7 @@ import * as viewers from './viewers.js';
 import { modelMessage, cachedAutoChoice } from './model.js';
 import { onParetoCancelled } from './pareto.js';
 
-const STAGES = ['read', 'preprocess', 'inference', 'postprocess', 'total'];
+const STAGES = ['read', 'preprocess', 'inference', 'postprocess', 'mirror_check', 'total'];
 
 function run() {
   state.compare = null;
@@ -45,6 +45,7 @@ export function runModel(model) {
       backend: preference,
       cachedChoice: cached ? cached.backend : null,
       tta: el.tta.checked,
+      mirrorCheck: el.mirrorCheck.checked,
       ensemble: el.ensemble.checked,
     },
     modelMsg.weights ? [copy, modelMsg.weights] : [copy],

@@ -23,6 +23,7 @@ export const el = {
   modelInfo: $('model-info'),
   backend: $('backend-select'),
   tta: $('tta-check'),
+  mirrorCheck: $('mirror-check'),
   ensemble: $('ensemble-check'),
   backendInfo: $('backend-info'),
   run: $('run-button'),
@@ -107,6 +108,8 @@ export const state = {
   referenceInspectId: null,
   pendingReference: null,
   pareto: null, // { source, factors, sweep, done, startedAt }: the Pareto view (sweep: as the engine judged it)
+  // The Adapt panel's run: { base, steps, history, validations, paused, cancelled, model, adapter }.
+  adapt: null,
 };
 
 /** The model chosen in the model selector, or null. */

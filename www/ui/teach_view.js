@@ -21,7 +21,7 @@ function node(name, attrs, text) {
 }
 
 /** One chart: series [{label, colour, dashed, points: [[x, y], …]}] on shared axes. */
-function chart(title, series, { width = 460, height = 220, yMin = null, yMax = null } = {}) {
+export function chart(title, series, { width = 460, height = 220, yMin = null, yMax = null } = {}) {
   const pad = { l: 48, r: 8, t: 20, b: 28 };
   const svg = node('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart', role: 'img', 'aria-label': title });
   const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
@@ -52,7 +52,7 @@ function chart(title, series, { width = 460, height = 220, yMin = null, yMax = n
   return svg;
 }
 
-function legend(series) {
+export function legend(series) {
   const ul = document.createElement('ul');
   ul.className = 'legend';
   for (const s of series) {
