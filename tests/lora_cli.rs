@@ -22,7 +22,7 @@ fn a_student_adapts_to_pd_merges_and_refuses_the_wrong_base() {
     let (pd, t2, mask) = (avg152("avg152PD.nii"), avg152("avg152T2.nii"), avg152("brainmask-0.5.nii.gz"));
     let (ok, stdout, stderr) = run(&[
         "lora", "train", "--model", "student-s", "--data", &format!("{pd}:{mask}"), "--val", &format!("{t2}:{mask}"),
-        "--rank", "4", "--alpha", "8", "--steps", "30", "--lr", "5e-3", "--out", adapter.to_str().unwrap(), "--json",
+        "--rank", "4", "--alpha", "8", "--targets", "all", "--steps", "30", "--lr", "5e-3", "--out", adapter.to_str().unwrap(), "--json",
     ]);
     assert!(ok, "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
@@ -72,4 +72,14 @@ fn a_student_adapts_to_pd_merges_and_refuses_the_wrong_base() {
     assert!(err.contains("differs from the image's"), "{err}");
     let err = run_fails(&["evaluate", "--model", "student-s", "--adapter", adapter.to_str().unwrap(), "--record", &volume], None);
     assert!(err.contains("--record"), "{err}");
+    let err = run_fails(&["lora", "train", "--model", "student-s", "--data", &format!("{pd}:{mask}"), "--unlabelled", &t2, "--out", elsewhere.to_str().unwrap()], Some(&elsewhere));
+    assert!(err.contains("give --teacher too"), "{err}");
+    // The adapted model's quality signal drops the base's T1-only contrast bound: the adapter
+    // learnt the site's contrast (here PD; the T2 scan is within what it holds on, 0.95 above).
+    let (ok, stdout, stderr) = run(&["evaluate", "--model", "student-s", "--adapter", adapter.to_str().unwrap(), &volume, "--json"]);
+    assert!(ok, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["model"], "student-s-lora");
+    let warnings = v["volumes"][0]["quality"]["warnings"].to_string();
+    assert!(!warnings.contains("skewness"), "{warnings}");
 }

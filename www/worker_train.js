@@ -27,14 +27,15 @@
 //                                         -> {teacher_ms, steps, patch} (the original runs once)
 //   recover-step {n}                      -> [loss record, …]
 //   recover-package                       -> {card, model_json, weights}
-//   adapt-open {base, files: [{name, bytes}], validation: [{name, bytes}], options, backend, cachedChoice}
+//   adapt-open {base, teacher?, files: [{name, bytes}], validation: [{name, bytes}], options, backend, cachedChoice}
 //                                         -> {trainable, total, share, layers, training_state_bytes,
 //                                             memory_mb, patch, steps, validation_dice}
-//   adapt-step {n}                        -> {points: [{step, total, cross_entropy, dice, ms}], memory_mb}
+//   adapt-step {n}                        -> {points: [{step, total, cross_entropy, dice, kd, ms}], memory_mb}
 //   adapt-validate                        -> {step, dice}
 //   adapt-adapter                         -> {config_json, weights, bytes}
 //   adapt-package                         -> {card, model_json, weights}
 //   adapt-close                           -> null
+//   adapt-load {base, config_json, weights} -> {card, model_json, weights, r, layers} (merged; refused on another base)
 
 export async function handleTraining(msg, ctx) {
   const { bedside, post, plain, toU8, ownBuffer } = ctx;
@@ -126,11 +127,12 @@ export async function handleTraining(msg, ctx) {
     case 'adapt-open': {
       await ctx.selectBackend(msg.id, msg.backend, msg.cachedChoice);
       const base = await ctx.readPackage(msg.id, msg.base);
+      const teacher = msg.teacher ? await ctx.readPackage(msg.id, msg.teacher) : null;
       post({ type: 'progress', id: msg.id, stage: `Running ${msg.base.name || msg.base.id} once on each labelled volume…`, fraction: null });
       const names = (list) => list.map((f) => String(f.name));
       const bytes = (list) => list.map((f) => new Uint8Array(f.bytes));
       const info = await bedside.adapt_open(base.json, base.weights, names(msg.files), bytes(msg.files),
-        names(msg.validation), bytes(msg.validation), msg.options);
+        names(msg.validation), bytes(msg.validation), teacher?.json, teacher?.weights, msg.options);
       return reply(plain(info));
     }
     case 'adapt-step':
@@ -146,6 +148,12 @@ export async function handleTraining(msg, ctx) {
       const out = await bedside.adapt_package();
       const weights = ownBuffer(toU8(out.weights));
       return reply({ card: plain(out.card), model_json: out.model_json, weights }, [weights]);
+    }
+    case 'adapt-load': {
+      const base = await ctx.readPackage(msg.id, msg.base);
+      const out = bedside.adapt_load(base.json, base.weights, String(msg.config_json), new Uint8Array(msg.weights));
+      const weights = ownBuffer(toU8(out.weights));
+      return reply({ card: plain(out.card), model_json: out.model_json, weights, r: out.r, layers: out.layers }, [weights]);
     }
     case 'adapt-close':
       bedside.adapt_close();

@@ -10,8 +10,8 @@ use serde_json::json;
 use super::commands::{print, read_file, read_volume, resolve_model_dir};
 use super::CliError;
 use crate::distill::engine::LossRecord;
-use crate::lora::adapter::{merged_network, Adapter, CONFIG_FILE, WEIGHTS_FILE};
-use crate::lora::train::{mask_labels, Adaptation, TrainOptions};
+use crate::lora::adapter::{merged_model as fold_adapter, Adapter, CONFIG_FILE, WEIGHTS_FILE};
+use crate::lora::train::{mask_labels, Adaptation, Teaching, TrainOptions};
 use crate::lora::{LoraConfig, Trainables};
 use crate::model::package::parse_manifest;
 use crate::model::Model;
@@ -26,14 +26,14 @@ pub fn read_adapter(dir: &Path) -> Result<Adapter, CliError> {
 
 /// The package in `dir` with the adapter in `adapter_dir` folded into its
 /// network (which then computes what the adapted one does, with no extra
-/// layers), each file read once; and the adapter.
+/// layers) under an adapted manifest, each file read once; and the adapter.
 fn merged_model(dir: &Path, adapter_dir: &Path, device: &Device) -> Result<(Model, Adapter), CliError> {
     let adapter = read_adapter(adapter_dir)?;
     let json = String::from_utf8(read_file(&dir.join("model.json"))?).map_err(|_| CliError(format!("{}: model.json is not UTF-8", dir.display())))?;
     let manifest = parse_manifest(&json).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
     let base = read_file(&dir.join("weights.safetensors"))?;
-    let network = merged_network(&manifest, &base, &adapter, device).map_err(|e| CliError(format!("{}: {e}", adapter_dir.display())))?;
-    Ok((Model { manifest, network, members: Vec::new() }, adapter))
+    let model = fold_adapter(&manifest, &base, &adapter, device).map_err(|e| CliError(format!("{}: {e}", adapter_dir.display())))?;
+    Ok((model, adapter))
 }
 
 /// The model `model`, with `adapter` merged into it when one is given.
@@ -50,14 +50,8 @@ pub(super) fn load_model_with(model: &str, ensemble: bool, adapter: Option<&Path
 /// `bedside lora merge`: writes a plain package with the adapter folded in.
 pub fn merge(model: &str, adapter_dir: &Path, out: &Path, json: bool) -> Result<(), CliError> {
     let dir = resolve_model_dir(model)?;
-    let (mut merged, adapter) = merged_model(&dir, adapter_dir, &Device::flex())?;
-    let base_id = merged.manifest.id.clone();
-    merged.manifest.id = format!("{base_id}-lora");
-    merged.manifest.name = format!("{} + LoRA adapter (r = {}, merged)", merged.manifest.name, adapter.config.r);
-    merged.manifest.training = Some(json!({ "merged_lora_adapter": adapter.config }));
-    // Its own figures are not the base's.
-    merged.manifest.evaluation.clear();
-    merged.manifest.ensemble.clear();
+    let (merged, adapter) = merged_model(&dir, adapter_dir, &Device::flex())?;
+    let base_id = adapter.config.base_model_name_or_path.clone();
     merged.save_dir(out).map_err(|e| CliError(format!("{}: {e}", out.display())))?;
     let value = json!({
         "base": dir.display().to_string(),
@@ -83,6 +77,9 @@ pub struct TrainArgs<'a> {
     /// IMAGE:MASK pairs.
     pub data: &'a [String],
     pub val: Option<&'a str>,
+    /// A teacher for the KD term, and volumes without masks it labels.
+    pub teacher: Option<&'a str>,
+    pub unlabelled: &'a [std::path::PathBuf],
     pub lora: LoraConfig,
     pub options: TrainOptions,
     pub out: &'a Path,
@@ -117,8 +114,14 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
         return Err(CliError("give at least one --data IMAGE:MASK".into()));
     }
     let val = args.val.map(image_and_mask).transpose()?;
+    let teacher = args.teacher.map(|t| super::commands::load_model(t, false, &device)).transpose()?;
+    if teacher.is_none() && !args.unlabelled.is_empty() {
+        return Err(CliError("--unlabelled volumes learn from a teacher's outputs: give --teacher too".into()));
+    }
+    let unlabelled = args.unlabelled.iter().map(|p| read_volume(p)).collect::<Result<Vec<_>, _>>()?;
+    let teaching = teacher.as_ref().map(|teacher| Teaching { teacher, unlabelled: &unlabelled });
     let t0 = std::time::Instant::now();
-    let mut run = pollster::block_on(Adaptation::new(&base_json, base_weights.clone(), args.lora.clone(), &labelled, args.options.clone(), &device))?;
+    let mut run = pollster::block_on(Adaptation::new(&base_json, base_weights.clone(), args.lora.clone(), &labelled, teaching, args.options.clone(), &device))?;
     let prepare_s = t0.elapsed().as_secs_f64();
     let validate = |run: &Adaptation| -> Result<Option<f64>, CliError> {
         val.as_ref().map(|(v, m)| pollster::block_on(run.validation_dice(v, m, &device)).map_err(CliError::from)).transpose()
@@ -142,7 +145,8 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
         let records = pollster::block_on(run.steps(n))?;
         if !json {
             let r = records.last().expect("n > 0");
-            eprintln!("  step {:>4}  loss {:.4}  (cross-entropy {:.4}, Dice loss {:.4})", r.step, r.total, r.cross_entropy, r.dice);
+            let kd = if args.options.kd > 0.0 { format!(", T²·KL {:.4}", r.kd) } else { String::new() };
+            eprintln!("  step {:>4}  loss {:.4}  (cross-entropy {:.4}, Dice loss {:.4}{kd})", r.step, r.total, r.cross_entropy, r.dice);
         }
     }
     let train_s = t1.elapsed().as_secs_f64();
@@ -177,6 +181,9 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
         "total_params": run.total,
         "trainable_share": run.trainable as f64 / run.total as f64,
         "trainables": args.options.trainables.name(),
+        "teacher": args.teacher,
+        "kd": args.options.kd,
+        "unlabelled": args.unlabelled.len(),
         "adapter_bytes": saved_bytes,
         "base_bytes": base_weights.len(),
         "steps": run.steps_done(),

@@ -171,11 +171,28 @@ fn crop_grid(g: &Grid, start: [usize; 3], size: [usize; 3]) -> Grid {
     Grid { dims: size, channels: g.channels, data: crop(&g.data, g.dims, g.channels, start, size) }
 }
 
+/// Indices of the voxels labelled other than background.
+fn foreground_of(labels: &[u8]) -> Vec<usize> {
+    labels.iter().enumerate().filter(|(_, &l)| l > 0).map(|(i, _)| i).collect()
+}
+
 impl PreparedVolume {
     pub fn new(name: String, dims: [usize; 3], image: Vec<f32>, labels: Vec<u8>, has_mask: bool, teacher: TeacherTargets) -> Self {
-        let foreground = labels.iter().enumerate().filter(|(_, &l)| l > 0).map(|(i, _)| i).collect();
+        let foreground = foreground_of(&labels);
         let background = Background::measure(&image, &labels);
         Self { name, dims, image, labels, has_mask, teacher, foreground, background }
+    }
+
+    /// Another teacher's logits (on this grid) become the soft targets; a
+    /// volume without a mask takes that teacher's argmax as its hard labels.
+    pub fn teach(&mut self, logits: Grid) {
+        assert_eq!(logits.dims, self.dims, "the teacher's logits on this volume's grid");
+        if !self.has_mask {
+            self.labels = argmax(&logits);
+            self.foreground = foreground_of(&self.labels);
+            self.background = Background::measure(&self.image, &self.labels);
+        }
+        self.teacher.logits = logits;
     }
 
     /// A random patch of `size` (storage order), starting on multiples of 16

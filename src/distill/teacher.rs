@@ -77,6 +77,56 @@ pub async fn run_teacher_async(teacher: &Network, prepared: &Prepared, device: &
     })
 }
 
+/// `teacher`'s logits for `volume` on `target`'s grid (another model's
+/// preparation of the same volume), so that a model can learn from a teacher
+/// whose preprocessing differs: HD-BET is fed the file's axes reversed, the
+/// students the closest-canonical RAS order. Both must resample to one
+/// spacing; the two grids then differ by axis order and flips only, which
+/// move voxels without interpolating logits (a flip commutes with the
+/// resampling). The target's padding takes each channel's value at the
+/// first corner of the volume: air, where the teacher is sure of background.
+pub async fn teacher_logits_on(teacher: &crate::model::Model, volume: &crate::volume::Volume, target: &Prepared, device: &Device) -> Result<Grid, DistillError> {
+    use crate::inference::preprocess::prepare;
+    use crate::volume::{resample, Reorientation};
+    let own = prepare(volume, &teacher.manifest.preprocessing).map_err(|e| DistillError::Volume(e.to_string()))?;
+    if own.spacing != target.spacing {
+        return Err(DistillError::Config(format!(
+            "the teacher resamples to {:?} mm and the model to {:?} mm: a teacher for this model must work at its spacing",
+            own.spacing, target.spacing
+        )));
+    }
+    let reorient = |dims| Reorientation::to_ras(&volume.affine, dims).ok_or_else(|| DistillError::Volume("the image's affine gives no orientation".into()));
+    // The teacher's storage order to the target's: RAS from the file's, or back.
+    let mapping = match (own.reorientation.is_some(), target.reorientation.is_some()) {
+        (false, true) => Some((reorient(own.resampled_dims)?, true)),
+        (true, false) => Some((reorient(target.resampled_dims)?, false)),
+        _ => None,
+    };
+    // The teacher's grid, moved, must be the target's (same spacing: it is, up to rounding).
+    let fits = match &mapping {
+        Some((r, true)) => r.dims() == target.resampled_dims,
+        Some((r, false)) => r.dims() == own.resampled_dims,
+        None => own.resampled_dims == target.resampled_dims,
+    };
+    if !fits {
+        return Err(DistillError::Volume(format!("the teacher's grid {:?} does not map onto the model's {:?}", own.resampled_dims, target.resampled_dims)));
+    }
+    let logits = run_teacher_async(&teacher.network, &own, device).await?.logits;
+    let n = own.padded_dims.iter().product::<usize>();
+    let mut data = Vec::with_capacity(logits.channels * target.padded_dims.iter().product::<usize>());
+    for channel in logits.data.chunks_exact(n) {
+        let values = resample::pad_or_crop(channel, own.padded_dims, own.resampled_dims, 0.0);
+        let values = match &mapping {
+            Some((r, true)) => r.apply(&values),
+            Some((r, false)) => r.undo(&values),
+            None => values,
+        };
+        let air = values[0];
+        data.extend(resample::pad_upper(&values, target.resampled_dims, target.padded_dims, air));
+    }
+    Ok(Grid { dims: target.padded_dims, channels: logits.channels, data })
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 const NAMES: [&str; 4] = ["logits", "encoder", "bottleneck", "decoder"];
 

@@ -246,3 +246,36 @@ pub fn merged_network(manifest: &Manifest, base_weights: &[u8], adapter: &Adapte
     network.load_safetensors(merged).map_err(|e| LoraError::Mismatch(e.to_string()))?;
     Ok(network)
 }
+
+/// The base model with `adapter` folded in, under an adapted manifest
+/// (`<base>-lora`): what `--adapter` runs, `bedside lora merge` writes and
+/// the page's "Load an adapter" adds to the model list.
+pub fn merged_model(base: &Manifest, base_weights: &[u8], adapter: &Adapter, device: &Device) -> Result<crate::model::Model, LoraError> {
+    let network = merged_network(base, base_weights, adapter, device)?;
+    let manifest = adapted_manifest(
+        base,
+        format!("{}-lora", base.id),
+        format!("{} + LoRA adapter (r = {}, merged)", base.name, adapter.config.r),
+        serde_json::json!({ "merged_lora_adapter": adapter.config }),
+    );
+    Ok(crate::model::Model { manifest, network, members: Vec::new() })
+}
+
+/// The manifest of a model adapted from `base`: its own id, name and
+/// training record, and none of what belongs to the base alone: its
+/// measured figures, its ensemble members, and the contrast bound of its
+/// quality signal. That bound warns that a student which learnt from
+/// T1-weighted heads meets a T2-weighted scan; an adapted model learnt the
+/// site's own contrast, so on those scans the warning would be wrong.
+pub fn adapted_manifest(base: &Manifest, id: String, name: String, training: serde_json::Value) -> Manifest {
+    let mut manifest = base.clone();
+    manifest.id = id;
+    manifest.name = name;
+    manifest.training = Some(training);
+    manifest.evaluation.clear();
+    manifest.ensemble.clear();
+    if let Some(q) = manifest.quality.as_mut() {
+        q.max_core_skewness = None;
+    }
+    manifest
+}

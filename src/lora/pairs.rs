@@ -37,11 +37,12 @@ fn same_grid(a: &Volume, b: &Volume) -> bool {
     a.dims == b.dims && a.affine.iter().flatten().zip(b.affine.iter().flatten()).all(|(x, y)| (x - y).abs() < 1e-3)
 }
 
-/// Images with their masks (`labels > 0`), from named volumes in any order.
-/// Refused, with the files named: no mask, an image without a mask or a
-/// mask without an image, and two images on one mask's grid (which is
-/// whose cannot be told).
-pub fn pair_images_and_masks(files: Vec<(String, Volume)>) -> Result<Vec<(Volume, Vec<u8>)>, DistillError> {
+/// Images with their masks (`labels > 0`), from named volumes in any order,
+/// and the images left without a mask when `unlabelled_allowed` (a teacher
+/// labels them). Refused, with the files named: no mask, an image without a
+/// mask (unless allowed) or a mask without an image, and two images on one
+/// mask's grid (which is whose cannot be told).
+pub fn pair_images_and_masks(files: Vec<(String, Volume)>, unlabelled_allowed: bool) -> Result<(Vec<(Volume, Vec<u8>)>, Vec<Volume>), DistillError> {
     let refuse = |m: String| Err(DistillError::Volume(m));
     let (masks, images): (Vec<_>, Vec<_>) = files.into_iter().partition(|(_, v)| is_mask(v));
     if masks.is_empty() {
@@ -64,11 +65,12 @@ pub fn pair_images_and_masks(files: Vec<(String, Volume)>) -> Result<Vec<(Volume
         }
         pairs.push((image, mask_labels(&images[image].1, mask)?));
     }
-    if let Some(i) = taken.iter().position(|t| !t) {
-        return refuse(format!("{} has no mask on its grid among the files", images[i].0));
+    if let Some(i) = taken.iter().position(|t| !t).filter(|_| !unlabelled_allowed) {
+        return refuse(format!("{} has no mask on its grid among the files (without a teacher, every image needs one)", images[i].0));
     }
     let mut images: Vec<Option<Volume>> = images.into_iter().map(|(_, v)| Some(v)).collect();
-    Ok(pairs.into_iter().map(|(i, labels)| (images[i].take().expect("each image pairs once"), labels)).collect())
+    let labelled = pairs.into_iter().map(|(i, labels)| (images[i].take().expect("each image pairs once"), labels)).collect();
+    Ok((labelled, images.into_iter().flatten().collect()))
 }
 
 #[cfg(test)]
@@ -96,7 +98,8 @@ mod tests {
             ("seg.nii".to_string(), mask(a, 0.0)),
             ("t1.nii".to_string(), image(b, 0.0)),
         ];
-        let pairs = pair_images_and_masks(files).unwrap();
+        let (pairs, unlabelled) = pair_images_and_masks(files, false).unwrap();
+        assert!(unlabelled.is_empty());
         assert_eq!(pairs.iter().map(|(v, _)| v.dims).collect::<Vec<_>>(), [b, a]);
         assert_eq!(pairs[1].1.iter().filter(|&&l| l == 1).count(), 22, "labels > 0 of the mask on the image's grid");
         assert!(is_mask(&mask(a, 0.0)) && !is_mask(&image(a, 0.0)));
@@ -107,12 +110,16 @@ mod tests {
     fn unpaired_or_ambiguous_files_are_refused_by_name() {
         let a = [4, 4, 4];
         let err = |files: Vec<(&str, Volume)>| {
-            pair_images_and_masks(files.into_iter().map(|(n, v)| (n.to_string(), v)).collect()).unwrap_err().to_string()
+            pair_images_and_masks(files.into_iter().map(|(n, v)| (n.to_string(), v)).collect(), false).unwrap_err().to_string()
         };
         assert!(err(vec![("pd.nii", image(a, 0.0))]).contains("no mask among the files"));
         assert!(err(vec![("pd.nii", image(a, 0.0)), ("m.nii", mask(a, 5.0))]).contains("the mask m.nii ([4, 4, 4]) has no image on its grid"));
         assert!(err(vec![("pd.nii", image(a, 0.0)), ("t2.nii", image(a, 0.0)), ("m.nii", mask(a, 0.0))]).contains("fits pd.nii and t2.nii"));
         assert!(err(vec![("pd.nii", image(a, 0.0)), ("m.nii", mask(a, 0.0)), ("t1.nii", image([5, 4, 4], 0.0))]).contains("t1.nii has no mask"));
         assert!(err(vec![("pd.nii", image(a, 0.0)), ("m.nii", mask(a, 0.0)), ("n.nii", mask(a, 0.0))]).contains("pd.nii has more than one mask"));
+        // With a teacher, an image without a mask is an unlabelled volume.
+        let files = vec![("pd.nii".to_string(), image(a, 0.0)), ("m.nii".to_string(), mask(a, 0.0)), ("t1.nii".to_string(), image([5, 4, 4], 0.0))];
+        let (pairs, unlabelled) = pair_images_and_masks(files, true).unwrap();
+        assert_eq!((pairs.len(), unlabelled.len(), unlabelled[0].dims), (1, 1, [5, 4, 4]));
     }
 }

@@ -271,7 +271,7 @@ fn an_adaptation_learns_the_mask_and_touches_only_the_adapters() {
     let lora = LoraConfig { rank: 2, alpha: 4.0, targets: "all".into() };
     let steps = 80;
     let options = TrainOptions { steps, learning_rate: 1e-2, seed: 1, ..TrainOptions::default() };
-    let mut run = pollster::block_on(Adaptation::new(&json, weights.clone(), lora, &[(head.clone(), mask.clone())], options, &device)).unwrap();
+    let mut run = pollster::block_on(Adaptation::new(&json, weights.clone(), lora, &[(head.clone(), mask.clone())], None, options, &device)).unwrap();
     assert_eq!(run.trainable, adapter_params(&Network::conv_layers(&base.manifest).unwrap(), &run.plan));
     assert!(run.trainable * 5 < run.total, "{} of {}", run.trainable, run.total);
     let before = pollster::block_on(run.validation_dice(&head, &mask, &device)).unwrap();
@@ -311,8 +311,8 @@ fn each_choice_of_trainables_trains_what_it_names_and_saves_it() {
     let x = Tensor::<5>::random([1, 1, 32, 32, 32], Distribution::Normal(0.0, 1.0), &device);
     for trainables in [Trainables::NormsBiases, Trainables::AdaptersNormsBiases, Trainables::Full] {
         let lora = LoraConfig { rank: 2, alpha: 4.0, targets: "all".into() };
-        let options = TrainOptions { steps: 3, learning_rate: 1e-2, seed: 1, trainables };
-        let mut run = pollster::block_on(Adaptation::new(&json, weights.clone(), lora, &[(head.clone(), mask.clone())], options, &device)).unwrap();
+        let options = TrainOptions { steps: 3, learning_rate: 1e-2, seed: 1, trainables, kd: 0.0 };
+        let mut run = pollster::block_on(Adaptation::new(&json, weights.clone(), lora, &[(head.clone(), mask.clone())], None, options, &device)).unwrap();
         pollster::block_on(run.steps(3)).unwrap();
         let trained = read_f32_tensors(&run.model().network.to_safetensors().unwrap()).unwrap();
         let changed: Vec<&String> = original.keys().filter(|n| trained[*n].1 != original[*n].1).collect();
@@ -338,4 +338,59 @@ fn each_choice_of_trainables_trains_what_it_names_and_saves_it() {
         let rebuilt = super::adapter::adapted_network(&base.manifest, &weights, &back, &device).unwrap();
         assert!(max_gap(out, rebuilt.forward(x.clone())) < 1e-6, "{trainables:?}: the adapter file rebuilds it");
     }
+}
+
+/// A teacher fed another axis order (HD-BET's file order, against the
+/// students' RAS) gives its logits on the model's grid: on a head stored
+/// left-to-right (LAS), voxel x of the model's RAS grid is the teacher's
+/// voxel n − 1 − x; the padding beyond the head takes the corner's value.
+#[test]
+fn a_teacher_with_another_axis_order_lands_on_the_models_grid() {
+    use crate::distill::teacher::{run_teacher, teacher_logits_on};
+    use crate::inference::preprocess::prepare;
+    let device = Device::flex();
+    let Toy { base: teacher, mut head, .. } = toy(&device);
+    head.affine[0][0] = -head.affine[0][0];
+    let mut student = teacher.manifest.clone();
+    student.preprocessing.axis_order = "ras".into();
+    let target = prepare(&head, &student.preprocessing).unwrap();
+    let mapped = pollster::block_on(teacher_logits_on(&teacher, &head, &target, &device)).unwrap();
+    let own = prepare(&head, &teacher.manifest.preprocessing).unwrap();
+    let logits = run_teacher(&teacher.network, &own, &device).logits;
+    assert_eq!(mapped.dims, target.padded_dims);
+    let [n, _, _] = own.resampled_dims;
+    let (pd, td) = (own.padded_dims, target.padded_dims);
+    let at = |d: [usize; 3], c: usize, x: usize, y: usize, z: usize| c * d.iter().product::<usize>() + x + d[0] * (y + d[1] * z);
+    for c in 0..logits.channels {
+        for (x, y, z) in [(0, 0, 0), (3, 5, 7), (n - 1, 2, 9), (11, 13, 1)] {
+            assert_eq!(mapped.data[at(td, c, x, y, z)], logits.data[at(pd, c, n - 1 - x, y, z)], "channel {c} at {x},{y},{z}");
+        }
+    }
+    if td[0] > n {
+        assert_eq!(mapped.data[at(td, 0, td[0] - 1, 0, 0)], mapped.data[at(td, 0, 0, 0, 0)], "the padding is the corner's value");
+    }
+}
+
+/// With a teacher, the KD term trains too, and a volume without a mask
+/// joins with the teacher's labels; a teacher with a KD weight of 0 is
+/// refused, and without a teacher the term is off.
+#[test]
+fn an_adaptation_with_a_teacher_learns_from_its_outputs_too() {
+    use super::train::{Adaptation, Teaching, TrainOptions};
+    let device = Device::flex();
+    let Toy { base, json, weights, head, mask } = toy(&device);
+    let lora = LoraConfig { rank: 1, alpha: 2.0, targets: "decoder".into() };
+    let unlabelled = [head.clone()];
+    let teaching = || Some(Teaching { teacher: &base, unlabelled: &unlabelled });
+    let options = TrainOptions { steps: 2, learning_rate: 1e-2, seed: 1, kd: 1.0, ..TrainOptions::default() };
+    let mut run = pollster::block_on(Adaptation::new(&json, weights.clone(), lora.clone(), &[(head.clone(), mask.clone())], teaching(), options.clone(), &device)).unwrap();
+    assert_eq!(run.cfg.volumes.len(), 2);
+    assert!(run.cfg.volumes[1].mask.is_none() && run.cfg.volumes[1].image.starts_with("unlabelled"), "{:?}", run.cfg.volumes);
+    let records = pollster::block_on(run.steps(2)).unwrap();
+    assert!(records.iter().all(|r| r.kd > 0.0 && r.kd.is_finite()), "{:?}", records.iter().map(|r| r.kd).collect::<Vec<_>>());
+    let zero = TrainOptions { kd: 0.0, ..options.clone() };
+    let err = pollster::block_on(Adaptation::new(&json, weights.clone(), lora.clone(), &[(head.clone(), mask.clone())], teaching(), zero, &device)).err().unwrap();
+    assert!(err.to_string().contains("KD weight must be above 0"), "{err}");
+    let mut alone = pollster::block_on(Adaptation::new(&json, weights, lora, &[(head, mask)], None, options, &device)).unwrap();
+    assert!(pollster::block_on(alone.steps(1)).unwrap().iter().all(|r| r.kd == 0.0), "no teacher: no KD term");
 }

@@ -14,6 +14,7 @@ use crate::distill::config::{DistillConfig, LossWeights, TrainingVolume};
 use crate::distill::dataset::PreparedVolume;
 use crate::distill::engine::{Distillee, Engine, LossRecord};
 use crate::distill::lockstep::{prepare_volume, RoomVolume};
+use crate::distill::teacher::teacher_logits_on;
 use crate::distill::recover::patch_side;
 use crate::distill::DistillError;
 use crate::inference::pipeline::{segment, SegmentOptions};
@@ -32,12 +33,24 @@ pub struct TrainOptions {
     pub seed: u64,
     /// What learns: the adapters (the default), or the comparisons.
     pub trainables: Trainables,
+    /// Weight of the KD term (T²·KL at T = 4) towards a teacher's logits,
+    /// when a [`Teaching`] is given; 0 without one.
+    #[serde(default)]
+    pub kd: f64,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { steps: 100, learning_rate: 2e-3, seed: 42, trainables: Trainables::Adapters }
+        Self { steps: 100, learning_rate: 2e-3, seed: 42, trainables: Trainables::Adapters, kd: 0.0 }
     }
+}
+
+/// A teacher for the optional KD term (HD-BET, say, which learnt from T2
+/// and FLAIR too): its soft outputs on every labelled volume, and on
+/// volumes without a mask, whose hard labels are then its own.
+pub struct Teaching<'a> {
+    pub teacher: &'a Model,
+    pub unlabelled: &'a [Volume],
 }
 
 /// Parameters of `module` that learn under `trainables`.
@@ -76,17 +89,21 @@ pub fn mask_labels(image: &Volume, mask: &Volume) -> Result<Vec<u8>, DistillErro
     Ok(mask.data.iter().map(|&v| (v > 0.0) as u8).collect())
 }
 
-/// The distillation recipe an adaptation runs: labels only (no KD, no
-/// feature terms), on the base model's own preprocessing and grid.
-fn recipe(base: &Manifest, grid: [usize; 3], volumes: usize, options: &TrainOptions) -> DistillConfig {
+/// The distillation recipe an adaptation runs: the labels, and the KD term
+/// when a teacher is given (no feature terms), on the base model's own
+/// preprocessing and grid.
+fn recipe(base: &Manifest, teacher: Option<&str>, grid: [usize; 3], labelled: usize, unlabelled: usize, options: &TrainOptions) -> DistillConfig {
     let side = patch_side(grid, base.preprocessing.divisible_by);
     DistillConfig {
         id: format!("{}-lora", base.id),
         name: format!("{} + LoRA adapter", base.name),
-        teacher: format!("../{}", base.id).into(),
+        teacher: format!("../{}", teacher.unwrap_or(&base.id)).into(),
         student: crate::model::unet3d::Unet3dConfig::new(),
         start_from: Some(format!("../{}", base.id).into()),
-        volumes: (0..volumes).map(|i| TrainingVolume { image: format!("labelled volume {}", i + 1), mask: Some("its mask".into()) }).collect(),
+        volumes: (0..labelled)
+            .map(|i| TrainingVolume { image: format!("labelled volume {}", i + 1), mask: Some("its mask".into()) })
+            .chain((0..unlabelled).map(|i| TrainingVolume { image: format!("unlabelled volume {} (the teacher's labels)", i + 1), mask: None }))
+            .collect(),
         patch: [side; 3],
         window: None,
         axis_order: base.preprocessing.axis_order.clone(),
@@ -98,7 +115,7 @@ fn recipe(base: &Manifest, grid: [usize; 3], volumes: usize, options: &TrainOpti
         seed: options.seed,
         average_decay: None,
         foreground_fraction: 0.67,
-        loss: LossWeights { cross_entropy: 1.0, dice: 1.0, kd: 0.0, encoder: 0.0, bottleneck: 0.0, decoder: 0.0, ..LossWeights::default() },
+        loss: LossWeights { cross_entropy: 1.0, dice: 1.0, kd: options.kd, encoder: 0.0, bottleneck: 0.0, decoder: 0.0, ..LossWeights::default() },
         augment: AugmentConfig::none(),
         checkpoint_every: options.steps.max(1),
         hold_out: None,
@@ -123,17 +140,26 @@ pub struct Adaptation {
 
 impl Adaptation {
     /// Prepares each labelled volume on the base model's grid (the base runs
-    /// once over it, on `device`), and builds the adapted network.
+    /// once over it, on `device`), and builds the adapted network. With
+    /// `teaching`, the teacher runs once over every volume too (its logits
+    /// are the KD term's targets) and its unlabelled volumes join training.
     pub async fn new(
         base_json: &str,
         base_weights: Vec<u8>,
         lora: LoraConfig,
         labelled: &[(Volume, Vec<u8>)],
+        teaching: Option<Teaching<'_>>,
         options: TrainOptions,
         device: &Device,
     ) -> Result<Self, DistillError> {
         if labelled.is_empty() {
             return Err(DistillError::Config("give at least one labelled volume (an image and its mask)".into()));
+        }
+        let mut options = options;
+        if teaching.is_none() {
+            options.kd = 0.0;
+        } else if !(options.kd > 0.0 && options.kd.is_finite()) {
+            return Err(DistillError::Config(format!("the KD weight must be above 0 with a teacher (it is {})", options.kd)));
         }
         let base_sha256 = sha256_hex(&base_weights);
         let model = |dev: &Device| Model::from_package_bytes(base_json, base_weights.clone(), dev).map_err(|e| DistillError::Model(e.to_string()));
@@ -145,13 +171,24 @@ impl Adaptation {
             }
             rooms.push(prepare_volume(volume, &base, Some(mask), device).await?);
         }
+        if let Some(t) = &teaching {
+            for volume in t.unlabelled {
+                rooms.push(prepare_volume(volume, &base, None, device).await?);
+            }
+            let volumes = labelled.iter().map(|(v, _)| v).chain(t.unlabelled);
+            for (room, volume) in rooms.iter_mut().zip(volumes) {
+                let logits = teacher_logits_on(t.teacher, volume, &room.prepared, device).await?;
+                room.full.teach(logits);
+            }
+        }
         let layers = Network::conv_layers(&base.manifest).map_err(|e| DistillError::Model(e.to_string()))?;
         let plan = match options.trainables {
             t if t.adapters() => lora.plan(&layers).map_err(|e| DistillError::Config(e.to_string()))?,
             _ => AdapterPlan::new(),
         };
         let grid = rooms.iter().map(|r| r.full.dims).min_by_key(|d| d.iter().min().copied()).expect("one volume");
-        let cfg = recipe(&base.manifest, grid, rooms.len(), &options);
+        let teacher_id = teaching.as_ref().map(|t| t.teacher.manifest.id.as_str());
+        let cfg = recipe(&base.manifest, teacher_id, grid, labelled.len(), rooms.len() - labelled.len(), &options);
         if cfg.patch[0] == 0 {
             return Err(DistillError::Config(format!("the volume's grid {grid:?} is too small to train on")));
         }
@@ -257,11 +294,12 @@ impl Adaptation {
         } else {
             super::adapter::merge_weights(&weights, &self.plan, &Device::flex()).map_err(|e| DistillError::Model(e.to_string()))?
         };
-        let mut manifest = self.base.clone();
-        manifest.id = format!("{}-{}", self.base.id, if self.trainables == Trainables::Full { "finetuned" } else { "lora" });
-        manifest.name = format!("{}, adapted ({})", self.base.name, self.trainables.name());
-        manifest.evaluation.clear();
-        manifest.training = Some(serde_json::json!({ "adapted_from": self.base.id, "base_sha256": self.base_sha256, "trainables": self.trainables.name(), "steps": self.steps_done() }));
+        let manifest = super::adapter::adapted_manifest(
+            &self.base,
+            format!("{}-{}", self.base.id, if self.trainables == Trainables::Full { "finetuned" } else { "lora" }),
+            format!("{}, adapted ({})", self.base.name, self.trainables.name()),
+            serde_json::json!({ "adapted_from": self.base.id, "base_sha256": self.base_sha256, "trainables": self.trainables.name(), "steps": self.steps_done(), "kd": self.cfg.loss.kd, "teacher": self.cfg.teacher }),
+        );
         Ok((manifest, weights))
     }
 }

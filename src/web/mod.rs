@@ -206,12 +206,18 @@ pub fn import_hdbet(bytes: Vec<u8>, file_name: String) -> Result<JsValue, JsErro
     let model = crate::import::hdbet::import_hdbet_bytes(&bytes, &file_name, &source, &device)
         .map_err(|e| JsError::new(&e.to_string()))?;
     drop(bytes);
-    let model_json = serde_json::to_string_pretty(&model.manifest).map_err(|e| JsError::new(&e.to_string()))?;
     let weights = model.network.to_safetensors().map_err(|e| JsError::new(&e.to_string()))?;
+    package_to_js(&model.manifest, &weights)
+}
+
+/// A package for the page, `{card, model_json, weights}`: it keeps it in
+/// memory and loads it like a fetched one.
+pub(crate) fn package_to_js(manifest: &crate::model::Manifest, weights: &[u8]) -> Result<JsValue, JsError> {
+    let model_json = serde_json::to_string_pretty(manifest).map_err(|e| JsError::new(&e.to_string()))?;
     let out: JsValue = js_sys::Object::new().into();
-    set_field(&out, "card", &to_js(&card(&model.manifest))?)?;
+    set_field(&out, "card", &to_js(&card(manifest))?)?;
     set_field(&out, "model_json", &JsValue::from_str(&model_json))?;
-    set_field(&out, "weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
+    set_field(&out, "weights", &js_sys::Uint8Array::from(weights))?;
     Ok(out)
 }
 
@@ -247,11 +253,7 @@ pub fn compress_model(model_json: String, weights: Vec<u8>, rule: JsValue, on_pr
     let compressed = crate::compress::compress_package(&model_json, &weights, &rule, &options, &now_ms, &mut progress)
         .map_err(|e| JsError::new(&e.to_string()))?;
     drop(weights);
-    let model_json = serde_json::to_string_pretty(&compressed.manifest).map_err(|e| JsError::new(&e.to_string()))?;
-    let out: JsValue = js_sys::Object::new().into();
-    set_field(&out, "card", &to_js(&card(&compressed.manifest))?)?;
-    set_field(&out, "model_json", &JsValue::from_str(&model_json))?;
-    set_field(&out, "weights", &js_sys::Uint8Array::from(compressed.weights.as_slice()))?;
+    let out = package_to_js(&compressed.manifest, &compressed.weights)?;
     set_field(&out, "report", &to_js(&compressed.report)?)?;
     Ok(out)
 }

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::{card, current_device, set_field, to_js};
+use super::{current_device, package_to_js, to_js};
 use crate::distill::lockstep::{prepare_volume, CurveTerms};
 use crate::distill::recover::Recovery;
 use crate::model::Model;
@@ -71,9 +71,5 @@ pub async fn recover_package() -> Result<JsValue, JsError> {
     let result = recovery.package().await;
     RECOVERY.with(|r| *r.borrow_mut() = Some(recovery));
     let (manifest, weights) = result.map_err(err)?;
-    let out: JsValue = js_sys::Object::new().into();
-    set_field(&out, "card", &to_js(&card(&manifest))?)?;
-    set_field(&out, "model_json", &JsValue::from_str(&serde_json::to_string_pretty(&manifest).map_err(err)?))?;
-    set_field(&out, "weights", &js_sys::Uint8Array::from(weights.as_slice()))?;
-    Ok(out)
+    package_to_js(&manifest, &weights)
 }

@@ -164,6 +164,25 @@ describe('adapt student-m to PD in the page, validated on T2', { timeout: 4 * RU
     assert.ok(agree > 0.9999, `adapter vs merged package: Dice ${agree}`);
   });
 
+  test('a downloaded adapter loads onto its base, and is refused on another', async () => {
+    const page = app.page;
+    const files = [path.join(work, 'adapter_config.json'), path.join(work, 'adapter_model.safetensors')];
+    const models = await page.$$eval(`${tid('model-select')} option`, (o) => o.length);
+    await page.selectOption(tid('model-select'), 'student-s');
+    await page.setInputFiles(tid('adapt-load-input'), files);
+    await page.waitForFunction(() => !document.querySelector('[data-testid="adapt-error"]').hidden, null, { timeout: RUN_TIMEOUT_MS });
+    assert.match(await adaptError(page), /^The adapter was not loaded: .*trained on "student-m".*not on "student-s"/);
+    assert.equal(await page.$$eval(`${tid('model-select')} option`, (o) => o.length), models);
+    await page.selectOption(tid('model-select'), 'student-m');
+    await page.setInputFiles(tid('adapt-load-input'), files);
+    await page.waitForFunction(() => /^Loaded an adapter/.test(document.querySelector('[data-testid="adapt-summary"]').textContent), null, { timeout: RUN_TIMEOUT_MS });
+    assert.match(await text(page, 'adapt-summary'), /^Loaded an adapter \(r = 1, 9 layers, 27\.\d KB\) onto Student M/);
+    assert.equal(await page.$$eval(`${tid('model-select')} option`, (o) => o.length), models + 1);
+    assert.match(await page.inputValue(tid('model-select')), /^student-m-lora-\d+$/);
+    assert.equal(await page.isChecked(tid('adapt-toggle')), true);
+    assert.equal(await page.$eval(tid('adapt-download'), (e) => e.disabled), false, 'a loaded adapter downloads again');
+  });
+
   test('Cancel stops after the step in flight and keeps nothing', async () => {
     const page = app.page;
     const models = await page.$$eval(`${tid('model-select')} option`, (o) => o.length);

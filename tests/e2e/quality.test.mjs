@@ -52,6 +52,19 @@ describe('the quality signal in the page', { timeout: 5 * RUN_TIMEOUT_MS }, () =
     assert.match(q.signal, /^Quality signal: No warning \(brain 1\d{3} ml, /);
   });
 
+  test('the mirror check, asked for: the left-right mirror runs too, and its Dice joins the signal', async () => {
+    const page = app.page;
+    await page.check(tid('mirror-check'));
+    await runAndWait(page, 'cpu');
+    await page.uncheck(tid('mirror-check'));
+    const q = await quality(page);
+    // Natively (`bedside segment --mirror-check`): 0.984 for student-s on Colin27, above its bound.
+    assert.equal(q.warning, false, q.text);
+    assert.match(q.signal, /, mirror Dice 0\.98\d\)\.$/);
+    const ms = await page.$eval('[data-testid="timings"] tr[data-stage="mirror_check"] td', (td) => Number(td.textContent));
+    assert.ok(ms > 0, `the mirror run's time is shown: ${ms}`);
+  });
+
   test('a student on half a head: a plain warning, and HD-BET one click away', async () => {
     const page = app.page;
     await page.setInputFiles(tid('volume-input'), probe);

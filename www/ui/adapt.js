@@ -9,7 +9,7 @@ import { el, state, selectedModel } from './state.js';
 import { engine } from './engine.js';
 import { setStatus, setProgress } from './progress.js';
 import { updateControls } from './controls.js';
-import { modelMessage, renderModels } from './model.js';
+import { modelMessage, packagedModel, renderModels } from './model.js';
 import { readPickedFile, saveBlob } from './files.js';
 import { runModel } from './run.js';
 import { chart, legend } from './teach_view.js';
@@ -43,6 +43,7 @@ function options() {
     trainables: $('adapt-trainables').value,
     steps: Math.max(1, Math.min(5000, Math.round(number('adapt-steps')) || 1)),
     learning_rate: number('adapt-lr'),
+    kd: number('adapt-kd'),
   };
 }
 
@@ -52,6 +53,7 @@ function drawAdaptCurves(a) {
     ['total', 'total', '#1f6feb'],
     ['cross_entropy', 'cross-entropy', '#d1242f'],
     ['dice', 'Dice loss', '#8250df'],
+    ...(a.kd ? [['kd', 'T²·KL to the teacher', '#57606a']] : []),
   ].map(([key, label, colour]) => ({ label, colour, points: a.history.map((p) => [p.step, p[key]]) }));
   const dice = [{ label: 'held-out Dice', colour: '#1a7f37', points: a.validations.map((v) => [v.step, v.dice]) }];
   // The Dice axis spans what was measured (a few hundredths), not 0–1, where a gain would be flat.
@@ -94,6 +96,10 @@ async function start() {
   if (!files || !validation) return;
   if (files.length < 2) return showAdaptError('Pick at least one image and its mask (two files or more).');
   const opts = options();
+  const teacherId = $('adapt-teacher').value;
+  const teacher = teacherId ? state.models.find((m) => m.id === teacherId) : null;
+  if (teacherId && !teacher) return showAdaptError(`The teacher ${teacherId} is not in the model list.`);
+  if (teacher && teacher.id === base.id) return showAdaptError('A model cannot be its own teacher: pick another, or none.');
   const a = { base, steps: opts.steps, history: [], validations: [], paused: false, cancelled: false, hasValidation: validation.length > 0, model: null, adapter: null };
   state.adapt = a;
   state.busy = true;
@@ -102,10 +108,14 @@ async function start() {
     setStatus(`Preparing the adaptation of ${base.name}…`);
     setProgress(null);
     const msg = modelMessage(base);
-    const transfer = [...files, ...validation].map((f) => f.bytes).concat(msg.weights ? [msg.weights] : []);
-    const info = await engine.call('adapt-open', { base: msg, files, validation, options: opts, backend: el.backend.value, cachedChoice: null }, transfer);
+    const teacherMsg = teacher ? modelMessage(teacher) : null;
+    const transfer = [...files, ...validation].map((f) => f.bytes).concat([msg.weights, teacherMsg?.weights].filter(Boolean));
+    if (teacher) setStatus(`Running ${base.name} and the teacher ${teacher.name} once on each volume…`);
+    const info = await engine.call('adapt-open', { base: msg, teacher: teacherMsg, files, validation, options: opts, backend: el.backend.value, cachedChoice: null }, transfer);
+    a.kd = info.kd;
     $('adapt-trainable').textContent = String(info.trainable);
-    $('adapt-share').textContent = `of ${fmt(info.total)} (${(100 * info.share).toFixed(2)}%, ${info.trainables}${info.layers ? `, ${info.layers} layers` : ''})`;
+    const kd = info.kd ? `; KD from ${teacher.name} at weight ${info.kd}${info.unlabelled ? `, ${info.unlabelled} volume(s) on its labels` : ''}` : '';
+    $('adapt-share').textContent = `of ${fmt(info.total)} (${(100 * info.share).toFixed(2)}%, ${info.trainables}${info.layers ? `, ${info.layers} layers` : ''}${kd})`;
     const memory = (mb) => `Gradients and Adam's moments: ${fmt(info.training_state_bytes / 1024)} KB, for the trainable parameters only (the frozen ones have none). The engine's memory: ${fmt(mb)} MB.`;
     $('adapt-memory').textContent = memory(info.memory_mb);
     if (info.validation_dice != null) a.validations.push({ step: 0, dice: info.validation_dice });
@@ -141,23 +151,19 @@ async function start() {
   updateControls();
 }
 
+/** The adapted model (a merged package `out`) joins the model list, selected: the adapter is on. */
+function addAdapted(a, out) {
+  a.model = packagedModel(`${out.card.id}-${state.nextId++}`, out.card.name, out, { teacher: a.base.id, adaptedFrom: a.base.id });
+  state.models.push(a.model);
+  renderModels(a.model.id);
+}
+
 /** The merged package joins the model list; the adapter's files are kept for download. */
 async function finish(a) {
   const out = await engine.call('adapt-package');
-  a.model = {
-    id: `${out.card.id}-${state.nextId++}`,
-    name: out.card.name,
-    uploaded: { json: out.model_json, weights: out.weights },
-    teacher: a.base.id,
-    adaptedFrom: a.base.id,
-    params: out.card.params,
-    flops_per_patch: out.card.flops,
-    patch: out.card.patch_size,
-  };
   if ($('adapt-trainables').value !== 'full') a.adapter = await engine.call('adapt-adapter');
   await engine.call('adapt-close');
-  state.models.push(a.model);
-  renderModels(a.model.id);
+  addAdapted(a, out);
   const size = a.adapter ? ` The adapter is ${fmt(a.adapter.bytes / 1024)} KB.` : ' A full fine-tuning has no adapter: download the package.';
   const steps = a.history.length;
   const ms = steps ? a.history.reduce((s, p) => s + p.ms, 0) / steps : NaN;
@@ -165,6 +171,36 @@ async function finish(a) {
     `Adapted ${a.base.name} in ${steps} steps (${fmt(ms)} ms per step).${size} "Adapter on" now selects the adapted model for runs.`;
   setStatus(`Adapted ${a.base.name}.`);
   setProgress(1);
+}
+
+/** An adapter someone shared: put on the selected model (refused on any other base), merged. */
+async function loadAdapter() {
+  const base = selectedModel();
+  const input = $('adapt-load-input');
+  if (!base || state.busy || input.files.length === 0) return;
+  showAdaptError('');
+  const files = await readAll(input);
+  input.value = '';
+  if (!files) return;
+  const config = files.find((f) => f.name.endsWith('.json'));
+  const weights = files.find((f) => f.name.endsWith('.safetensors'));
+  if (files.length !== 2 || !config || !weights) return showAdaptError('Pick the adapter\'s two files: adapter_config.json and adapter_model.safetensors.');
+  state.busy = true;
+  updateControls();
+  try {
+    const msg = modelMessage(base);
+    const configJson = new TextDecoder().decode(config.bytes);
+    const copy = weights.bytes.slice(0); // the page keeps its own for "Download the adapter"
+    const out = await engine.call('adapt-load', { base: msg, config_json: configJson, weights: copy }, [copy, msg.weights].filter(Boolean));
+    const a = { base, history: [], validations: [], model: null, adapter: { config_json: configJson, weights: weights.bytes, bytes: weights.bytes.byteLength } };
+    addAdapted(a, out);
+    state.adapt = a;
+    $('adapt-summary').textContent = `Loaded an adapter (r = ${out.r}, ${out.layers} layers, ${fmt(a.adapter.bytes / 1024)} KB) onto ${base.name}. "Adapter on" selects the adapted model for runs.`;
+  } catch (e) {
+    showAdaptError(`The adapter was not loaded: ${e.message || e}`);
+  }
+  state.busy = false;
+  updateControls();
 }
 
 function togglePause() {
@@ -221,7 +257,7 @@ export function updateAdaptControls(idle) {
   $('adapt-pause').disabled = !training;
   if (!training) $('adapt-pause').textContent = 'Pause';
   $('adapt-cancel').disabled = !training;
-  for (const id of ['adapt-data-input', 'adapt-val-input', 'adapt-rank', 'adapt-alpha', 'adapt-targets', 'adapt-trainables', 'adapt-steps', 'adapt-lr']) {
+  for (const id of ['adapt-data-input', 'adapt-val-input', 'adapt-rank', 'adapt-alpha', 'adapt-targets', 'adapt-trainables', 'adapt-steps', 'adapt-lr', 'adapt-teacher', 'adapt-kd']) {
     $(id).disabled = state.busy;
   }
   const done = Boolean(a?.model);
@@ -230,6 +266,7 @@ export function updateAdaptControls(idle) {
   $('adapt-compare').disabled = !(idle && done && state.volume);
   $('adapt-download').disabled = !a?.adapter;
   $('adapt-merge-download').disabled = !done;
+  $('adapt-load-input').disabled = !(idle && state.engineReady && selectedModel());
 }
 
 export function wireAdapt() {
@@ -240,4 +277,5 @@ export function wireAdapt() {
   $('adapt-compare').addEventListener('click', sideBySide);
   $('adapt-download').addEventListener('click', download);
   $('adapt-merge-download').addEventListener('click', downloadMerged);
+  $('adapt-load-input').addEventListener('change', loadAdapter);
 }

@@ -8,7 +8,7 @@ import { fmt } from './format.js';
 import { saveBlob } from './files.js';
 import { setStatus, setIdleStatus, showError, clearError, setProgress } from './progress.js';
 import { updateControls } from './controls.js';
-import { modelMessage, renderModels } from './model.js';
+import { modelMessage, packagedModel, renderModels } from './model.js';
 import { runModel } from './run.js';
 import { onVerdict } from './recover.js';
 
@@ -69,16 +69,7 @@ export function onCompressed(msg) {
   const source = state.compressSource;
   const r = msg.report;
   const id = `${msg.card.id}-${state.nextId++}`;
-  const model = {
-    id,
-    name: msg.card.name,
-    uploaded: { json: msg.model_json, weights: msg.weights },
-    teacher: source.id,
-    compressedFrom: source.id,
-    params: r.params_after,
-    flops_per_patch: r.flops_after,
-    patch: msg.card.patch_size,
-  };
+  const model = packagedModel(id, msg.card.name, msg, { teacher: source.id, compressedFrom: source.id, params: r.params_after, flops_per_patch: r.flops_after });
   state.models.push(model);
   state.compressed = { model, source, report: r };
   renderModels(source.id);

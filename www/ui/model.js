@@ -121,6 +121,23 @@ async function importPackage(files) {
   engine.post({ type: 'package', id: state.runId, json: text, weights: weightBytes, name: json[0].name }, [weightBytes]);
 }
 
+/**
+ * A model-list entry for a package the engine made or checked ({card, model_json, weights}),
+ * kept in this tab only; `extra` adds what it was made from (teacher, compressedFrom, …).
+ */
+export function packagedModel(id, name, out, extra = {}) {
+  const card = out.card;
+  return {
+    id,
+    name,
+    uploaded: { json: out.model_json, weights: out.weights },
+    params: card.params,
+    flops_per_patch: card.flops,
+    patch: card.patch_size,
+    ...extra,
+  };
+}
+
 /** A converted or checked model joins the list, selected, kept in this tab only. */
 export function onImported(msg) {
   state.busy = false;
@@ -132,16 +149,10 @@ export function onImported(msg) {
   state.pendingManifest = null;
   const compressedFrom = manifest?.compression?.source_id;
   const teacher = compressedFrom ?? manifest?.training?.teacher;
-  state.models.push({
-    id,
-    name: `${card.name}, from ${state.pendingName}`,
-    uploaded: { json: msg.model_json, weights: msg.weights },
-    params: card.params,
-    flops_per_patch: card.flops,
-    patch: card.patch_size,
+  state.models.push(packagedModel(id, `${card.name}, from ${state.pendingName}`, msg, {
     ...(teacher ? { teacher } : {}),
     ...(compressedFrom ? { compressedFrom } : {}),
-  });
+  }));
   renderModels(id);
   el.modelInfo.textContent =
     `Imported ${state.pendingName}: ${card.name}, ${fmt(card.params)} parameters, ` +

@@ -8,7 +8,7 @@ import { el, state } from './state.js';
 import { engine } from './engine.js';
 import { setStatus, showError, clearError, setProgress } from './progress.js';
 import { updateControls } from './controls.js';
-import { modelMessage, renderModels } from './model.js';
+import { modelMessage, packagedModel, renderModels } from './model.js';
 import { drawCurves } from './teach_view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -44,16 +44,7 @@ async function recover() {
       setProgress((done + 1) / steps);
     }
     const out = await engine.call('recover-package');
-    const model = {
-      id: `${out.card.id}-${state.nextId++}`,
-      name: out.card.name,
-      uploaded: { json: out.model_json, weights: out.weights },
-      teacher: c.source.id,
-      compressedFrom: c.source.id,
-      params: out.card.params,
-      flops_per_patch: out.card.flops,
-      patch: out.card.patch_size,
-    };
+    const model = packagedModel(`${out.card.id}-${state.nextId++}`, out.card.name, out, { teacher: c.source.id, compressedFrom: c.source.id });
     state.models.push(model);
     state.compressed = { ...c, model, lastPerLabel: null, verdict: null };
     renderModels(c.source.id);
