@@ -108,6 +108,9 @@ describe('Pareto view: student-m at factors 0.6 and 0.9 on the sample, with ch2b
     const page = app.page;
     await page.fill(tid('pareto-factors'), '0.3, 0.6, 0.8');
     await page.click(tid('pareto-button'));
+    // The page reads the factors first (an engine call) and only then clears the last sweep's rows
+    // and starts: wait for the start (the button locks), or the old rows would count as new ones.
+    await page.waitForFunction(() => document.querySelector('[data-testid="pareto-button"]').disabled, null, { timeout: 60_000 });
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="pareto-table"] tbody tr').length >= 1, null, { timeout: RUN_TIMEOUT_MS });
     await page.click(tid('cancel-button'));
     await waitForStatus(page, /^Cancelled/, 30_000);
