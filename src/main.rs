@@ -320,7 +320,7 @@ fn main() -> ExitCode {
                 teacher: teacher.as_deref(),
                 unlabelled: &unlabelled,
                 lora: bedside::lora::LoraConfig { rank, alpha, targets },
-                options: bedside::lora::train::TrainOptions { steps, learning_rate, seed, trainables, kd: if teacher.is_some() { kd } else { 0.0 } },
+                options: bedside::lora::train::TrainOptions { steps, learning_rate, seed, trainables, kd },
                 out: &out,
             };
             lora::train(&args, cli.json)

@@ -145,7 +145,7 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
         let records = pollster::block_on(run.steps(n))?;
         if !json {
             let r = records.last().expect("n > 0");
-            let kd = if args.options.kd > 0.0 { format!(", T²·KL {:.4}", r.kd) } else { String::new() };
+            let kd = if run.cfg.loss.kd > 0.0 { format!(", T²·KL {:.4}", r.kd) } else { String::new() };
             eprintln!("  step {:>4}  loss {:.4}  (cross-entropy {:.4}, Dice loss {:.4}{kd})", r.step, r.total, r.cross_entropy, r.dice);
         }
     }
@@ -182,7 +182,7 @@ pub fn train(args: &TrainArgs, json: bool) -> Result<(), CliError> {
         "trainable_share": run.trainable as f64 / run.total as f64,
         "trainables": args.options.trainables.name(),
         "teacher": args.teacher,
-        "kd": args.options.kd,
+        "kd": run.cfg.loss.kd,
         "unlabelled": args.unlabelled.len(),
         "adapter_bytes": saved_bytes,
         "base_bytes": base_weights.len(),

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::inference::pipeline::SegmentOptions;
 use super::commands::{load_model, open_device, print, quality_line, read_volume, run_segmentation};
 use super::CliError;
 use crate::distill::run::{default_cache_dir, run, RunOptions};
+use crate::inference::pipeline::SegmentOptions;
 use crate::metrics::{dice, hd95};
 use crate::model::manifest::Evaluation;
 

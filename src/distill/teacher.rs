@@ -111,7 +111,9 @@ pub async fn teacher_logits_on(teacher: &crate::model::Model, volume: &crate::vo
     if !fits {
         return Err(DistillError::Volume(format!("the teacher's grid {:?} does not map onto the model's {:?}", own.resampled_dims, target.resampled_dims)));
     }
-    let logits = run_teacher_async(&teacher.network, &own, device).await?.logits;
+    // Logits only: the feature taps would be read back for nothing (HD-BET's are large).
+    let image = Grid { dims: own.padded_dims, channels: 1, data: own.data.clone() };
+    let logits = grid_from_tensor_async(teacher.network.forward(tensor_from_grid(&image, device))).await?;
     let n = own.padded_dims.iter().product::<usize>();
     let mut data = Vec::with_capacity(logits.channels * target.padded_dims.iter().product::<usize>());
     for channel in logits.data.chunks_exact(n) {

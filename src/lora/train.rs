@@ -34,7 +34,7 @@ pub struct TrainOptions {
     /// What learns: the adapters (the default), or the comparisons.
     pub trainables: Trainables,
     /// Weight of the KD term (T²·KL at T = 4) towards a teacher's logits,
-    /// when a [`Teaching`] is given; 0 without one.
+    /// when a [`Teaching`] is given; ignored (0) without one.
     #[serde(default)]
     pub kd: f64,
 }

@@ -111,8 +111,7 @@ pub async fn adapt_open(
         pairs.pop()
     };
     let lora = LoraConfig { rank: o.rank, alpha: o.alpha, targets: o.targets };
-    let kd = if teacher.is_some() { o.kd } else { 0.0 };
-    let options = TrainOptions { steps: o.steps.max(1), learning_rate: o.learning_rate, seed: o.seed, trainables, kd };
+    let options = TrainOptions { steps: o.steps.max(1), learning_rate: o.learning_rate, seed: o.seed, trainables, kd: o.kd };
     let teaching = teacher.as_ref().map(|teacher| Teaching { teacher, unlabelled: &unlabelled });
     let run = Adaptation::new(&base_json, base_weights, lora, &data, teaching, options, &opened.device).await.map_err(err)?;
     let unlabelled = unlabelled.len();
