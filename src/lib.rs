@@ -7,6 +7,7 @@ pub mod compress;
 pub mod distill;
 pub mod import;
 pub mod inference;
+pub mod kernels;
 pub mod lora;
 pub mod metrics;
 pub mod model;

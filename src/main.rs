@@ -13,6 +13,11 @@ struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// The CPU convolution: burn (flex's im2col + gemm; the native default) or portable (the
+    /// direct channels-last kernel the browser runs with SIMD lanes). Benchmarks and the kernel
+    /// agreement tests compare them.
+    #[arg(long, global = true)]
+    cpu_conv: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -259,6 +264,15 @@ enum LoraCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(name) = &cli.cpu_conv {
+        match bedside::kernels::CpuConv::parse(name) {
+            Ok(choice) => bedside::kernels::set_cpu_conv(choice),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let result = match cli.command {
         Command::Info { volume } => commands::info(&volume, cli.json),
         Command::Segment { volume, model, out, backend, tta, mirror_check, ensemble, adapter } => {

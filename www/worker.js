@@ -6,7 +6,7 @@
 //   {type:'device'}                      {type:'device', info}
 //   {type:'inspect', id, bytes}          {type:'inspected', id, info} | {type:'error', id, ...}
 //   {type:'import', id, bytes, name}      {type:'imported', id, card, model_json, weights} (transferred)
-//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, mirrorCheck, ensemble}
+//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, mirrorCheck, ensemble, cpuConv?}
 //                                        {type:'progress', id, stage, fraction|null}
 //                                        {type:'backend', id, selection, preference}
 //                                        {type:'model', id, info}
@@ -26,10 +26,13 @@
 //   {type:'pareto-judge', id, sweep, margin} {type:'reply', id, result: sweep}     (the Pareto view again)
 //   {type:'pareto-factors', id, text}     {type:'reply', id, result: [factor, …]}  (or an error naming the bad ones)
 //   {type:'teach-…' | 'recover-…', id, …}  {type:'reply', id, result}: training (worker_train.js)
+//   {type:'pool-load' | 'pool-pass', …}  a pool helper's work (www/pool.js): 'run' with workers > 1
+//                                        on the CPU starts that many helpers, each this same script.
 // Image bytes arrive here by transfer and are never sent anywhere else. The only network requests
 // made here are same-origin GETs of the wasm and the model package.
 
 import { handleTraining } from './worker_train.js';
+import { Pool } from './pool.js';
 
 let bedside = null;
 let initPromise = null;
@@ -308,6 +311,19 @@ async function loadModel(id, model, backend, ensemble) {
   return info;
 }
 
+// The helpers of the last multi-worker run, kept while the model, the convolution and the count stay.
+let currentPool = null;
+
+function poolFor(workers, msg) {
+  const key = `${engine.modelKey}|${msg.cpuConv || 'default'}|${workers}`;
+  if (currentPool && currentPool.key === key && !currentPool.failure) return currentPool;
+  currentPool?.terminate();
+  currentPool = null;
+  // Helpers start with the run's first passes (no more than it has), see Pool.grow.
+  currentPool = new Pool(workers, key, { model: msg.model, ensemble: Boolean(msg.ensemble), cpuConv: msg.cpuConv || null });
+  return currentPool;
+}
+
 async function handle(msg) {
   switch (msg.type) {
     case 'init': {
@@ -391,14 +407,38 @@ async function handle(msg) {
       post({ type: 'backend', id, selection, preference: msg.backend });
       const info = await loadModel(id, msg.model, selection.backend, Boolean(msg.ensemble));
       post({ type: 'model', id, info });
+      if (msg.cpuConv) bedside.set_cpu_conv(msg.cpuConv);
+      // The pool works on the CPU only: WebGPU has one queue, which more workers would share.
+      const workers = selection.backend === 'cpu' ? Math.max(1, Math.floor(Number(msg.workers) || 1)) : 1;
+      const pool = workers > 1 ? poolFor(workers, msg) : null;
+      const poolConvBefore = pool ? pool.convMs : 0;
       post({ type: 'progress', id, stage: 'Segmenting…', fraction: 0 });
       const onProgress = throttledProgress(id, String);
-      const raw = await bedside.segment(new Uint8Array(msg.bytes), { tta: Boolean(msg.tta), mirror_check: Boolean(msg.mirrorCheck) }, onProgress);
+      const options = { tta: Boolean(msg.tta), mirror_check: Boolean(msg.mirrorCheck), workers };
+      const raw = await bedside.segment(new Uint8Array(msg.bytes), options, onProgress, pool ? (passes) => pool.run(passes) : undefined);
       const mask = toU8(raw.mask_nii_gz ?? (raw instanceof Map ? raw.get('mask_nii_gz') : undefined));
       const rest = plain(raw instanceof Map ? Object.fromEntries(raw) : raw);
       delete rest.mask_nii_gz;
+      rest.workers = pool ? pool.helpers.length : 1; // helpers that ran passes (no more than there were)
+      rest.pool_memory_mb = pool ? [...pool.memoryMb] : [];
+      rest.pool_conv_ms = pool ? pool.convMs - poolConvBefore : 0;
       const maskBuffer = ownBuffer(mask);
       post({ type: 'result', id, result: { ...rest, mask: maskBuffer } }, [maskBuffer]);
+      return;
+    }
+    case 'pool-load': {
+      await ensureEngine();
+      await selectBackend(msg.id, 'cpu', null);
+      await loadModel(msg.id, msg.model, 'cpu', Boolean(msg.ensemble));
+      if (msg.cpuConv) bedside.set_cpu_conv(msg.cpuConv);
+      post({ type: 'reply', id: msg.id, result: { memory_mb: bedside.memory_mb() } });
+      return;
+    }
+    case 'pool-pass': {
+      const convBefore = bedside.conv_ms();
+      const probs = await bedside.run_pass(msg.member, Uint32Array.from(msg.shape), msg.patch, Boolean(msg.mirror));
+      const result = { probs, memory_mb: bedside.memory_mb(), conv_ms: bedside.conv_ms() - convBefore };
+      post({ type: 'reply', id: msg.id, result }, [probs.buffer]);
       return;
     }
     default:

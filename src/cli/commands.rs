@@ -203,27 +203,59 @@ pub fn bench(path: &Path, model: &str, backends: &str, repeat: usize, json: bool
         // The first run compiles kernels and warms allocators; it is reported apart.
         let (_, warm) = run_segmentation(&bytes, &model, &opened, SegmentOptions::default())?;
         let mut runs = Vec::new();
+        let mut conv_ms = Vec::new();
         for _ in 0..repeat.max(1) {
+            let conv_start = crate::kernels::conv_ms();
             let (_, seg) = run_segmentation(&bytes, &model, &opened, SegmentOptions::default())?;
             runs.push(seg.timings_ms);
+            conv_ms.push(crate::kernels::conv_ms() - conv_start);
         }
+        let gflop = warm.conv_flops as f64 / 1e9;
+        let conv = if backend == crate::inference::Backend::Cpu { crate::kernels::cpu_conv().name() } else { "wgpu" };
         if !json {
-            for t in &runs {
+            for (t, c) in runs.iter().zip(&conv_ms) {
                 println!(
-                    "{:>5}  read {:>7.0}  preprocess {:>7.0}  inference {:>8.0}  postprocess {:>7.0}  total {:>8.0} ms  (warm-up total {:.0} ms)",
-                    backend.name(), t.read, t.preprocess, t.inference, t.postprocess, t.total, warm.timings_ms.total
+                    "{:>5}  conv {:<8} read {:>7.0}  preprocess {:>7.0}  inference {:>8.0} (of which convolutions {:>8.0})  postprocess {:>7.0}  total {:>8.0} ms  {:>6.1} GFLOP/s  (warm-up total {:.0} ms)",
+                    backend.name(), conv, t.read, t.preprocess, t.inference, c, t.postprocess, t.total, gflop / (t.inference / 1e3), warm.timings_ms.total
                 );
             }
         }
-        rows.push(json!({ "backend": backend.name(), "adapter": opened.adapter, "patch": warm.patch, "windows": warm.windows, "warmup_ms": warm.timings_ms, "runs_ms": runs }));
+        let best_inference = runs.iter().map(|t| t.inference).fold(f64::INFINITY, f64::min);
+        rows.push(json!({
+            "backend": backend.name(), "adapter": opened.adapter, "conv": conv, "threads": rayon_threads(),
+            "patch": warm.patch, "windows": warm.windows, "conv_gflop": gflop,
+            "gflops": gflop / (best_inference / 1e3), "warmup_ms": warm.timings_ms, "runs_ms": runs,
+            "conv_ms": conv_ms,
+        }));
+    }
+    let peak = peak_memory_mb();
+    if !json {
+        if let Some(mb) = peak {
+            println!("peak memory of this process: {mb:.0} MB");
+        }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "volume": path.display().to_string(), "results": rows })).expect("serialises"));
+        println!("{}", serde_json::to_string_pretty(&json!({ "volume": path.display().to_string(), "peak_memory_mb": peak, "results": rows })).expect("serialises"));
     }
     if rows.iter().all(|r| r.get("error").is_some()) {
         return Err(CliError(format!("no backend could run (asked for: {backends})")));
     }
     Ok(())
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), in MB.
+fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Threads flex's rayon pool runs on (`RAYON_NUM_THREADS`, else every core).
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    })
 }
 
 /// Writes `<models_dir>/index.json` from the packages there; with `check`,

@@ -7,7 +7,7 @@ use super::clock::now_ms;
 use super::components::{fill_holes_in_z_slices, keep_largest_component};
 use super::preprocess::{labels_to_native, prepare, PreprocessError};
 use super::quality::{air_share, assess, border_share, core_skewness, unsure_and_sure, Quality, Signals};
-use super::sliding_window::{fit_patch, predict_probabilities, WindowError, WindowPlan};
+use super::sliding_window::{fit_patch, predict_probabilities, LocalRunner, PassRunner, WindowError, WindowPlan};
 use crate::model::Model;
 use crate::volume::{self, Volume, VolumeError};
 
@@ -66,6 +66,9 @@ pub struct Segmentation {
     pub patch: [usize; 3],
     /// How far the mask should be trusted (see `quality`).
     pub quality: Quality,
+    /// Multiply-adds ×2 of every convolution the run computed (all windows,
+    /// members, mirrorings and the mirror check): what GFLOP/s is measured on.
+    pub conv_flops: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +90,8 @@ pub mod stage {
     pub const MIRROR_CHECK: &str = "mirror check";
 }
 
-/// Reads a NIfTI file's bytes and segments it; `read` is timed too.
+/// Reads a NIfTI file's bytes and segments it on `device`, on this thread;
+/// `read` is timed too.
 pub async fn segment_bytes(
     bytes: &[u8],
     model: &Model,
@@ -95,18 +99,28 @@ pub async fn segment_bytes(
     options: SegmentOptions,
     progress: &mut dyn FnMut(&str, f64) -> bool,
 ) -> Result<(Volume, Segmentation), SegmentError> {
+    segment_bytes_with(bytes, model, &mut LocalRunner::new(model, device), options, progress).await
+}
+
+/// [`segment_bytes`] with the passes run by `runner`.
+pub async fn segment_bytes_with<R: PassRunner>(
+    bytes: &[u8],
+    model: &Model,
+    runner: &mut R,
+    options: SegmentOptions,
+    progress: &mut dyn FnMut(&str, f64) -> bool,
+) -> Result<(Volume, Segmentation), SegmentError> {
     let start = now_ms();
     progress(stage::READ, 0.0);
     let volume = volume::read_nifti(bytes)?;
     let read = now_ms() - start;
-    let mut seg = segment(&volume, model, device, options, progress).await?;
+    let mut seg = segment_with(&volume, model, runner, options, progress).await?;
     seg.timings_ms.read = read;
     seg.timings_ms.total += read;
     Ok((volume, seg))
 }
 
-/// Segments a volume that is already in memory. `progress(stage, fraction)`
-/// is called as work advances; returning false cancels at the next window.
+/// Segments a volume that is already in memory, on `device`, on this thread.
 pub async fn segment(
     volume: &Volume,
     model: &Model,
@@ -114,10 +128,26 @@ pub async fn segment(
     options: SegmentOptions,
     progress: &mut dyn FnMut(&str, f64) -> bool,
 ) -> Result<Segmentation, SegmentError> {
-    let (mut seg, mut signals) = segment_once(volume, model, device, options, progress).await?;
+    segment_with(volume, model, &mut LocalRunner::new(model, device), options, progress).await
+}
+
+/// Segments a volume that is already in memory, its network passes run by
+/// `runner` (a [`LocalRunner`] on this
+/// thread, or a pool of workers in the browser). `progress(stage, fraction)`
+/// is called as work advances; returning false cancels at the next window.
+pub async fn segment_with<R: PassRunner>(
+    volume: &Volume,
+    model: &Model,
+    runner: &mut R,
+    options: SegmentOptions,
+    progress: &mut dyn FnMut(&str, f64) -> bool,
+) -> Result<Segmentation, SegmentError> {
+    let (mut seg, mut signals) = segment_once(volume, model, runner, options, progress).await?;
     if options.mirror_check {
         let mark = now_ms();
-        signals.mirror_dice = mirror_agreement(volume, &seg.labels, model, device, options, progress).await?;
+        let (mirror_dice, flops) = mirror_agreement(volume, &seg.labels, model, runner, options, progress).await?;
+        signals.mirror_dice = mirror_dice;
+        seg.conv_flops += flops;
         let ms = now_ms() - mark;
         seg.timings_ms.mirror_check = Some(ms);
         seg.timings_ms.total += ms;
@@ -130,16 +160,16 @@ pub async fn segment(
 /// anatomical left-right axis (from the affine), flipped back. The same
 /// pipeline segments the mirror, so it sees a head it has not seen, with
 /// the same brain. `None` when the affine names no left-right axis.
-async fn mirror_agreement(
+async fn mirror_agreement<R: PassRunner>(
     volume: &Volume,
     labels: &[u8],
     model: &Model,
-    device: &Device,
+    runner: &mut R,
     options: SegmentOptions,
     progress: &mut dyn FnMut(&str, f64) -> bool,
-) -> Result<Option<f64>, SegmentError> {
+) -> Result<(Option<f64>, u64), SegmentError> {
     let Some(axis) = volume::left_right_axis(&volume.affine) else {
-        return Ok(None);
+        return Ok((None, 0));
     };
     let mirrored = Volume {
         header: volume.header.clone(),
@@ -152,16 +182,16 @@ async fn mirror_agreement(
         let into = if stage == stage::INFERENCE { fraction } else if stage == stage::POSTPROCESS { 1.0 } else { 0.0 };
         progress(stage::MIRROR_CHECK, into)
     };
-    let (seg, _) = segment_once(&mirrored, model, device, options, &mut inner).await?;
+    let (seg, _) = segment_once(&mirrored, model, runner, options, &mut inner).await?;
     let back = volume::flip_axis(&seg.labels, volume.dims, axis);
-    Ok(Some(crate::metrics::dice(labels, &back)))
+    Ok((Some(crate::metrics::dice(labels, &back)), seg.conv_flops))
 }
 
 /// One run of the pipeline, and the signals its quality was judged on.
-async fn segment_once(
+async fn segment_once<R: PassRunner>(
     volume: &Volume,
     model: &Model,
-    device: &Device,
+    runner: &mut R,
     options: SegmentOptions,
     progress: &mut dyn FnMut(&str, f64) -> bool,
 ) -> Result<(Segmentation, Signals), SegmentError> {
@@ -190,8 +220,10 @@ async fn segment_once(
     let windows = plan.windows().len();
     let num_classes = manifest.labels.len().max(2);
     progress(stage::INFERENCE, 0.0);
-    let networks: Vec<_> = model.networks().collect();
-    let probs = predict_probabilities(&networks, device, &prepared.data, &plan, num_classes, &mut |done, total| {
+    let members = model.networks().count();
+    let passes = windows * members * if options.mirror { 8 } else { 1 };
+    let conv_flops = passes as u64 * model.conv_flops_per_pass(patch);
+    let probs = predict_probabilities(runner, members, &prepared.data, &plan, num_classes, &mut |done, total| {
         progress(stage::INFERENCE, done as f64 / total as f64)
     })
     .await?;
@@ -223,7 +255,7 @@ async fn segment_once(
     t.postprocess = now_ms() - mark;
     t.total = now_ms() - start;
     progress(stage::POSTPROCESS, 1.0);
-    Ok((Segmentation { labels, timings_ms: t, label_volumes, windows, patch, quality }, signals))
+    Ok((Segmentation { labels, timings_ms: t, label_volumes, windows, patch, quality, conv_flops }, signals))
 }
 
 /// Most probable class per voxel, over the unpadded region only.

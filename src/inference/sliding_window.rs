@@ -103,15 +103,68 @@ pub enum WindowError {
     Readback(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("{0}")]
+    Worker(String),
+}
+
+/// One network pass over one window: the unit of work that can go to
+/// another core.
+pub struct PassInput {
+    /// Which network of the ensemble (0: the model's own).
+    pub member: usize,
+    /// Network-order `[d, h, w]`.
+    pub shape: [usize; 3],
+    /// The window's voxels, x fastest.
+    pub patch: Vec<f32>,
+    /// Average over the 8 mirrorings.
+    pub mirror: bool,
+}
+
+/// Runs passes and returns each one's softmax probabilities
+/// `[classes, d, h, w]`, in the order given. The sliding window hands over
+/// up to [`PassRunner::width`] passes at a time and blends the results in
+/// order, so every runner gives the same probabilities, bit for bit.
+#[allow(async_fn_in_trait)] // used through generics only, never as dyn, never across threads
+pub trait PassRunner {
+    /// How many passes run at once (1 for this thread alone).
+    fn width(&self) -> usize;
+    async fn run(&mut self, passes: Vec<PassInput>) -> Result<Vec<Vec<f32>>, WindowError>;
+}
+
+/// Passes on this thread, on `device`.
+pub struct LocalRunner<'a> {
+    pub networks: Vec<&'a Network>,
+    pub device: &'a Device,
+}
+
+impl<'a> LocalRunner<'a> {
+    /// The model's networks (its own, then the ensemble's) on `device`.
+    pub fn new(model: &'a crate::model::Model, device: &'a Device) -> Self {
+        LocalRunner { networks: model.networks().collect(), device }
+    }
+}
+
+impl PassRunner for LocalRunner<'_> {
+    fn width(&self) -> usize {
+        1
+    }
+
+    async fn run(&mut self, passes: Vec<PassInput>) -> Result<Vec<Vec<f32>>, WindowError> {
+        let mut out = Vec::with_capacity(passes.len());
+        for p in passes {
+            out.push(predict_patch(self.networks[p.member], self.device, p.patch, p.shape, p.mirror).await?);
+        }
+        Ok(out)
+    }
 }
 
 /// Class probabilities `[classes][voxel]` (voxel x fastest) over the whole
-/// input, averaged over `networks` (an ensemble; usually one). `on_step(done,
-/// total)` is called after each network's pass over each window; returning
-/// false cancels.
-pub async fn predict_probabilities(
-    networks: &[&Network],
-    device: &Device,
+/// input, averaged over `members` networks (an ensemble; usually one), each
+/// pass run by `runner`. `on_step(done, total)` is called after each pass
+/// is blended in; returning false cancels.
+pub async fn predict_probabilities<R: PassRunner>(
+    runner: &mut R,
+    members: usize,
     data: &[f32],
     plan: &WindowPlan,
     num_classes: usize,
@@ -125,23 +178,30 @@ pub async fn predict_probabilities(
     let weights = if single { vec![1.0; px * py * pz] } else { gaussian_weights(plan.patch) };
     let mut acc = vec![vec![0.0f32; n]; num_classes];
     let mut norm = vec![0.0f32; n];
-    let steps = windows.len() * networks.len();
-    let mut done = 0;
     let pv = px * py * pz;
     // The Gaussian weight of each voxel counts once per window; each network
     // adds its share of it, so the ensemble is the plain mean.
-    let share = 1.0 / networks.len() as f32;
-
-    for &[x0, y0, z0] in &windows {
-        let mut patch = Vec::with_capacity(px * py * pz);
+    let share = 1.0 / members as f32;
+    let passes: Vec<(usize, usize)> = (0..windows.len()).flat_map(|w| (0..members).map(move |m| (w, m))).collect();
+    let cut = |[x0, y0, z0]: [usize; 3]| {
+        let mut patch = Vec::with_capacity(pv);
         for z in z0..z0 + pz {
             for y in y0..y0 + py {
                 let row = x0 + nx * (y + ny * z);
                 patch.extend_from_slice(&data[row..row + px]);
             }
         }
-        for network in networks {
-            let probs = predict_patch(network, device, patch.clone(), [pz, py, px], plan.mirror).await?;
+        patch
+    };
+    let mut done = 0;
+    for batch in passes.chunks(runner.width().max(1)) {
+        let inputs = batch
+            .iter()
+            .map(|&(w, member)| PassInput { member, shape: [pz, py, px], patch: cut(windows[w]), mirror: plan.mirror })
+            .collect();
+        let results = runner.run(inputs).await?;
+        for (&(w, _), probs) in batch.iter().zip(&results) {
+            let [x0, y0, z0] = windows[w];
             let mut i = 0;
             for z in z0..z0 + pz {
                 for y in y0..y0 + py {
@@ -157,7 +217,7 @@ pub async fn predict_probabilities(
                 }
             }
             done += 1;
-            if !on_step(done, steps) {
+            if !on_step(done, passes.len()) {
                 return Err(WindowError::Cancelled);
             }
         }
@@ -172,7 +232,7 @@ pub async fn predict_probabilities(
 
 /// Softmax probabilities `[classes, d, h, w]` flattened, for one patch of
 /// shape `[d, h, w]` (network order), optionally averaged over mirrorings.
-async fn predict_patch(
+pub async fn predict_patch(
     network: &Network,
     device: &Device,
     patch: Vec<f32>,
@@ -249,7 +309,8 @@ mod tests {
         assert_eq!(plan.windows().len(), 2);
         let data: Vec<f32> = (0..48 * 32 * 32).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
         let run = |nets: &[&Network]| {
-            pollster::block_on(predict_probabilities(nets, &device, &data, &plan, 2, &mut |_, _| true)).unwrap()
+            let mut runner = LocalRunner { networks: nets.to_vec(), device: &device };
+            pollster::block_on(predict_probabilities(&mut runner, nets.len(), &data, &plan, 2, &mut |_, _| true)).unwrap()
         };
         let (pa, pb, pab, paa) = (run(&[&a]), run(&[&b]), run(&[&a, &b]), run(&[&a, &a]));
         let max_diff = |x: &[Vec<f32>], y: &dyn Fn(usize, usize) -> f32| {

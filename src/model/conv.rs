@@ -20,6 +20,7 @@ use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::PaddingConfig3d;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::kernels;
 use crate::lora::{AdapterPlan, LoraConv3d};
 use crate::tucker::ranks::ConvGeometry;
 use crate::tucker::Tucker2;
@@ -50,7 +51,7 @@ pub enum Kernel {
 impl Kernel {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
-            Kernel::Plain(conv) => conv.forward(x),
+            Kernel::Plain(conv) => kernels::conv3d_forward(conv, x),
             Kernel::Adapted(lora) => lora.forward(x),
         }
     }
@@ -80,7 +81,9 @@ impl Conv {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
             Conv::Whole(kernel) => kernel.forward(x),
-            Conv::Tucker2(t) => t.last.forward(t.core.forward(t.first.forward(x))),
+            Conv::Tucker2(t) => {
+                kernels::conv3d_forward(&t.last, t.core.forward(kernels::conv3d_forward(&t.first, x)))
+            }
         }
     }
 

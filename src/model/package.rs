@@ -282,6 +282,13 @@ pub struct Model {
 }
 
 impl Model {
+    /// FLOPs of the convolutions of one pass of one network over a
+    /// storage-order `patch` (the order does not matter: each level halves
+    /// every axis).
+    pub fn conv_flops_per_pass(&self, patch: [usize; 3]) -> u64 {
+        Network::conv_layers(&self.manifest).map_or(0, |layers| layers.iter().map(|l| l.flops(patch)).sum())
+    }
+
     /// Builds a model from the two files of a package, already in memory
     /// (the browser fetches them; the CLI reads them from a folder).
     pub fn from_package_bytes(model_json: &str, weights: Vec<u8>, device: &Device) -> Result<Self, ModelError> {

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use super::{current_device, package_to_js, set_field, to_js};
+use super::{current_device, package_to_js, set_field, to_js, wasm_memory_mb};
 use crate::lora::adapter::{merged_model, Adapter};
 use crate::lora::pairs::pair_images_and_masks;
 use crate::model::package::parse_manifest;
@@ -68,11 +68,6 @@ fn labelled(names: Vec<String>, files: js_sys::Array, unlabelled_allowed: bool) 
     pair_images_and_masks(read, unlabelled_allowed).map_err(err)
 }
 
-/// Wasm linear memory in MB: everything the engine holds in this worker
-/// (the browser's own buffers for WebGPU are not in it).
-fn wasm_memory_mb() -> f64 {
-    core::arch::wasm32::memory_size(0) as f64 * 65536.0 / 1e6
-}
 
 /// Sets up an adaptation of the base package: the labelled files (images
 /// and masks in any order, paired by grid), an optional held-out pair, an

@@ -9,7 +9,8 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::inference::pipeline::{segment_bytes, SegmentOptions};
+use crate::inference::pipeline::{segment_bytes_with, SegmentOptions};
+use crate::inference::sliding_window::LocalRunner;
 use crate::inference::backend::OpenedDevice;
 use crate::inference::{backend, Backend};
 use crate::model::Model;
@@ -17,6 +18,7 @@ use crate::volume;
 
 mod adapt;
 mod judge;
+mod pool;
 mod recover;
 mod teach;
 
@@ -265,13 +267,29 @@ struct JsOptions {
     /// Also segment the left-right mirror (the quality signal's mirror Dice).
     #[serde(default)]
     mirror_check: bool,
+    /// Pool workers that run the passes (`run_passes`); 0 or 1: this worker.
+    #[serde(default)]
+    workers: usize,
+}
+
+/// Wasm linear memory in MB: everything the engine holds in this worker
+/// (the browser's own buffers for WebGPU are not in it).
+pub(crate) fn wasm_memory_mb() -> f64 {
+    core::arch::wasm32::memory_size(0) as f64 * 65536.0 / 1e6
 }
 
 /// Segments a NIfTI file's bytes with the loaded model. Calls
 /// `on_progress(stage, fraction)` as it goes. Returns the mask as gzip NIfTI
 /// bytes in the input's own grid, the timings and the label volumes.
+/// With `options.workers` > 1 on the CPU, `run_passes` (the page's worker
+/// pool, see `pool::PoolRunner`) runs the network passes, that many at once.
 #[wasm_bindgen]
-pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
+pub async fn segment(
+    volume: Vec<u8>,
+    options: JsValue,
+    on_progress: js_sys::Function,
+    run_passes: Option<js_sys::Function>,
+) -> Result<JsValue, JsError> {
     let opened = current_device()?;
     let backend = opened.backend;
     let model = STATE
@@ -287,9 +305,14 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
         true
     };
     let options = SegmentOptions { mirror: opts.tta, mirror_check: opts.mirror_check, max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
-    let (vol, seg) = segment_bytes(&volume, &model, &opened.device, options, &mut progress)
-        .await
-        .map_err(|e| JsError::new(&e.to_string()))?;
+    let conv_start = crate::kernels::conv_ms();
+    let pool = run_passes.filter(|_| opts.workers > 1 && backend == Backend::Cpu);
+    let workers = if pool.is_some() { opts.workers } else { 1 };
+    let segmented = match pool {
+        Some(run) => segment_bytes_with(&volume, &model, &mut pool::PoolRunner { run, width: workers }, options, &mut progress).await,
+        None => segment_bytes_with(&volume, &model, &mut LocalRunner::new(&model, &opened.device), options, &mut progress).await,
+    };
+    let (vol, seg) = segmented.map_err(|e| JsError::new(&e.to_string()))?;
     drop(volume);
     let mask = volume::write_label_nifti_gz(&vol, &seg.labels).map_err(|e| JsError::new(&e.to_string()))?;
 
@@ -304,6 +327,17 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
         networks: usize,
         patch: [usize; 3],
         dims: [usize; 3],
+        /// The convolutions' FLOPs, for GFLOP/s.
+        conv_flops: u64,
+        /// Which CPU convolution ran (on wgpu: none).
+        cpu_conv: Option<&'static str>,
+        /// This worker's wasm memory: it only grows, so it is the peak.
+        wasm_memory_mb: f64,
+        /// The workers that ran the passes (1: this one).
+        workers: usize,
+        /// Milliseconds this worker spent in CPU convolutions during the run
+        /// (the pool's helpers report theirs apart).
+        conv_ms: f64,
     }
     let out = to_js(&Result {
         timings_ms: &seg.timings_ms,
@@ -315,6 +349,11 @@ pub async fn segment(volume: Vec<u8>, options: JsValue, on_progress: js_sys::Fun
         networks: model.networks().count(),
         patch: seg.patch,
         dims: vol.dims,
+        conv_flops: seg.conv_flops,
+        cpu_conv: (backend == Backend::Cpu).then(|| crate::kernels::cpu_conv().name()),
+        wasm_memory_mb: wasm_memory_mb(),
+        workers,
+        conv_ms: crate::kernels::conv_ms() - conv_start,
     })?;
     set_field(&out, "mask_nii_gz", &js_sys::Uint8Array::from(mask.as_slice()))?;
     Ok(out)

@@ -73,6 +73,8 @@ function diagnostics() {
       ? { id: m.id, name: m.name, params: m.params, flops: m.flops, patch_size: m.patch_size, target_spacing: m.target_spacing }
       : { id: selectedModel()?.id ?? null },
     timings_ms: state.result ? state.result.timings_ms : null,
+    workers: state.workers,
+    last_run_workers: state.lastWorkers,
     // Geometry only (no pixel values, no file name, no volumes): enough to reproduce a timing.
     volume_geometry: state.volume ? { dims: state.volume.info.dims, spacing: state.volume.info.spacing } : null,
   };
@@ -93,6 +95,22 @@ async function copyDiagnostics() {
 
 export function wireDevice() {
   el.copyDiag.addEventListener('click', copyDiagnostics);
+  el.workers.value = String(state.workers);
+  el.workers.addEventListener('change', () => {
+    const n = Math.floor(Number(el.workers.value));
+    state.workers = Number.isFinite(n) && n >= 1 ? Math.min(n, 64) : navigator.hardwareConcurrency || 1;
+    el.workers.value = String(state.workers);
+    renderWorkers();
+  });
+  renderWorkers();
+}
+
+/** How many workers a CPU run uses, and what the last run's workers held at their peak. */
+export function renderWorkers() {
+  const cores = navigator.hardwareConcurrency || 1;
+  const last = state.lastWorkers;
+  const peak = last ? ` Last run: ${last.workers} worker${last.workers > 1 ? 's' : ''}, peak wasm memory ${last.memory_mb.map((m) => `${m.toFixed(0)}`).join(' / ')} MB (engine${last.workers > 1 ? ' / each helper' : ''}).` : '';
+  el.workersNote.textContent = `This machine reports ${cores} core${cores > 1 ? 's' : ''}; CPU runs use ${state.workers}.${peak}`;
 }
 
 /** What the engine found out about WebGPU here. */

@@ -11,6 +11,7 @@ import { updateControls } from './controls.js';
 import * as viewers from './viewers.js';
 import { modelMessage, cachedAutoChoice } from './model.js';
 import { onParetoCancelled } from './pareto.js';
+import { renderWorkers } from './device.js';
 
 const STAGES = ['read', 'preprocess', 'inference', 'postprocess', 'mirror_check', 'total'];
 
@@ -47,6 +48,7 @@ export function runModel(model) {
       tta: el.tta.checked,
       mirrorCheck: el.mirrorCheck.checked,
       ensemble: el.ensemble.checked,
+      workers: state.workers,
     },
     modelMsg.weights ? [copy, modelMsg.weights] : [copy],
   );
@@ -70,6 +72,8 @@ export async function onResult(result) {
   state.busy = false;
   state.runId = null;
   keepResult(result, selectedModel()?.id ?? null);
+  state.lastWorkers = { workers: result.workers ?? 1, memory_mb: [result.wasm_memory_mb, ...(result.pool_memory_mb || [])].filter(Number.isFinite) };
+  renderWorkers();
   setProgress(1);
   const total = state.result.timings_ms.total;
   const work = result.windows ? `: ${result.windows} window${result.windows > 1 ? 's' : ''} of ${result.patch.join('×')}` : '';

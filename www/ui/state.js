@@ -51,6 +51,8 @@ export const el = {
   timings: $('timings'),
   labelVolumes: $('label-volumes'),
   device: $('device'),
+  workers: $('workers-input'),
+  workersNote: $('workers-note'),
   rankRule: $('rank-rule'),
   rankParam: $('rank-param'),
   rankParamLabel: $('rank-param-label'),
@@ -98,6 +100,9 @@ export const state = {
   modelInfo: null,
   result: null, // { maskBytes: ArrayBuffer, timings_ms, label_volumes_mm3, backend, modelId }
   device: null,
+  // Workers that run a CPU segmentation's passes: the machine's cores unless the user says otherwise.
+  workers: navigator.hardwareConcurrency || 1,
+  lastWorkers: null, // {workers, memory_mb: [engine, ...helpers]} of the last run
   runStartedAt: 0,
   // A Compare in flight: { teacher, student, step: 'teacher' | 'student' | 'agreement', results }.
   compare: null,

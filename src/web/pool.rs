@@ -1,0 +1,90 @@
+//! Every core in the browser: a wasm instance has one thread, so the engine
+//! worker hands network passes (one window of one ensemble member) to a pool
+//! of helper workers (`www/pool.js`), each with its own instance and its own
+//! copy of the model. The sliding window, the blending and everything
+//! around them stay in the engine worker, on the one pipeline the CLI runs:
+//! only [`PassRunner`] differs.
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use super::{current_device, STATE};
+use crate::inference::sliding_window::{predict_patch, PassInput, PassRunner, WindowError};
+use crate::kernels::{set_cpu_conv as set_choice, CpuConv};
+
+/// Passes sent to the page's pool: `run(passes)` gets an array of
+/// `{member, shape, patch: Float32Array, mirror}` and resolves to the
+/// probabilities of each, in order (Float32Arrays).
+pub(super) struct PoolRunner {
+    pub run: js_sys::Function,
+    pub width: usize,
+}
+
+impl PassRunner for PoolRunner {
+    fn width(&self) -> usize {
+        self.width
+    }
+
+    async fn run(&mut self, passes: Vec<PassInput>) -> Result<Vec<Vec<f32>>, WindowError> {
+        let fail = |what: &str, e: JsValue| WindowError::Worker(format!("{what}: {}", e.as_string().unwrap_or_else(|| format!("{e:?}"))));
+        let list = js_sys::Array::new();
+        for p in passes {
+            let item = js_sys::Object::new();
+            let shape: js_sys::Array = p.shape.iter().map(|&s| JsValue::from_f64(s as f64)).collect();
+            let fields: [(&str, JsValue); 4] = [
+                ("member", JsValue::from_f64(p.member as f64)),
+                ("shape", shape.into()),
+                ("patch", js_sys::Float32Array::from(p.patch.as_slice()).into()),
+                ("mirror", JsValue::from_bool(p.mirror)),
+            ];
+            for (k, v) in fields {
+                js_sys::Reflect::set(&item, &JsValue::from_str(k), &v).map_err(|e| fail("building a pass", e))?;
+            }
+            list.push(&item);
+        }
+        let promise = self.run.call1(&JsValue::NULL, &list).map_err(|e| fail("the worker pool", e))?;
+        let results = JsFuture::from(js_sys::Promise::from(promise)).await.map_err(|e| fail("a pool worker", e))?;
+        let results = js_sys::Array::from(&results);
+        if results.length() != list.length() {
+            return Err(WindowError::Worker(format!("the pool returned {} results for {} passes", results.length(), list.length())));
+        }
+        Ok(results.iter().map(|r| js_sys::Float32Array::new(&r).to_vec()).collect())
+    }
+}
+
+/// One pass for a pool worker, on its own loaded model: the softmax
+/// probabilities `[classes, d, h, w]` of `patch` (x fastest) through ensemble
+/// member `member` (0: the model itself).
+#[wasm_bindgen]
+pub async fn run_pass(member: usize, shape: Vec<usize>, patch: Vec<f32>, mirror: bool) -> Result<js_sys::Float32Array, JsError> {
+    let opened = current_device()?;
+    let model = STATE.with(|s| s.borrow().model.clone()).ok_or_else(|| JsError::new("no model loaded yet"))?;
+    let network = model.networks().nth(member).ok_or_else(|| JsError::new(&format!("no ensemble member {member}")))?;
+    let [d, h, w] = <[usize; 3]>::try_from(shape).map_err(|s| JsError::new(&format!("a pass needs three dimensions, not {s:?}")))?;
+    if patch.len() != d * h * w {
+        return Err(JsError::new(&format!("a {d}×{h}×{w} pass needs {} voxels, not {}", d * h * w, patch.len())));
+    }
+    let probs = predict_patch(network, &opened.device, patch, [d, h, w], mirror).await.map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(js_sys::Float32Array::from(probs.as_slice()))
+}
+
+/// Chooses this worker's CPU convolution: "relaxed-simd", "simd128" or
+/// "burn" (see `kernels`).
+#[wasm_bindgen]
+pub fn set_cpu_conv(name: &str) -> Result<(), JsError> {
+    set_choice(CpuConv::parse(name).map_err(|e| JsError::new(&e))?);
+    Ok(())
+}
+
+/// This worker's wasm memory in MB (it only grows: its peak).
+#[wasm_bindgen]
+pub fn memory_mb() -> f64 {
+    super::wasm_memory_mb()
+}
+
+/// Milliseconds this worker has spent in CPU convolutions (see
+/// `kernels::conv_ms`).
+#[wasm_bindgen]
+pub fn conv_ms() -> f64 {
+    crate::kernels::conv_ms()
+}

@@ -1,0 +1,125 @@
+//! The direct CPU convolution against Burn's own conv3d (flex), on random
+//! shapes: odd sizes, strides 1 and 2, 1×1×1 kernels, padding 0–2, and the
+//! channel counts of HD-BET (21·2^k) and the students (4·2^k). Natively the
+//! portable lanes run; in the browser (headless Chromium, a dedicated
+//! worker, as the page computes) the relaxed-SIMD and SIMD128 lanes run and
+//! are also checked against each other. Whole models through the kernel:
+//! `tests/kernel_models.rs` (natively) and `tests/e2e/bench.test.mjs` (HD-BET
+//! and student-s in Chromium, on two workers).
+
+use bedside::kernels::{conv3d::conv3d, Geometry, Lanes};
+use burn::tensor::module::conv3d as burn_conv3d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+/// Relative tolerance: the largest difference over the largest magnitude of
+/// the reference. Sums of up to 27 × 336 products in another order differ
+/// by a few ulps of the largest partial sums.
+const TOLERANCE: f32 = 2e-5;
+
+/// `[c_in, c_out, size, kernel, stride, padding]`.
+const CASES: &[[usize; 6]] = &[
+    [1, 21, 13, 3, 1, 1],   // HD-BET's first layer, odd size
+    [21, 21, 11, 3, 1, 1],  // HD-BET level 0
+    [21, 42, 12, 3, 2, 1],  // HD-BET downsampling, stride 2
+    [84, 168, 7, 3, 1, 1],  // HD-BET level 3, odd size
+    [336, 168, 4, 3, 1, 1], // HD-BET bottleneck width
+    [42, 2, 9, 1, 1, 0],    // a segmentation head: 1×1×1, two classes
+    [1, 4, 10, 3, 1, 1],    // the students' first layer
+    [4, 8, 9, 3, 2, 1],     // students, stride 2, odd size
+    [16, 32, 6, 3, 1, 1],   // students, deeper
+    [32, 64, 5, 1, 1, 0],   // pointwise, Tucker-2 style
+    [5, 7, 8, 3, 1, 2],     // odd channels, padding larger than the reach
+    [3, 6, 7, 3, 2, 0],     // no padding, stride 2
+];
+
+fn case_geometry(&[c_in, c_out, size, kernel, stride, padding]: &[usize; 6]) -> Geometry {
+    // Uneven extents, so that axis mix-ups show.
+    Geometry {
+        batch: 1,
+        in_channels: c_in,
+        out_channels: c_out,
+        size: [size, size + 1, size + 2],
+        kernel: [kernel; 3],
+        stride: [stride; 3],
+        padding: [padding; 3],
+    }
+}
+
+fn random(shape: &[usize], device: &Device) -> (Tensor<1>, Vec<f32>) {
+    let n = shape.iter().product::<usize>();
+    let t = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), device);
+    let v = t.clone().into_data().try_to_vec::<f32>().expect("f32");
+    (t, v)
+}
+
+fn burn_reference(x: &[f32], w: &[f32], b: &[f32], g: &Geometry, device: &Device) -> Vec<f32> {
+    let [d, h, wd] = g.size;
+    let [k0, k1, k2] = g.kernel;
+    let x = Tensor::<5>::from_data(TensorData::new(x.to_vec(), [g.batch, g.in_channels, d, h, wd]), device);
+    let w = Tensor::<5>::from_data(TensorData::new(w.to_vec(), [g.out_channels, g.in_channels, k0, k1, k2]), device);
+    let b = Tensor::<1>::from_data(TensorData::new(b.to_vec(), [g.out_channels]), device);
+    let y = burn_conv3d(x, w, Some(b), ConvOptions::new(g.stride, g.padding, [1; 3], 1));
+    y.into_data().try_to_vec::<f32>().expect("f32")
+}
+
+fn relative_error(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "output sizes differ");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+}
+
+/// Every case, on every lane type this build has, against Burn; and the
+/// lane types against each other.
+fn check_every_case() {
+    let device = Device::flex();
+    for case in CASES {
+        let g = case_geometry(case);
+        let [k0, k1, k2] = g.kernel;
+        let (_, x) = random(&[g.batch, g.in_channels, g.size[0], g.size[1], g.size[2]], &device);
+        let (_, w) = random(&[g.out_channels, g.in_channels, k0, k1, k2], &device);
+        let (_, b) = random(&[g.out_channels], &device);
+        let want = burn_reference(&x, &w, &b, &g, &device);
+        let mut outputs = Vec::new();
+        for &lanes in Lanes::available() {
+            let got = conv3d(&x, &w, Some(&b), &g, lanes);
+            let err = relative_error(&got, &want);
+            assert!(err <= TOLERANCE, "{} on {case:?}: relative error {err:e} > {TOLERANCE:e}", lanes.name());
+            outputs.push((lanes, got));
+        }
+        for pair in outputs.windows(2) {
+            let err = relative_error(&pair[1].1, &pair[0].1);
+            assert!(err <= TOLERANCE, "{} vs {} on {case:?}: {err:e}", pair[1].0.name(), pair[0].0.name());
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_direct_kernel_matches_burn_conv3d() {
+    check_every_case();
+}
+
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen_test::wasm_bindgen_test]
+fn the_simd_kernels_match_burn_conv3d_in_the_browser() {
+    check_every_case();
+}
+
+/// A batch of two gives each item's own convolution, and no bias is no bias.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn batches_and_missing_bias() {
+    let device = Device::flex();
+    let g = Geometry { batch: 2, ..case_geometry(&[3, 8, 6, 3, 1, 1]) };
+    let (_, x) = random(&[2, 3, 6, 7, 8], &device);
+    let (_, w) = random(&[8, 3, 3, 3, 3], &device);
+    let want = burn_reference(&x, &w, &[0.0; 8], &g, &device);
+    for &lanes in Lanes::available() {
+        let got = conv3d(&x, &w, None, &g, lanes);
+        assert!(relative_error(&got, &want) <= TOLERANCE, "{}", lanes.name());
+    }
+}
