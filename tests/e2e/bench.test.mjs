@@ -5,12 +5,13 @@
 //   own convolution on 1 worker (Dice >= 0.999), and each worker reports its memory;
 // - HD-BET, the model the issue's target is about, the same on the sample;
 // - the form runs a matrix and fills the table; a model that does not exist is a clear error;
+// - the main page's Device panel shows the worker count (the cores by default) and takes another;
 // - no request carries a body, nothing leaves the origin.
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { tid, openApp, networkProblems, REPO, TEST_TIMEOUT_MS, RUN_TIMEOUT_MS } from './lib.mjs';
+import { tid, openApp, loadSample, runAndWait, networkProblems, REPO, TEST_TIMEOUT_MS, RUN_TIMEOUT_MS } from './lib.mjs';
 
 const catalog = JSON.parse(fs.readFileSync(path.join(REPO, 'models/index.json'), 'utf8'));
 
@@ -84,5 +85,25 @@ describe('bench.html', { timeout: 3 * TEST_TIMEOUT_MS }, () => {
     assert.deepEqual(cells.slice(0, 4), ['student-s', 'cpu', 'simd128', '1']);
     const r = JSON.parse(await page.textContent(tid('bench-result')));
     assertCpuResult(r, { model: 'student-s', conv: 'simd128', workers: 1 });
+  });
+
+  test('the Device panel shows the CPU workers, the cores by default, and a run uses the count asked for', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const app = await openApp();
+    opened.push(app);
+    const { page } = app;
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    assert.equal(await page.inputValue(tid('workers-input')), String(cores));
+    assert.match(await page.textContent(tid('workers-note')), new RegExp(`reports ${cores} cores?; CPU runs use ${cores}\\.`));
+    await loadSample(page);
+    await page.selectOption(tid('model-select'), 'student-s');
+    await page.fill(tid('workers-input'), '1');
+    await page.dispatchEvent(tid('workers-input'), 'change');
+    await runAndWait(page, 'cpu');
+    assert.match(await page.textContent(tid('workers-note')), /CPU runs use 1\. Last run: 1 worker, peak wasm memory \d+ MB \(engine\)\./);
+    await page.fill(tid('workers-input'), '2');
+    await page.dispatchEvent(tid('workers-input'), 'change');
+    await runAndWait(page, 'cpu');
+    assert.match(await page.textContent(tid('workers-note')), /Last run: 2 workers, peak wasm memory \d+ \/ \d+ \/ \d+ MB \(engine \/ each helper\)\./);
+    assert.deepEqual(networkProblems(app.log, app.server), []);
   });
 });
