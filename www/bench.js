@@ -89,6 +89,8 @@ async function measure(config) {
     adapter,
     cpu_conv: last.cpu_conv ?? null,
     workers: last.workers,
+    workers_asked: config.workers,
+    workers_memory_cap: last.workers_memory_cap ?? null,
     runs: runs.length,
     stages_ms: stagesMs,
     runs_ms: runs.map((x) => x.timings_ms),

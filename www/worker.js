@@ -414,7 +414,9 @@ async function handle(msg) {
       const poolConvBefore = pool ? pool.convMs : 0;
       post({ type: 'progress', id, stage: 'Segmenting…', fraction: 0 });
       const onProgress = throttledProgress(id, String);
-      const options = { tta: Boolean(msg.tta), mirror_check: Boolean(msg.mirrorCheck), workers };
+      // Helpers may hold half of the memory the browser reports (Chromium reports at most 8 GB).
+      const memoryBudgetMb = navigator.deviceMemory ? (navigator.deviceMemory * 1024) / 2 : undefined;
+      const options = { tta: Boolean(msg.tta), mirror_check: Boolean(msg.mirrorCheck), workers, memory_budget_mb: memoryBudgetMb };
       const raw = await bedside.segment(new Uint8Array(msg.bytes), options, onProgress, pool ? (passes) => pool.run(passes) : undefined);
       const mask = toU8(raw.mask_nii_gz ?? (raw instanceof Map ? raw.get('mask_nii_gz') : undefined));
       const rest = plain(raw instanceof Map ? Object.fromEntries(raw) : raw);

@@ -322,6 +322,50 @@ mod tests {
         assert!(max_diff(&pa, &|c, i| pb[c][i]) > 1e-3);
     }
 
+    /// A runner that takes several passes at a time (as the browser's worker
+    /// pool does) gives the probabilities of one pass at a time, bit for bit:
+    /// the results are blended in the same order.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn batched_passes_give_the_same_probabilities_bit_for_bit() {
+        use crate::model::hdbet::HdBetConfig;
+        struct Batched<'a>(LocalRunner<'a>, usize);
+        impl PassRunner for Batched<'_> {
+            fn width(&self) -> usize {
+                self.1
+            }
+            async fn run(&mut self, passes: Vec<PassInput>) -> Result<Vec<Vec<f32>>, WindowError> {
+                assert!(passes.len() <= self.1, "a batch of {} passes for a width of {}", passes.len(), self.1);
+                // Backwards, as workers may finish in any order; the runner returns them in order.
+                let mut out: Vec<(usize, Vec<f32>)> = Vec::new();
+                for (i, p) in passes.into_iter().enumerate().rev() {
+                    out.push((i, self.0.run(vec![p]).await?.remove(0)));
+                }
+                out.sort_by_key(|(i, _)| *i);
+                Ok(out.into_iter().map(|(_, p)| p).collect())
+            }
+        }
+        let device = crate::inference::backend::OpenedDevice::cpu().device;
+        let (a, b) = (
+            Network::HdBet(HdBetConfig::new().with_base_filters(2).init(&device)),
+            Network::HdBet(HdBetConfig::new().with_base_filters(2).init(&device)),
+        );
+        // Three windows along x and two members: six passes, batches of four and two.
+        let plan = WindowPlan { dims: [64, 32, 32], patch: [32, 32, 32], step_fraction: 0.5, mirror: false };
+        assert_eq!(plan.windows().len(), 3);
+        let data: Vec<f32> = (0..64 * 32 * 32).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
+        let one = pollster::block_on(predict_probabilities(&mut LocalRunner { networks: vec![&a, &b], device: &device }, 2, &data, &plan, 2, &mut |_, _| true)).unwrap();
+        let mut steps = Vec::new();
+        let batched = Batched(LocalRunner { networks: vec![&a, &b], device: &device }, 4);
+        let many = pollster::block_on(predict_probabilities(&mut { batched }, 2, &data, &plan, 2, &mut |d, t| {
+            steps.push((d, t));
+            true
+        }))
+        .unwrap();
+        assert!(one.iter().zip(&many).all(|(x, y)| x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())));
+        assert_eq!(steps, (1..=6).map(|d| (d, 6)).collect::<Vec<_>>());
+    }
+
     #[test]
     fn gaussian_peaks_in_the_middle_and_is_positive() {
         let w = gaussian_weights([8, 8, 8]);

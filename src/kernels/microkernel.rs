@@ -151,8 +151,8 @@ pub mod wasm {
     }
 
     lanes!(Simd128, |a, b, c| f32x4_add(f32x4_mul(a, b), c));
-    // SAFETY of the unsafe block: only reached through `tile_relaxed`, which
-    // enables relaxed-simd, and only called where the module validated with it.
+    // Fused or not, as the engine decides (one FMA in Chromium on x86 and
+    // ARM). Used only through `tile_relaxed`, which enables the feature.
     lanes!(Relaxed, f32x4_relaxed_madd);
 
     /// The relaxed-SIMD tile: the FMA instruction exists only inside

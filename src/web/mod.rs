@@ -270,6 +270,10 @@ struct JsOptions {
     /// Pool workers that run the passes (`run_passes`); 0 or 1: this worker.
     #[serde(default)]
     workers: usize,
+    /// Memory the pool's helpers may hold together, in MB (the page passes
+    /// half of `navigator.deviceMemory`); none: no cap.
+    #[serde(default)]
+    memory_budget_mb: Option<f64>,
 }
 
 /// Wasm linear memory in MB: everything the engine holds in this worker
@@ -306,8 +310,10 @@ pub async fn segment(
     };
     let options = SegmentOptions { mirror: opts.tta, mirror_check: opts.mirror_check, max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
     let conv_start = crate::kernels::conv_ms();
-    let pool = run_passes.filter(|_| opts.workers > 1 && backend == Backend::Cpu);
-    let workers = if pool.is_some() { opts.workers } else { 1 };
+    let memory_cap = pool::workers_within(&model, opts.memory_budget_mb);
+    let workers = opts.workers.min(memory_cap);
+    let pool = run_passes.filter(|_| workers > 1 && backend == Backend::Cpu);
+    let workers = if pool.is_some() { workers } else { 1 };
     let segmented = match pool {
         Some(run) => segment_bytes_with(&volume, &model, &mut pool::PoolRunner { run, width: workers }, options, &mut progress).await,
         None => segment_bytes_with(&volume, &model, &mut LocalRunner::new(&model, &opened.device), options, &mut progress).await,
@@ -338,6 +344,8 @@ pub async fn segment(
         /// Milliseconds this worker spent in CPU convolutions during the run
         /// (the pool's helpers report theirs apart).
         conv_ms: f64,
+        /// The most helpers that fit in the memory budget (none: no budget).
+        workers_memory_cap: Option<usize>,
     }
     let out = to_js(&Result {
         timings_ms: &seg.timings_ms,
@@ -354,6 +362,7 @@ pub async fn segment(
         wasm_memory_mb: wasm_memory_mb(),
         workers,
         conv_ms: crate::kernels::conv_ms() - conv_start,
+        workers_memory_cap: (memory_cap != usize::MAX).then_some(memory_cap),
     })?;
     set_field(&out, "mask_nii_gz", &js_sys::Uint8Array::from(mask.as_slice()))?;
     Ok(out)

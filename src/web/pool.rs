@@ -11,6 +11,7 @@ use wasm_bindgen_futures::JsFuture;
 use super::{current_device, STATE};
 use crate::inference::sliding_window::{predict_patch, PassInput, PassRunner, WindowError};
 use crate::kernels::{set_cpu_conv as set_choice, CpuConv};
+use crate::model::Model;
 
 /// Passes sent to the page's pool: `run(passes)` gets an array of
 /// `{member, shape, patch: Float32Array, mirror}` and resolves to the
@@ -50,6 +51,20 @@ impl PassRunner for PoolRunner {
         }
         Ok(results.iter().map(|r| js_sys::Float32Array::new(&r).to_vec()).collect())
     }
+}
+
+/// How many helpers fit in `budget_mb` (at least one): each holds the model's
+/// weights (every ensemble member) and one pass's activations. A pass peaks
+/// at about five times its widest activation: measured 1,678 MB for HD-BET's
+/// 128³ windows (352 MB widest), 291 MB for student-s (67 MB), 44 MB for
+/// student-m (8 MB) in Chromium.
+pub(super) fn workers_within(model: &Model, budget_mb: Option<f64>) -> usize {
+    let Some(budget) = budget_mb.filter(|b| b.is_finite() && *b > 0.0) else { return usize::MAX };
+    let p = model.manifest.preprocessing.patch_size;
+    let activations = 5 * model.network.peak_bytes_per_voxel() * p.iter().map(|&v| v as u64).product::<u64>();
+    let weights = 4 * model.manifest.params * model.networks().count() as u64;
+    let per_helper_mb = (activations + weights) as f64 / 1e6;
+    ((budget / per_helper_mb).floor() as usize).max(1)
 }
 
 /// One pass for a pool worker, on its own loaded model: the softmax

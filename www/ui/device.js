@@ -110,7 +110,8 @@ export function renderWorkers() {
   const cores = navigator.hardwareConcurrency || 1;
   const last = state.lastWorkers;
   const peak = last ? ` Last run: ${last.workers} worker${last.workers > 1 ? 's' : ''}, peak wasm memory ${last.memory_mb.map((m) => `${m.toFixed(0)}`).join(' / ')} MB (engine${last.workers > 1 ? ' / each helper' : ''}).` : '';
-  el.workersNote.textContent = `This machine reports ${cores} core${cores > 1 ? 's' : ''}; CPU runs use ${state.workers}.${peak}`;
+  const capped = last && last.memory_cap != null && last.memory_cap < state.workers ? ` This model fits ${last.memory_cap} in half of the memory the browser reports.` : '';
+  el.workersNote.textContent = `This machine reports ${cores} core${cores > 1 ? 's' : ''}; CPU runs use ${state.workers}.${peak}${capped}`;
 }
 
 /** What the engine found out about WebGPU here. */

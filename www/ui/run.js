@@ -72,7 +72,11 @@ export async function onResult(result) {
   state.busy = false;
   state.runId = null;
   keepResult(result, selectedModel()?.id ?? null);
-  state.lastWorkers = { workers: result.workers ?? 1, memory_mb: [result.wasm_memory_mb, ...(result.pool_memory_mb || [])].filter(Number.isFinite) };
+  state.lastWorkers = {
+    workers: result.workers ?? 1,
+    memory_mb: [result.wasm_memory_mb, ...(result.pool_memory_mb || [])].filter(Number.isFinite),
+    memory_cap: result.workers_memory_cap ?? null,
+  };
   renderWorkers();
   setProgress(1);
   const total = state.result.timings_ms.total;
