@@ -421,7 +421,6 @@ async function handle(msg) {
       const mask = toU8(raw.mask_nii_gz ?? (raw instanceof Map ? raw.get('mask_nii_gz') : undefined));
       const rest = plain(raw instanceof Map ? Object.fromEntries(raw) : raw);
       delete rest.mask_nii_gz;
-      rest.workers = pool ? pool.helpers.length : 1; // helpers that ran passes (no more than there were)
       rest.pool_memory_mb = pool ? [...pool.memoryMb] : [];
       rest.pool_conv_ms = pool ? pool.convMs - poolConvBefore : 0;
       const maskBuffer = ownBuffer(mask);

@@ -232,7 +232,7 @@ pub async fn predict_probabilities<R: PassRunner>(
 
 /// Softmax probabilities `[classes, d, h, w]` flattened, for one patch of
 /// shape `[d, h, w]` (network order), optionally averaged over mirrorings.
-pub async fn predict_patch(
+async fn predict_patch(
     network: &Network,
     device: &Device,
     patch: Vec<f32>,

@@ -13,8 +13,7 @@
 use super::microkernel::{self, Tile};
 
 /// Which inner loop runs the tiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lanes {
     /// Relaxed-SIMD FMA (wasm only).
     RelaxedSimd,

@@ -19,8 +19,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 pub use conv3d::{Geometry, Lanes};
 
 /// The CPU convolution in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuConv {
     /// Burn flex's im2col + gemm.
     Burn,
@@ -156,6 +155,3 @@ fn direct(conv: &Conv3d, x: Tensor<5>, g: &Geometry, lanes: Lanes) -> Tensor<5> 
     let [od, oh, ow] = g.out_size();
     Tensor::from_data(TensorData::new(out, [g.batch, g.out_channels, od, oh, ow]), &device)
 }
-
-
-

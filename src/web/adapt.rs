@@ -68,7 +68,6 @@ fn labelled(names: Vec<String>, files: js_sys::Array, unlabelled_allowed: bool) 
     pair_images_and_masks(read, unlabelled_allowed).map_err(err)
 }
 
-
 /// Sets up an adaptation of the base package: the labelled files (images
 /// and masks in any order, paired by grid), an optional held-out pair, an
 /// optional teacher package for the KD term (with it, images without a mask

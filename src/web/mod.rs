@@ -311,11 +311,11 @@ pub async fn segment(
     let options = SegmentOptions { mirror: opts.tta, mirror_check: opts.mirror_check, max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
     let conv_start = crate::kernels::conv_ms();
     let memory_cap = pool::workers_within(&model, opts.memory_budget_mb);
-    let workers = opts.workers.min(memory_cap);
-    let pool = run_passes.filter(|_| workers > 1 && backend == Backend::Cpu);
-    let workers = if pool.is_some() { workers } else { 1 };
+    let width = opts.workers.min(memory_cap.unwrap_or(usize::MAX));
+    let pool = run_passes.filter(|_| width > 1 && backend == Backend::Cpu);
+    let pooled = pool.is_some();
     let segmented = match pool {
-        Some(run) => segment_bytes_with(&volume, &model, &mut pool::PoolRunner { run, width: workers }, options, &mut progress).await,
+        Some(run) => segment_bytes_with(&volume, &model, &mut pool::PoolRunner { run, width }, options, &mut progress).await,
         None => segment_bytes_with(&volume, &model, &mut LocalRunner::new(&model, &opened.device), options, &mut progress).await,
     };
     let (vol, seg) = segmented.map_err(|e| JsError::new(&e.to_string()))?;
@@ -360,9 +360,10 @@ pub async fn segment(
         conv_flops: seg.conv_flops,
         cpu_conv: (backend == Backend::Cpu).then(|| crate::kernels::cpu_conv().name()),
         wasm_memory_mb: wasm_memory_mb(),
-        workers,
+        // The pool starts no more helpers than a run has passes (www/pool.js).
+        workers: if pooled { width.min(seg.windows * model.networks().count()) } else { 1 },
         conv_ms: crate::kernels::conv_ms() - conv_start,
-        workers_memory_cap: (memory_cap != usize::MAX).then_some(memory_cap),
+        workers_memory_cap: memory_cap,
     })?;
     set_field(&out, "mask_nii_gz", &js_sys::Uint8Array::from(mask.as_slice()))?;
     Ok(out)

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::{current_device, STATE};
-use crate::inference::sliding_window::{predict_patch, PassInput, PassRunner, WindowError};
+use crate::inference::sliding_window::{LocalRunner, PassInput, PassRunner, WindowError};
 use crate::kernels::{set_cpu_conv as set_choice, CpuConv};
 use crate::model::Model;
 
@@ -53,18 +53,19 @@ impl PassRunner for PoolRunner {
     }
 }
 
-/// How many helpers fit in `budget_mb` (at least one): each holds the model's
+/// How many helpers fit in `budget_mb` (at least one; none without a
+/// budget): each holds the model's
 /// weights (every ensemble member) and one pass's activations. A pass peaks
 /// at about five times its widest activation: measured 1,678 MB for HD-BET's
 /// 128³ windows (352 MB widest), 291 MB for student-s (67 MB), 44 MB for
 /// student-m (8 MB) in Chromium.
-pub(super) fn workers_within(model: &Model, budget_mb: Option<f64>) -> usize {
-    let Some(budget) = budget_mb.filter(|b| b.is_finite() && *b > 0.0) else { return usize::MAX };
+pub(super) fn workers_within(model: &Model, budget_mb: Option<f64>) -> Option<usize> {
+    let budget = budget_mb.filter(|b| b.is_finite() && *b > 0.0)?;
     let p = model.manifest.preprocessing.patch_size;
     let activations = 5 * model.network.peak_bytes_per_voxel() * p.iter().map(|&v| v as u64).product::<u64>();
     let weights = 4 * model.manifest.params * model.networks().count() as u64;
     let per_helper_mb = (activations + weights) as f64 / 1e6;
-    ((budget / per_helper_mb).floor() as usize).max(1)
+    Some(((budget / per_helper_mb).floor() as usize).max(1))
 }
 
 /// One pass for a pool worker, on its own loaded model: the softmax
@@ -74,13 +75,17 @@ pub(super) fn workers_within(model: &Model, budget_mb: Option<f64>) -> usize {
 pub async fn run_pass(member: usize, shape: Vec<usize>, patch: Vec<f32>, mirror: bool) -> Result<js_sys::Float32Array, JsError> {
     let opened = current_device()?;
     let model = STATE.with(|s| s.borrow().model.clone()).ok_or_else(|| JsError::new("no model loaded yet"))?;
-    let network = model.networks().nth(member).ok_or_else(|| JsError::new(&format!("no ensemble member {member}")))?;
+    if member >= model.networks().count() {
+        return Err(JsError::new(&format!("no ensemble member {member}")));
+    }
     let [d, h, w] = <[usize; 3]>::try_from(shape).map_err(|s| JsError::new(&format!("a pass needs three dimensions, not {s:?}")))?;
     if patch.len() != d * h * w {
         return Err(JsError::new(&format!("a {d}×{h}×{w} pass needs {} voxels, not {}", d * h * w, patch.len())));
     }
-    let probs = predict_patch(network, &opened.device, patch, [d, h, w], mirror).await.map_err(|e| JsError::new(&e.to_string()))?;
-    Ok(js_sys::Float32Array::from(probs.as_slice()))
+    // The engine worker's own runner, so a helper's pass is the pass it would run.
+    let pass = PassInput { member, shape: [d, h, w], patch, mirror };
+    let mut probs = LocalRunner::new(&model, &opened.device).run(vec![pass]).await.map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(js_sys::Float32Array::from(probs.remove(0).as_slice()))
 }
 
 /// Chooses this worker's CPU convolution: "relaxed-simd", "simd128" or
