@@ -5,7 +5,8 @@
 //! worker, as the page computes) the relaxed-SIMD and SIMD128 lanes run and
 //! are also checked against each other. Whole models through the kernel:
 //! `tests/kernel_models.rs` (natively) and `tests/e2e/bench.test.mjs` (HD-BET
-//! and student-s in Chromium, on two workers).
+//! and student-s in Chromium, on two workers). The fused instance norm + leaky ReLU against
+//! Burn's `InstanceNorm` and `leaky_relu`, and both against an f64 reference.
 
 use bedside::kernels::{conv3d::conv3d, Geometry, Lanes};
 use burn::tensor::module::conv3d as burn_conv3d;
@@ -121,5 +122,88 @@ fn batches_and_missing_bias() {
     for &lanes in Lanes::available() {
         let got = conv3d(&x, &w, None, &g, lanes);
         assert!(relative_error(&got, &want) <= TOLERANCE, "{}", lanes.name());
+    }
+}
+
+/// The fused instance norm + leaky ReLU against Burn's `InstanceNorm` then
+/// `leaky_relu`: HD-BET's and the students' channel counts, odd sizes, a
+/// batch of two, affine and not, both slopes the networks use, and inputs
+/// whose mean is far from zero (where a one-pass variance in f32 would lose
+/// digits).
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn the_fused_norm_matches_burn_instance_norm_and_leaky_relu() {
+    use bedside::kernels::norm::instance_norm_leaky_relu;
+    use burn::module::Param;
+    use burn::nn::InstanceNormConfig;
+    use burn::tensor::activation::leaky_relu;
+    let device = Device::flex();
+    // [batch, channels, size, affine, slope ×100, offset]
+    for &[batch, channels, size, affine, slope, offset] in
+        &[[1, 21, 9, 1, 1, 0], [2, 4, 7, 1, 10, 0], [1, 42, 5, 0, 1, 0], [1, 8, 11, 1, 1, 50], [1, 2, 3, 1, 10, 0]]
+    {
+        let dims = [batch, channels, size, size + 1, size + 2];
+        let (_, x) = random(&dims, &device);
+        let x: Vec<f32> = x.iter().enumerate().map(|(i, v)| v * (1.0 + (i % 3) as f32) + offset as f32).collect();
+        let mut norm = InstanceNormConfig::new(channels).with_affine(affine == 1).with_epsilon(1e-5).init(&device);
+        let (gamma, g) = random(&[channels], &device);
+        let (beta, b) = random(&[channels], &device);
+        if affine == 1 {
+            norm.gamma = Some(Param::from_tensor(gamma));
+            norm.beta = Some(Param::from_tensor(beta));
+        }
+        let slope = slope as f64 / 100.0;
+        let input = Tensor::<5>::from_data(TensorData::new(x.clone(), dims), &device);
+        let want = leaky_relu(norm.forward(input), slope).into_data().try_to_vec::<f32>().expect("f32");
+        let got_input = x.clone();
+        let mut got = x;
+        let spatial = dims[2..].iter().product();
+        let params = (affine == 1).then_some((g.as_slice(), b.as_slice()));
+        instance_norm_leaky_relu(&mut got, channels, spatial, params, 1e-5, slope as f32);
+        let exact = exact_norm_leaky_relu(&got_input, channels, spatial, params, 1e-5, slope);
+        let err = relative_error(&got, &exact);
+        // Both within a few f32 ulps of the exact result (measured: ≤ 6e-7
+        // each), and so of each other.
+        let context = format!("{dims:?} affine {affine} slope {slope} offset {offset}");
+        assert!(err <= 2e-6, "{context}: fused, relative error {err:e} against f64");
+        let burn_err = relative_error(&got, &want);
+        assert!(burn_err <= 2e-6, "{context}: fused against Burn, relative error {burn_err:e}");
+    }
+}
+
+/// The same in f64, plane by plane, two passes: the reference for both.
+fn exact_norm_leaky_relu(x: &[f32], channels: usize, spatial: usize, affine: Option<(&[f32], &[f32])>, eps: f64, slope: f64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    for (i, plane) in x.chunks(spatial).enumerate() {
+        let c = i % channels;
+        let n = plane.len() as f64;
+        let mean = plane.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = plane.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let (g, b) = affine.map_or((1.0, 0.0), |(g, b)| (g[c] as f64, b[c] as f64));
+        for &v in plane {
+            let y = (v as f64 - mean) / (var + eps).sqrt() * g + b;
+            out.push((if y < 0.0 { y * slope } else { y }) as f32);
+        }
+    }
+    out
+}
+
+/// The slice upsampling against the model's Burn version (which training
+/// and WebGPU take): the same arithmetic in the same axis order,
+/// so the same bits, on odd and even sizes, HD-BET's 21·2^k channels, a
+/// batch of two, and an axis of one voxel.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn the_slice_upsampling_gives_burns_trilinear_bit_for_bit() {
+    use bedside::kernels::upsample::trilinear_x2;
+    use bedside::model::upsample::burn_trilinear_x2;
+    let device = Device::flex();
+    for dims in [[1, 21, 4, 5, 6], [2, 3, 7, 2, 9], [1, 8, 1, 3, 4], [1, 1, 16, 16, 16]] {
+        let (t, x) = random(&dims, &device);
+        let want = burn_trilinear_x2(t.reshape(dims)).into_data().try_to_vec::<f32>().expect("f32");
+        let got = trilinear_x2(&x, dims);
+        assert_eq!(got.len(), want.len(), "{dims:?}");
+        let differing = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differing, 0, "{dims:?}: {differing} of {} values differ", want.len());
     }
 }

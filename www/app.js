@@ -22,7 +22,7 @@ import { wireAdapt } from './ui/adapt.js';
 import { onResult, onRunError, wireRun } from './ui/run.js';
 import { onParetoPoint, onParetoDone, onParetoError, wirePareto } from './ui/pareto.js';
 import { loadModels, onImported, onImportError, onBackend, wireModel } from './ui/model.js';
-import { onDevice, onDeviceError, wireDevice } from './ui/device.js';
+import { onDevice, onDeviceError, renderWorkers, wireDevice } from './ui/device.js';
 
 // ---------------------------------------------------------------------------------------------
 // The engine: lifecycle hooks and the reply handlers (the protocol is listed in www/worker.js)
@@ -74,7 +74,9 @@ engine.configure({
 function onReady(msg) {
   state.engineReady = true;
   state.engineVersion = msg.version;
+  state.cpuLanes = msg.cpuLanes;
   el.engineVersion.textContent = msg.version;
+  renderWorkers();
   if (!state.busy && !state.inspecting && /Starting|loading/i.test(el.status.textContent)) {
     setStatus(state.volume ? 'Ready.' : 'Ready. Load a volume or try the sample.');
   }

@@ -68,7 +68,7 @@ function agreement(a, b) {
  * `check`, the mask is also compared with the one Burn's own convolution gives on one worker. */
 async function measure(config) {
   engine.restart();
-  const label = `${config.model} on ${config.backend}${config.backend === 'cpu' ? ` (${config.conv}, ${config.workers} workers)` : ''}`;
+  const label = `${config.model} on ${config.backend}${config.backend === 'cpu' ? ` (${config.conv ?? 'default'}, ${config.workers} workers)` : ''}`;
   const adapter = config.backend === 'webgpu' ? await adapterInfo() : null;
   const runs = [];
   for (let r = 0; r < config.runs; r++) runs.push(await runOnce(config, `${label}, run ${r + 1} of ${config.runs}`));
@@ -88,6 +88,7 @@ async function measure(config) {
     backend: last.backend,
     adapter,
     cpu_conv: last.cpu_conv ?? null,
+    engine: last.cpu_lanes,
     workers: last.workers,
     workers_asked: config.workers,
     workers_memory_cap: last.workers_memory_cap ?? null,
@@ -179,7 +180,8 @@ function queryConfig() {
   return {
     model: q.get('model'),
     backend,
-    conv: backend === 'cpu' ? q.get('conv') || 'relaxed-simd' : null,
+    // No conv: the engine's own default (relaxed SIMD, or SIMD128 in the fallback engine).
+    conv: backend === 'cpu' ? q.get('conv') || null : null,
     workers: Math.max(1, parseInt(q.get('workers') || String(CORES), 10) || 1),
     runs: Math.max(1, parseInt(q.get('runs') || '1', 10) || 1),
     check: q.get('check') === '1',

@@ -36,7 +36,8 @@ export class Pool {
   async grow(count) {
     const fresh = [];
     for (let i = this.helpers.length; i < Math.min(count, this.size); i++) {
-      const helper = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: `bedside-pool-${i + 1}` });
+      // The engine's own query (?engine=…), so every helper loads the engine build it loaded.
+      const helper = new Worker(new URL(`./worker.js${self.location.search}`, import.meta.url), { type: 'module', name: `bedside-pool-${i + 1}` });
       helper.onmessage = (ev) => this.#reply(ev.data);
       helper.onerror = (ev) => {
         ev.preventDefault?.();

@@ -2,7 +2,7 @@
 // written by Trunk with fixed names) and does all heavy work off the main thread.
 //
 // Protocol (main -> worker):            (worker -> main)
-//   {type:'init'}                        {type:'ready', version} | {type:'error', phase:'init', ...}
+//   {type:'init'}                        {type:'ready', version, cpuLanes} | {type:'error', phase:'init', ...}
 //   {type:'device'}                      {type:'device', info}
 //   {type:'inspect', id, bytes}          {type:'inspected', id, info} | {type:'error', id, ...}
 //   {type:'import', id, bytes, name}      {type:'imported', id, card, model_json, weights} (transferred)
@@ -120,20 +120,40 @@ function toU8(x) {
   throw new Error('engine returned no mask bytes');
 }
 
+// A 35-byte wasm module whose one function is f32x4.relaxed_madd: it validates only where the
+// engine has relaxed SIMD. A module with a single relaxed-SIMD instruction does not compile
+// elsewhere, so there the worker loads the fallback engine, built without it
+// (www/build/simd128-engine.mjs).
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x06, 0x01, 0x60, 0x01, 0x7b, 0x01, 0x7b, // type: (v128) -> v128
+  0x03, 0x02, 0x01, 0x00, // one function of that type
+  0x0a, 0x0d, 0x01, 0x0b, 0x00, // code: one body, no locals
+  0x20, 0x00, 0x20, 0x00, 0x20, 0x00, 0xfd, 0x85, 0x02, 0x0b, // local.get 0 ×3, f32x4.relaxed_madd, end
+]);
+
+/** Which engine build to load: the page's `?engine=simd128` (carried in this worker's URL) forces
+ * the fallback, so tests can compare the two in one browser. */
+function engineBuild() {
+  if (new URLSearchParams(self.location.search).get('engine') === 'simd128') return 'simd128';
+  return WebAssembly.validate(RELAXED_SIMD_PROBE) ? 'relaxed-simd' : 'simd128';
+}
+
 async function ensureEngine() {
   if (!initPromise) {
     initPromise = (async () => {
+      const script = engineBuild() === 'relaxed-simd' ? './bedside.js' : './bedside_simd128.js';
       try {
-        bedside = await import('./bedside.js');
+        bedside = await import(script);
       } catch (e) {
-        throw new UserError(`Could not load the engine script bedside.js: ${errorMessage(e)}`);
+        throw new UserError(`Could not load the engine script ${script}: ${errorMessage(e)}`);
       }
       try {
-        await bedside.default(); // fetches ./bedside_bg.wasm next to bedside.js
+        await bedside.default(); // fetches the _bg.wasm next to the script
       } catch (e) {
-        throw new UserError(`Could not start the engine (bedside_bg.wasm): ${errorMessage(e)}`);
+        throw new UserError(`Could not start the engine (${script.replace('.js', '_bg.wasm')}): ${errorMessage(e)}`);
       }
-      return bedside.version();
+      return { version: bedside.version(), cpuLanes: bedside.cpu_lanes() };
     })();
     initPromise.catch(() => {
       initPromise = null;
@@ -327,8 +347,8 @@ function poolFor(workers, msg) {
 async function handle(msg) {
   switch (msg.type) {
     case 'init': {
-      const version = await ensureEngine();
-      post({ type: 'ready', version });
+      const { version, cpuLanes } = await ensureEngine();
+      post({ type: 'ready', version, cpuLanes });
       return;
     }
     case 'device': {

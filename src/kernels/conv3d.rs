@@ -15,7 +15,7 @@ use super::microkernel::{self, Tile};
 /// Which inner loop runs the tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lanes {
-    /// Relaxed-SIMD FMA (wasm only).
+    /// Relaxed-SIMD FMA (wasm builds with the `relaxed-simd` feature).
     RelaxedSimd,
     /// SIMD128 multiply and add (wasm only).
     Simd128,
@@ -32,10 +32,13 @@ impl Lanes {
         }
     }
 
-    /// The lanes this build can run.
+    /// The lanes this build can run: relaxed SIMD only in a wasm build with
+    /// the `relaxed-simd` feature (the engine for browsers that validate it).
     pub fn available() -> &'static [Lanes] {
-        if cfg!(target_arch = "wasm32") {
+        if cfg!(all(target_arch = "wasm32", feature = "relaxed-simd")) {
             &[Lanes::RelaxedSimd, Lanes::Simd128, Lanes::Portable]
+        } else if cfg!(target_arch = "wasm32") {
+            &[Lanes::Simd128, Lanes::Portable]
         } else {
             &[Lanes::Portable]
         }
@@ -116,13 +119,17 @@ fn pad_channels_last(x: &[f32], g: &Geometry) -> Vec<f32> {
     let [_, hp, wp] = g.padded();
     let c_in = g.in_channels;
     let mut out = vec![0.0f32; g.padded().iter().product::<usize>() * c_in];
-    for c in 0..c_in {
-        for z in 0..d {
-            for y in 0..h {
+    // Row by row: one output row `[w][c]` (a few KB) gathers the same row of
+    // every channel, so both sides stay in L1. (Channel by channel, each of
+    // the c_in sweeps would stride over the whole padded volume.)
+    for z in 0..d {
+        for y in 0..h {
+            let dst = (((z + pd) * hp + y + ph) * wp + pw) * c_in;
+            let row = &mut out[dst..dst + w * c_in];
+            for c in 0..c_in {
                 let src = ((c * d + z) * h + y) * w;
-                let dst = (((z + pd) * hp + y + ph) * wp + pw) * c_in + c;
                 for (i, &v) in x[src..src + w].iter().enumerate() {
-                    out[dst + i * c_in] = v;
+                    row[i * c_in + c] = v;
                 }
             }
         }
@@ -158,8 +165,16 @@ pub fn conv3d(x: &[f32], weights: &[f32], bias: Option<&[f32]>, g: &Geometry, la
     let out_voxels = od * oh * ow;
     let block_len = taps_n * c_in * width;
     let mut result = vec![0.0f32; g.batch * g.out_channels * out_voxels];
-    // Channels-last output of one block: `[voxel][4·NV]`.
-    let mut staged = vec![0.0f32; out_voxels * width];
+    let plane_len = oh * ow * width;
+    // Output planes per slab: the slab's channels-last result (`[voxel][4·NV]`)
+    // is written back to NCDHW while it is still in cache, and it is all the
+    // staging memory a layer needs (a whole block's staging was 100 MB at
+    // HD-BET's first level). Natively a slab has planes for every core.
+    #[cfg(not(target_arch = "wasm32"))]
+    let slab = 2 * rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    let slab = 1;
+    let mut staged = vec![0.0f32; slab.min(od) * plane_len];
     let item_len = c_in * d * h * w;
     for n in 0..g.batch {
         let padded = pad_channels_last(&x[n * item_len..(n + 1) * item_len], g);
@@ -172,25 +187,34 @@ pub fn conv3d(x: &[f32], weights: &[f32], bias: Option<&[f32]>, g: &Geometry, la
                 weights: &packed[block * block_len..(block + 1) * block_len],
                 outputs: &[],
             };
-            let plane_len = oh * ow * width;
-            let plane = |(z, out): (usize, &mut [f32])| sweep_plane(&tile, out, z, [oh, ow], g.stride, &row, width, nv, mr, lanes);
-            // Natively the planes share the cores (flex's gemm does too); a
-            // browser's wasm instance has one thread, and workers split the
-            // work above this level.
-            #[cfg(not(target_arch = "wasm32"))]
-            {
-                use rayon::prelude::*;
-                staged.par_chunks_mut(plane_len).enumerate().for_each(plane);
-            }
-            #[cfg(target_arch = "wasm32")]
-            staged.chunks_mut(plane_len).enumerate().for_each(plane);
-            // Back to NCDHW, with the bias.
-            for lane in 0..width.min(g.out_channels - block * width) {
-                let o = block * width + lane;
-                let b = bias.map_or(0.0, |b| b[o]);
-                let dst = &mut result[(n * g.out_channels + o) * out_voxels..][..out_voxels];
-                for (v, out) in dst.iter_mut().enumerate() {
-                    *out = staged[v * width + lane] + b;
+            let lanes_here = width.min(g.out_channels - block * width);
+            for z0 in (0..od).step_by(slab) {
+                let planes = &mut staged[..(slab.min(od - z0)) * plane_len];
+                let plane = |(i, out): (usize, &mut [f32])| sweep_plane(&tile, out, z0 + i, [oh, ow], g.stride, &row, width, nv, mr, lanes);
+                // Natively the planes share the cores (flex's gemm does too); a
+                // browser's wasm instance has one thread, and workers split the
+                // work above this level.
+                #[cfg(not(target_arch = "wasm32"))]
+                {
+                    use rayon::prelude::*;
+                    planes.par_chunks_mut(plane_len).enumerate().for_each(plane);
+                }
+                #[cfg(target_arch = "wasm32")]
+                planes.chunks_mut(plane_len).enumerate().for_each(plane);
+                // Back to NCDHW, with the bias, 256 voxels at a time: their
+                // `[voxel][4·NV]` cells (at most 16 KB) stay in L1 while each
+                // channel takes its lane.
+                let first = z0 * oh * ow;
+                for (k, chunk) in planes.chunks(256 * width).enumerate() {
+                    let v0 = first + k * 256;
+                    for lane in 0..lanes_here {
+                        let o = block * width + lane;
+                        let b = bias.map_or(0.0, |b| b[o]);
+                        let dst = &mut result[(n * g.out_channels + o) * out_voxels + v0..][..chunk.len() / width];
+                        for (out, cell) in dst.iter_mut().zip(chunk.chunks_exact(width)) {
+                            *out = cell[lane] + b;
+                        }
+                    }
                 }
             }
         }
@@ -242,8 +266,10 @@ fn check_tile(t: &Tile, out_len: usize, width: usize) {
 
 fn run_tile(t: &Tile, out: &mut [f32], nv: usize, mr: usize, lanes: Lanes) {
     use microkernel::tile_portable;
+    #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+    use microkernel::wasm::tile_relaxed;
     #[cfg(target_arch = "wasm32")]
-    use microkernel::wasm::{tile_relaxed, tile_simd128};
+    use microkernel::wasm::tile_simd128;
     macro_rules! dispatch {
         ($f:ident) => {
             match (nv, mr) {
@@ -256,8 +282,9 @@ fn run_tile(t: &Tile, out: &mut [f32], nv: usize, mr: usize, lanes: Lanes) {
         };
     }
     match lanes {
-        #[cfg(target_arch = "wasm32")]
-        // SAFETY: this module only validates in engines with relaxed SIMD.
+        #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+        // SAFETY: a module built with this feature only validates in engines
+        // with relaxed SIMD (www/worker.js loads it only there).
         Lanes::RelaxedSimd => unsafe { dispatch!(tile_relaxed) },
         #[cfg(target_arch = "wasm32")]
         Lanes::Simd128 => dispatch!(tile_simd128),

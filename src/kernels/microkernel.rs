@@ -11,7 +11,8 @@
 //! place saves the copy.
 //!
 //! Three lane types implement [`Lanes`]: relaxed SIMD and plain SIMD128 on
-//! wasm, and a portable one natively (four f32, which LLVM vectorises). The
+//! wasm (the relaxed one only in builds with the `relaxed-simd` feature), and
+//! a portable one natively (four f32, which LLVM vectorises). The
 //! tile body is one generic function; each lane type gets its own
 //! instantiation, compiled with its target feature.
 
@@ -117,6 +118,7 @@ pub mod wasm {
     #[derive(Clone, Copy)]
     pub struct Simd128(v128);
 
+    #[cfg(feature = "relaxed-simd")]
     #[derive(Clone, Copy)]
     pub struct Relaxed(v128);
 
@@ -153,6 +155,7 @@ pub mod wasm {
     lanes!(Simd128, |a, b, c| f32x4_add(f32x4_mul(a, b), c));
     // Fused or not, as the engine decides (one FMA in Chromium on x86 and
     // ARM). Used only through `tile_relaxed`, which enables the feature.
+    #[cfg(feature = "relaxed-simd")]
     lanes!(Relaxed, f32x4_relaxed_madd);
 
     /// The relaxed-SIMD tile: the FMA instruction exists only inside
@@ -160,6 +163,7 @@ pub mod wasm {
     ///
     /// # Safety
     /// The engine must support relaxed SIMD (every Chromium since 114).
+    #[cfg(feature = "relaxed-simd")]
     #[target_feature(enable = "relaxed-simd")]
     pub unsafe fn tile_relaxed<const NV: usize, const MR: usize>(t: &Tile, out: &mut [f32]) {
         super::tile::<Relaxed, NV, MR>(t, out)

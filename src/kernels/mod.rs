@@ -1,19 +1,24 @@
 //! Hand-written CPU kernels behind Burn's modules: a fast path that models
 //! take for inference on the flex device, while everything else (WebGPU,
-//! training on the autodiff device, layers the kernel does not cover) stays
+//! training on the autodiff device, layers the kernels do not cover) stays
 //! on Burn's own operations. Models stay Burn modules; only the arithmetic
-//! of an untracked CPU convolution moves here.
+//! of untracked CPU tensors moves here: the convolution ([`conv3d`]), the
+//! instance norm with its leaky ReLU ([`norm`]) and the trilinear ×2
+//! upsampling ([`upsample`]).
 //!
 //! Which kernel runs is one process-wide choice ([`set_cpu_conv`]), so that
 //! a benchmark or a test can compare them on the same model.
 
 pub mod conv3d;
 mod microkernel;
+pub mod norm;
+pub mod upsample;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use burn::nn::conv::Conv3d;
-use burn::nn::PaddingConfig3d;
+use burn::nn::{InstanceNorm, PaddingConfig3d};
+use burn::tensor::activation::leaky_relu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
 pub use conv3d::{Geometry, Lanes};
@@ -45,18 +50,20 @@ impl CpuConv {
         };
         match choice {
             CpuConv::Direct(lanes) if !Lanes::available().contains(&lanes) => {
-                Err(format!("{name} needs a wasm build; this build has {:?}", Lanes::available()))
+                let has: Vec<&str> = Lanes::available().iter().map(|l| l.name()).collect();
+                Err(format!("this engine cannot run the {name} convolution; it has burn, {}", has.join(", ")))
             }
             ok => Ok(ok),
         }
     }
 
-    /// The default of this build: relaxed SIMD in the browser, where it
-    /// measured fastest; natively Burn's gemm, which uses AVX2/FMA and every
-    /// core and which the portable lanes do not beat (README, Speed).
+    /// The default of this build: in the browser the direct kernel on the
+    /// fastest lanes the engine has (relaxed SIMD, else SIMD128, both faster
+    /// than Burn's gemm there); natively Burn's gemm, which uses AVX2/FMA and
+    /// every core and which the portable lanes do not beat (README, Speed).
     pub fn default_for_build() -> Self {
         if cfg!(target_arch = "wasm32") {
-            CpuConv::Direct(Lanes::RelaxedSimd)
+            CpuConv::Direct(Lanes::available()[0])
         } else {
             CpuConv::Burn
         }
@@ -103,6 +110,13 @@ pub fn conv_ms() -> f64 {
     CONV_MICROS.load(Ordering::Relaxed) as f64 / 1000.0
 }
 
+/// Whether a hand-written kernel may take `x`: f32 on the flex device, with
+/// no autodiff graph to record (training keeps Burn's differentiable ops).
+pub fn untracked_cpu_f32(x: &Tensor<5>) -> bool {
+    let device = x.device();
+    !device.is_autodiff() && device == Device::flex() && x.dtype() == DType::F32
+}
+
 /// `conv.forward(x)`, on the direct kernel where it applies.
 pub fn conv3d_forward(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
     let Some(g) = direct_geometry(conv, &x) else { return conv.forward(x) };
@@ -120,8 +134,7 @@ pub fn conv3d_forward(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
 /// The geometry when the direct kernel covers this call: untracked f32 on
 /// the flex device, one group, no dilation, explicit symmetric padding.
 fn direct_geometry(conv: &Conv3d, x: &Tensor<5>) -> Option<Geometry> {
-    let device = x.device();
-    if device.is_autodiff() || device != Device::flex() || x.dtype() != DType::F32 {
+    if !untracked_cpu_f32(x) {
         return None;
     }
     if conv.groups != 1 || conv.dilation != [1, 1, 1] {
@@ -154,4 +167,40 @@ fn direct(conv: &Conv3d, x: Tensor<5>, g: &Geometry, lanes: Lanes) -> Tensor<5> 
     let out = conv3d::conv3d(input, weight, bias, g, lanes);
     let [od, oh, ow] = g.out_size();
     Tensor::from_data(TensorData::new(out, [g.batch, g.out_channels, od, oh, ow]), &device)
+}
+
+/// `leaky_relu(norm.forward(x), slope)`: in one step ([`norm`]) wherever the
+/// direct convolution runs, so that choosing "burn" still runs Burn's own
+/// operations throughout, as the reference.
+pub fn instance_norm_leaky_relu(norm: &InstanceNorm, x: Tensor<5>, slope: f64) -> Tensor<5> {
+    let affine_complete = !norm.affine || (norm.gamma.is_some() && norm.beta.is_some());
+    if !matches!(cpu_conv(), CpuConv::Direct(_)) || !untracked_cpu_f32(&x) || !affine_complete {
+        return leaky_relu(norm.forward(x), slope);
+    }
+    let dims @ [_, c, d, h, w] = x.dims();
+    assert_eq!(c, norm.num_channels, "instance norm of {} channels on {c}", norm.num_channels);
+    let device = x.device();
+    let values = |t: Tensor<1>| t.into_data().try_into_vec::<f32>().expect("f32 parameters of an f32 layer");
+    let mut data = f32_values(x);
+    let gamma = norm.gamma.as_ref().filter(|_| norm.affine).map(|g| values(g.val()));
+    let beta = norm.beta.as_ref().filter(|_| norm.affine).map(|b| values(b.val()));
+    let affine = gamma.as_deref().zip(beta.as_deref());
+    norm::instance_norm_leaky_relu(&mut data, c, d * h * w, affine, norm.epsilon, slope as f32);
+    Tensor::from_data(TensorData::new(data, dims), &device)
+}
+
+/// Trilinear ×2 ([`upsample`]) of a tensor [`untracked_cpu_f32`] admits,
+/// whichever convolution is chosen: it gives the Burn version's bits, faster
+/// (natively too).
+pub fn upsample_trilinear_x2(x: Tensor<5>) -> Tensor<5> {
+    assert!(untracked_cpu_f32(&x), "the slice upsampling takes untracked f32 on the CPU");
+    let [n, c, d, h, w] = x.dims();
+    let device = x.device();
+    let out = upsample::trilinear_x2(&f32_values(x), [n, c, d, h, w]);
+    Tensor::from_data(TensorData::new(out, [n, c, 2 * d, 2 * h, 2 * w]), &device)
+}
+
+/// The values of a tensor [`untracked_cpu_f32`] admitted.
+fn f32_values(x: Tensor<5>) -> Vec<f32> {
+    x.into_data().try_into_vec::<f32>().expect("untracked_cpu_f32 admitted only f32")
 }

@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{InstanceNorm, InstanceNormConfig};
-use burn::tensor::activation::leaky_relu;
+use crate::kernels::instance_norm_leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 use super::conv::{Conv, ConvBuilder, ConvSpec, Factorisation};
@@ -79,8 +79,8 @@ impl EncodingModule {
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let skip = x.clone();
-        let x = self.conv1.forward(leaky_relu(self.bn_1.forward(x), self.leakiness));
-        let x = self.conv2.forward(leaky_relu(self.bn_2.forward(x), self.leakiness));
+        let x = self.conv1.forward(instance_norm_leaky_relu(&self.bn_1, x, self.leakiness));
+        let x = self.conv2.forward(instance_norm_leaky_relu(&self.bn_2, x, self.leakiness));
         x + skip
     }
 }
@@ -103,7 +103,7 @@ impl DownsamplingModule {
     }
 
     fn forward(&self, x: Tensor<5>) -> (Tensor<5>, Tensor<5>) {
-        let x = leaky_relu(self.bn.forward(x), self.leakiness);
+        let x = instance_norm_leaky_relu(&self.bn, x, self.leakiness);
         let down = self.downsample.forward(x.clone());
         (x, down)
     }
@@ -129,7 +129,7 @@ impl UpsamplingModule {
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let x = self.upsample_conv.forward(upsample_trilinear_x2(x));
-        leaky_relu(self.bn.forward(x), self.leakiness)
+        instance_norm_leaky_relu(&self.bn, x, self.leakiness)
     }
 }
 
@@ -156,8 +156,8 @@ impl LocalizationModule {
     }
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let x = leaky_relu(self.bn_1.forward(self.conv1.forward(x)), self.leakiness);
-        leaky_relu(self.bn_2.forward(self.conv2.forward(x)), self.leakiness)
+        let x = instance_norm_leaky_relu(&self.bn_1, self.conv1.forward(x), self.leakiness);
+        instance_norm_leaky_relu(&self.bn_2, self.conv2.forward(x), self.leakiness)
     }
 }
 
@@ -299,7 +299,7 @@ impl HdBet {
         let (skip4, x) = self.down4.forward(x);
         let x = self.context5.forward(x);
 
-        let x = leaky_relu(self.bn_after_context5.forward(x), self.network_leakiness);
+        let x = instance_norm_leaky_relu(&self.bn_after_context5, x, self.network_leakiness);
         let bottleneck = x.clone();
         let x = self.up1.forward(x);
         let x = self.loc1.forward(Tensor::cat(vec![skip4, x], 1));
@@ -311,8 +311,8 @@ impl HdBet {
         let x = self.up4.forward(x);
 
         let x = Tensor::cat(vec![skip1, x], 1);
-        let x = leaky_relu(self.end_conv_1_bn.forward(self.end_conv_1.forward(x)), self.network_leakiness);
-        let x = leaky_relu(self.end_conv_2_bn.forward(self.end_conv_2.forward(x)), self.network_leakiness);
+        let x = instance_norm_leaky_relu(&self.end_conv_1_bn, self.end_conv_1.forward(x), self.network_leakiness);
+        let x = instance_norm_leaky_relu(&self.end_conv_2_bn, self.end_conv_2.forward(x), self.network_leakiness);
         Taps { encoder, bottleneck, decoder, logits: self.seg_layer.forward(x) }
     }
 }

@@ -13,6 +13,8 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{InstanceNorm, InstanceNormConfig};
 use burn::tensor::activation::leaky_relu;
+
+use crate::kernels::instance_norm_leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 use super::conv::{Conv, ConvBuilder, ConvSpec, Factorisation};
@@ -69,11 +71,10 @@ impl ConvUnit {
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let x = self.conv.forward(x);
-        let x = match &self.norm {
-            Some(norm) => norm.forward(x),
-            None => x,
-        };
-        leaky_relu(x, self.leakiness)
+        match &self.norm {
+            Some(norm) => instance_norm_leaky_relu(norm, x, self.leakiness),
+            None => leaky_relu(x, self.leakiness),
+        }
     }
 }
 

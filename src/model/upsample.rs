@@ -10,7 +10,18 @@
 use burn::tensor::{Int, Tensor, TensorData};
 
 /// Upsamples the three spatial axes of `[batch, channels, d, h, w]` by two.
+/// Inference on the CPU takes the slice version (`kernels::upsample`), the
+/// same arithmetic in fewer passes; training and WebGPU take [`burn_trilinear_x2`].
 pub fn upsample_trilinear_x2(x: Tensor<5>) -> Tensor<5> {
+    if crate::kernels::untracked_cpu_f32(&x) {
+        crate::kernels::upsample_trilinear_x2(x)
+    } else {
+        burn_trilinear_x2(x)
+    }
+}
+
+/// The same in Burn operations: differentiable, and on any backend.
+pub fn burn_trilinear_x2(x: Tensor<5>) -> Tensor<5> {
     let x = upsample_axis_x2(x, 2);
     let x = upsample_axis_x2(x, 3);
     upsample_axis_x2(x, 4)

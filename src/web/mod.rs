@@ -337,6 +337,9 @@ pub async fn segment(
         conv_flops: u64,
         /// Which CPU convolution ran (on wgpu: none).
         cpu_conv: Option<&'static str>,
+        /// The engine build: "relaxed-simd", or "simd128" for the fallback
+        /// engine of browsers without relaxed SIMD.
+        cpu_lanes: &'static str,
         /// This worker's wasm memory: it only grows, so it is the peak.
         wasm_memory_mb: f64,
         /// The workers that ran the passes (1: this one).
@@ -359,6 +362,7 @@ pub async fn segment(
         dims: vol.dims,
         conv_flops: seg.conv_flops,
         cpu_conv: (backend == Backend::Cpu).then(|| crate::kernels::cpu_conv().name()),
+        cpu_lanes: crate::kernels::Lanes::available()[0].name(),
         wasm_memory_mb: wasm_memory_mb(),
         // The pool starts no more helpers than a run has passes (www/pool.js).
         workers: if pooled { width.min(seg.windows * model.networks().count()) } else { 1 },

@@ -88,12 +88,20 @@ pub async fn run_pass(member: usize, shape: Vec<usize>, patch: Vec<f32>, mirror:
     Ok(js_sys::Float32Array::from(probs.remove(0).as_slice()))
 }
 
-/// Chooses this worker's CPU convolution: "relaxed-simd", "simd128" or
-/// "burn" (see `kernels`).
+/// Chooses this worker's CPU convolution: "relaxed-simd" (not in the
+/// fallback engine), "simd128" or "burn" (see `kernels`).
 #[wasm_bindgen]
 pub fn set_cpu_conv(name: &str) -> Result<(), JsError> {
     set_choice(CpuConv::parse(name).map_err(|e| JsError::new(&e))?);
     Ok(())
+}
+
+/// The fastest convolution lanes this engine build has: "relaxed-simd" in
+/// the engine for browsers that validate relaxed SIMD, "simd128" in the
+/// fallback engine (www/worker.js loads one or the other).
+#[wasm_bindgen]
+pub fn cpu_lanes() -> String {
+    crate::kernels::Lanes::available()[0].name().to_string()
 }
 
 /// This worker's wasm memory in MB (it only grows: its peak).

@@ -4,6 +4,8 @@
 // - the student on 2 workers with the relaxed-SIMD direct convolution gives the mask of Burn's
 //   own convolution on 1 worker (Dice >= 0.999), and each worker reports its memory;
 // - HD-BET, the model the issue's target is about, the same on the sample;
+// - the fallback engine for browsers without relaxed SIMD (forced with ?engine=simd128) gives the
+//   same mask, and fetches only its own module; it refuses the relaxed-SIMD kernel with a message;
 // - the form runs a matrix and fills the table; a model that does not exist is a clear error;
 // - the main page's Device panel shows the worker count (the cores by default) and takes another;
 // - no request carries a body, nothing leaves the origin.
@@ -72,6 +74,26 @@ describe('bench.html', { timeout: 3 * TEST_TIMEOUT_MS }, () => {
     assert.deepEqual(networkProblems(app.log, app.server), []);
   });
 
+  test('the fallback engine without relaxed SIMD (?engine=simd128) gives the mask of Burn on 1 worker', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const { app, error, result: r } = await benchResult('model=student-s&backend=cpu&workers=2&runs=1&check=1&engine=simd128');
+    assert.equal(error, '');
+    assert.equal(r.engine, 'simd128');
+    // Its default convolution is the direct kernel on SIMD128 lanes: it has no relaxed SIMD.
+    assertCpuResult(r, { model: 'student-s', conv: 'simd128', workers: 2 });
+    t.diagnostic(`student-s, fallback engine: ${r.stages_ms.inference.toFixed(0)} ms inference on 2 workers; Dice ${r.check.dice}`);
+    assert.ok(r.check.dice >= 0.999, `Dice ${r.check.dice}`);
+    // The engine and both helpers fetched the fallback module, never the relaxed-SIMD one.
+    const wasm = app.log.requests.map((q) => new URL(q.url).pathname).filter((p) => p.endsWith('.wasm'));
+    assert.ok(wasm.filter((p) => p.endsWith('/bedside_simd128_bg.wasm')).length >= 3, `wasm fetched: ${wasm.join(', ')}`);
+    assert.ok(!wasm.some((p) => p.endsWith('/bedside_bg.wasm')), `wasm fetched: ${wasm.join(', ')}`);
+    assert.deepEqual(networkProblems(app.log, app.server), []);
+  });
+
+  test('the fallback engine refuses the relaxed-SIMD kernel with a clear message', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const { error } = await benchResult('model=student-s&backend=cpu&workers=1&conv=relaxed-simd&engine=simd128');
+    assert.match(error, /this engine cannot run the relaxed-simd convolution; it has burn, simd128, portable/);
+  });
+
   test('the form runs its matrix into the table; an unknown model is a clear error', { timeout: TEST_TIMEOUT_MS }, async () => {
     const { app, error } = await benchResult('model=no-such-model&backend=cpu&workers=1');
     assert.match(error, /no model "no-such-model"/);
@@ -94,6 +116,8 @@ describe('bench.html', { timeout: 3 * TEST_TIMEOUT_MS }, () => {
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
     assert.equal(await page.inputValue(tid('workers-input')), String(cores));
     assert.match(await page.textContent(tid('workers-note')), new RegExp(`reports ${cores} cores?; CPU runs use ${cores}\\.`));
+    // Chromium has relaxed SIMD: the engine with fused multiply-add loaded.
+    await page.waitForFunction(() => /CPU engine: relaxed SIMD \(fused multiply-add\)\./.test(document.querySelector('[data-testid="workers-note"]').textContent), null, { timeout: 60_000 });
     await loadSample(page);
     await page.selectOption(tid('model-select'), 'student-s');
     await page.fill(tid('workers-input'), '1');

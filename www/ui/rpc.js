@@ -13,6 +13,14 @@
 //   page decides whether to restart. Terminating is the only way to stop a running wasm call, so
 //   restart() is also how a page cancels.
 
+/** The worker's URL, carrying the page's `?engine=simd128` when it has one: that makes the worker
+ * load the fallback engine without relaxed SIMD (www/worker.js), so a test or a benchmark can run
+ * it in a browser that has relaxed SIMD. */
+function engineUrl(url) {
+  const asked = new URLSearchParams(location.search).get('engine');
+  return asked ? `${url}?engine=${encodeURIComponent(asked)}` : url;
+}
+
 export class Engine {
   /**
    * @param {object} options
@@ -56,7 +64,7 @@ export class Engine {
     this.onStarting?.();
     let worker;
     try {
-      worker = new Worker(this.url, { type: 'module', name: this.name });
+      worker = new Worker(engineUrl(this.url), { type: 'module', name: this.name });
     } catch (e) {
       this.onStartFailed?.(e);
       return;

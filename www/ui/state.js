@@ -83,6 +83,9 @@ export const el = {
 
 export const state = {
   engineVersion: null,
+  // The engine build the worker loaded: 'relaxed-simd', or 'simd128' where the browser has no
+  // relaxed SIMD (www/worker.js).
+  cpuLanes: null,
   engineReady: false,
   models: [], // {id, name, path} from models/index.json, or {id, name, uploaded: {json, weights}}
   volume: null, // { name, bytes: ArrayBuffer, info }
