@@ -170,8 +170,10 @@ fn direct(conv: &Conv3d, x: Tensor<5>, g: &Geometry, lanes: Lanes) -> Tensor<5> 
 }
 
 /// `leaky_relu(norm.forward(x), slope)`: in one step ([`norm`]) wherever the
-/// direct convolution runs, so that choosing "burn" still runs Burn's own
-/// operations throughout, as the reference.
+/// direct convolution runs, so that choosing "burn" keeps Burn's own
+/// arithmetic throughout, as the reference (the slice upsampling gives
+/// Burn's bits, so it runs either way). It rounds differently from Burn's
+/// passes: HD-BET's mask moves by a few voxels (Dice 0.999998, README Speed).
 pub fn instance_norm_leaky_relu(norm: &InstanceNorm, x: Tensor<5>, slope: f64) -> Tensor<5> {
     let affine_complete = !norm.affine || (norm.gamma.is_some() && norm.beta.is_some());
     if !matches!(cpu_conv(), CpuConv::Direct(_)) || !untracked_cpu_f32(&x) || !affine_complete {
