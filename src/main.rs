@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bedside::cli::{commands, compress, lora, teach, train, CliError};
+use bedside::inference::pipeline::SegmentOptions;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -44,6 +45,10 @@ enum Command {
         /// quality signal (a second run: twice the time).
         #[arg(long)]
         mirror_check: bool,
+        /// One window over the whole padded volume, as HD-BET's own code runs (CPU only; memory grows
+        /// with the volume). The default tiles with the package's patch size.
+        #[arg(long)]
+        whole_volume: bool,
         /// Average every ensemble member the package lists (HD-BET: all 5 folds, 5× slower).
         #[arg(long)]
         ensemble: bool,
@@ -275,8 +280,9 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Info { volume } => commands::info(&volume, cli.json),
-        Command::Segment { volume, model, out, backend, tta, mirror_check, ensemble, adapter } => {
-            commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, tta, mirror_check, ensemble, cli.json)
+        Command::Segment { volume, model, out, backend, tta, mirror_check, whole_volume, ensemble, adapter } => {
+            let options = SegmentOptions { mirror: tta, mirror_check, whole_volume, ..SegmentOptions::default() };
+            commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, options, ensemble, cli.json)
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),
         Command::ImportHdbet { weights, out } => commands::import_hdbet(&weights, &out, cli.json),

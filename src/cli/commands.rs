@@ -104,15 +104,19 @@ pub fn segment(
     adapter: Option<&Path>,
     out: &Path,
     backend: &str,
-    tta: bool,
-    mirror_check: bool,
+    options: SegmentOptions,
     ensemble: bool,
     json: bool,
 ) -> Result<(), CliError> {
+    if options.whole_volume && backend != "cpu" {
+        return Err(CliError(format!(
+            "--whole-volume runs on the CPU only: on {backend} the device's largest buffer bounds the window"
+        )));
+    }
     let opened = open_device(backend)?;
     let model = super::lora::load_model_with(model, ensemble, adapter, &opened.device)?;
     let bytes = read_file(path)?;
-    let (volume, seg) = run_segmentation(&bytes, &model, &opened, SegmentOptions { mirror: tta, mirror_check, ..SegmentOptions::default() })?;
+    let (volume, seg) = run_segmentation(&bytes, &model, &opened, options)?;
     let backend = opened.backend;
     let mask = volume::write_label_nifti_gz(&volume, &seg.labels)?;
     std::fs::write(out, mask).map_err(|e| CliError(format!("cannot write {}: {e}", out.display())))?;

@@ -26,11 +26,16 @@ pub struct SegmentOptions {
     /// two masks agree (`Quality::mirror_dice`): a second quality signal that
     /// doubles the run's time, so it is asked for, not run by default.
     pub mirror_check: bool,
+    /// One window over the whole padded volume, as HD-BET's own code runs:
+    /// no tiling, so its memory grows with the volume (`max_buffer_bytes` is
+    /// not consulted: the CLI offers it on the CPU only). Measured against
+    /// the 128³ windows in README, Speed.
+    pub whole_volume: bool,
 }
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        Self { mirror: false, step_fraction: 0.75, max_buffer_bytes: None, mirror_check: false }
+        Self { mirror: false, step_fraction: 0.75, max_buffer_bytes: None, mirror_check: false, whole_volume: false }
     }
 }
 
@@ -211,6 +216,8 @@ async fn segment_once<R: PassRunner>(
         model.network.peak_bytes_per_voxel(),
         options.max_buffer_bytes,
     );
+    // The padded volume is a multiple of `divisible_by`, so it is a valid window.
+    let patch = if options.whole_volume { prepared.padded_dims } else { patch };
     let plan = WindowPlan {
         dims: prepared.padded_dims,
         patch,
