@@ -191,16 +191,7 @@ pub fn conv3d(x: &[f32], weights: &[f32], bias: Option<&[f32]>, g: &Geometry, la
             for z0 in (0..od).step_by(slab) {
                 let planes = &mut staged[..(slab.min(od - z0)) * plane_len];
                 let plane = |(i, out): (usize, &mut [f32])| sweep_plane(&tile, out, z0 + i, [oh, ow], g.stride, &row, width, nv, mr, lanes);
-                // Natively the planes share the cores (flex's gemm does too); a
-                // browser's wasm instance has one thread, and workers split the
-                // work above this level.
-                #[cfg(not(target_arch = "wasm32"))]
-                {
-                    use rayon::prelude::*;
-                    planes.par_chunks_mut(plane_len).enumerate().for_each(plane);
-                }
-                #[cfg(target_arch = "wasm32")]
-                planes.chunks_mut(plane_len).enumerate().for_each(plane);
+                super::for_each_chunk(planes, plane_len, plane);
                 // Back to NCDHW, with the bias, 256 voxels at a time: their
                 // `[voxel][4·NV]` cells (at most 16 KB) stay in L1 while each
                 // channel takes its lane.

@@ -89,6 +89,19 @@ impl CpuConv {
     }
 }
 
+/// `f` on each `len`-long chunk of `x` with its index: natively on every
+/// core (flex's gemm uses them too); a browser's wasm instance has one
+/// thread, and workers split the work above this level.
+pub(crate) fn for_each_chunk(x: &mut [f32], len: usize, f: impl Fn((usize, &mut [f32])) + Send + Sync) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        x.par_chunks_mut(len).enumerate().for_each(f);
+    }
+    #[cfg(target_arch = "wasm32")]
+    x.chunks_mut(len).enumerate().for_each(f);
+}
+
 /// 0: not set, the build's default.
 static CPU_CONV: AtomicU8 = AtomicU8::new(0);
 

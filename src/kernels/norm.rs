@@ -6,7 +6,8 @@
 //! allocation. Every layer of HD-BET and of the students pays this, and on
 //! one wasm thread it measured a large share of the time outside the
 //! convolutions. Here each channel's plane is read once for its statistics
-//! (sums in f64, so the one-pass variance does not cancel) and once more to
+//! (shifted by an estimate of the mean and summed into f64, so the one-pass
+//! variance does not cancel; see `moments`) and once more to
 //! write the normalised, scaled, shifted and rectified value in place.
 
 /// Normalises every `[n, c]` plane of NCDHW `x` (planes of `spatial`
@@ -31,13 +32,7 @@ pub fn instance_norm_leaky_relu(
         let (g, b) = affine.map_or((1.0, 0.0), |(g, b)| (g[c], b[c]));
         normalise_plane(plane, g, b, epsilon, slope);
     };
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        x.par_chunks_mut(spatial).enumerate().for_each(per_plane);
-    }
-    #[cfg(target_arch = "wasm32")]
-    x.chunks_mut(spatial).enumerate().for_each(per_plane);
+    super::for_each_chunk(x, spatial, per_plane);
 }
 
 /// Mean and biased variance in one pass. The values are shifted by an

@@ -41,14 +41,7 @@ fn axis_x2(x: &[f32], outer: usize, n: usize, inner: usize) -> Vec<f32> {
             }
         }
     };
-    let chunk = 2 * n * inner;
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(chunk).enumerate().for_each(per_outer);
-    }
-    #[cfg(target_arch = "wasm32")]
-    out.chunks_mut(chunk).enumerate().for_each(per_outer);
+    super::for_each_chunk(&mut out, 2 * n * inner, per_outer);
     out
 }
 
