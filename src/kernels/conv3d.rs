@@ -82,7 +82,7 @@ impl Geometry {
 /// one with the lowest cost: padded channels (the block's waste past
 /// `c_out`) weighted by the loads each multiply-add needs,
 /// `(NV + MR) / (NV·MR)`, at half the cost of the multiply-add itself.
-fn block_shape(out_channels: usize) -> (usize, usize) {
+pub(super) fn block_shape(out_channels: usize) -> (usize, usize) {
     let candidates = [(4, 2), (3, 3), (2, 5), (1, 10)];
     let cost = |&(nv, mr): &(usize, usize)| {
         let padded = out_channels.div_ceil(4 * nv) * 4 * nv;
@@ -112,13 +112,15 @@ fn pack_weights(weights: &[f32], g: &Geometry, width: usize) -> Vec<f32> {
     packed
 }
 
-/// One batch item `[c][d][h][w]` → zero-padded `[d][h][w][c]`.
-fn pad_channels_last(x: &[f32], g: &Geometry) -> Vec<f32> {
+/// One batch item `[c][d][h][w]` → zero-padded `[d][h][w][c]` of extents
+/// `padded` (at least the geometry's; any excess is zeros at the far end).
+pub(super) fn pad_channels_last(x: &[f32], g: &Geometry, padded: [usize; 3]) -> Vec<f32> {
     let [d, h, w] = g.size;
     let [pd, ph, pw] = g.padding;
-    let [_, hp, wp] = g.padded();
+    let [_, hp, wp] = padded;
+    assert!((0..3).all(|a| padded[a] >= g.padded()[a]), "padded extents {padded:?} smaller than {:?}", g.padded());
     let c_in = g.in_channels;
-    let mut out = vec![0.0f32; g.padded().iter().product::<usize>() * c_in];
+    let mut out = vec![0.0f32; padded.iter().product::<usize>() * c_in];
     // Row by row: one output row `[w][c]` (a few KB) gathers the same row of
     // every channel, so both sides stay in L1. (Channel by channel, each of
     // the c_in sweeps would stride over the whole padded volume.)
@@ -177,8 +179,10 @@ pub fn conv3d(x: &[f32], weights: &[f32], bias: Option<&[f32]>, g: &Geometry, la
     let mut staged = vec![0.0f32; slab.min(od) * plane_len];
     let item_len = c_in * d * h * w;
     for n in 0..g.batch {
-        let padded = pad_channels_last(&x[n * item_len..(n + 1) * item_len], g);
+        let padded = pad_channels_last(&x[n * item_len..(n + 1) * item_len], g, g.padded());
+        let item = &mut result[n * g.out_channels * out_voxels..][..g.out_channels * out_voxels];
         for block in 0..blocks {
+            let lanes_here = width.min(g.out_channels - block * width);
             let tile = Tile {
                 input: &padded,
                 positions: &[],
@@ -187,30 +191,44 @@ pub fn conv3d(x: &[f32], weights: &[f32], bias: Option<&[f32]>, g: &Geometry, la
                 weights: &packed[block * block_len..(block + 1) * block_len],
                 outputs: &[],
             };
-            let lanes_here = width.min(g.out_channels - block * width);
             for z0 in (0..od).step_by(slab) {
                 let planes = &mut staged[..(slab.min(od - z0)) * plane_len];
                 let plane = |(i, out): (usize, &mut [f32])| sweep_plane(&tile, out, z0 + i, [oh, ow], g.stride, &row, width, nv, mr, lanes);
                 super::for_each_chunk(planes, plane_len, plane);
-                // Back to NCDHW, with the bias, 256 voxels at a time: their
-                // `[voxel][4·NV]` cells (at most 16 KB) stay in L1 while each
-                // channel takes its lane.
-                let first = z0 * oh * ow;
-                for (k, chunk) in planes.chunks(256 * width).enumerate() {
-                    let v0 = first + k * 256;
-                    for lane in 0..lanes_here {
-                        let o = block * width + lane;
-                        let b = bias.map_or(0.0, |b| b[o]);
-                        let dst = &mut result[(n * g.out_channels + o) * out_voxels + v0..][..chunk.len() / width];
-                        for (out, cell) in dst.iter_mut().zip(chunk.chunks_exact(width)) {
-                            *out = cell[lane] + b;
-                        }
-                    }
-                }
+                scatter_to_ncdhw(planes, width, block * width, lanes_here, z0 * oh * ow, item, out_voxels, bias);
             }
         }
     }
     result
+}
+
+/// Channels-last `cells` (`cell` floats per voxel, voxels from `first_voxel`
+/// on) back to one batch item's NCDHW `item`: lanes `0..channels` of each
+/// cell are output channels `first_channel..`, plus their bias. 256 voxels
+/// at a time, so that their cells (at most a few tens of KB) stay in L1
+/// while each channel takes its lane.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn scatter_to_ncdhw(
+    cells: &[f32],
+    cell: usize,
+    first_channel: usize,
+    channels: usize,
+    first_voxel: usize,
+    item: &mut [f32],
+    out_voxels: usize,
+    bias: Option<&[f32]>,
+) {
+    for (k, chunk) in cells.chunks(256 * cell).enumerate() {
+        let v0 = first_voxel + k * 256;
+        for lane in 0..channels {
+            let o = first_channel + lane;
+            let b = bias.map_or(0.0, |b| b[o]);
+            let dst = &mut item[o * out_voxels + v0..][..chunk.len() / cell];
+            for (out, c) in dst.iter_mut().zip(chunk.chunks_exact(cell)) {
+                *out = c[lane] + b;
+            }
+        }
+    }
 }
 
 /// Every tile of one output plane `z` of one channel block. Rows of `ow`
@@ -247,7 +265,7 @@ fn sweep_plane(
 }
 
 /// The bounds the unchecked SIMD loads rely on, checked once per tile.
-fn check_tile(t: &Tile, out_len: usize, width: usize) {
+pub(super) fn check_tile(t: &Tile, out_len: usize, width: usize) {
     let last_tap = t.taps.iter().max().copied().unwrap_or(0);
     let furthest = t.positions.iter().max().copied().unwrap_or(0) + last_tap + t.run;
     assert!(furthest <= t.input.len(), "tile reads past the input");
@@ -255,7 +273,7 @@ fn check_tile(t: &Tile, out_len: usize, width: usize) {
     assert!(t.outputs.iter().all(|&o| o + width <= out_len), "tile writes past the output");
 }
 
-fn run_tile(t: &Tile, out: &mut [f32], nv: usize, mr: usize, lanes: Lanes) {
+pub(super) fn run_tile(t: &Tile, out: &mut [f32], nv: usize, mr: usize, lanes: Lanes) {
     use microkernel::tile_portable;
     #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
     use microkernel::wasm::tile_relaxed;

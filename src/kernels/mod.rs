@@ -13,6 +13,7 @@ pub mod conv3d;
 mod microkernel;
 pub mod norm;
 pub mod upsample;
+pub mod winograd;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -28,63 +29,88 @@ pub use conv3d::{Geometry, Lanes};
 pub enum CpuConv {
     /// Burn flex's im2col + gemm.
     Burn,
-    /// [`conv3d::conv3d`] with these lanes.
+    /// [`winograd::conv3d`] for the 3³ stride-1 layers where it is faster,
+    /// [`conv3d::conv3d`] for the rest, with these lanes.
+    Fast(Lanes),
+    /// [`conv3d::conv3d`] alone, with these lanes: the reference the fast
+    /// choice is measured against.
     Direct(Lanes),
 }
 
 impl CpuConv {
+    /// `burn`, a lane name (`relaxed-simd`, `simd128`, `portable`: the fast
+    /// choice), or a lane name with `-direct` (the direct kernel alone).
     pub fn name(self) -> &'static str {
         match self {
             CpuConv::Burn => "burn",
-            CpuConv::Direct(lanes) => lanes.name(),
+            CpuConv::Fast(lanes) => lanes.name(),
+            CpuConv::Direct(Lanes::RelaxedSimd) => "relaxed-simd-direct",
+            CpuConv::Direct(Lanes::Simd128) => "simd128-direct",
+            CpuConv::Direct(Lanes::Portable) => "portable-direct",
+        }
+    }
+
+    /// The hand-written kernels' lanes, unless Burn's convolution is chosen.
+    pub fn lanes(self) -> Option<Lanes> {
+        match self {
+            CpuConv::Burn => None,
+            CpuConv::Fast(lanes) | CpuConv::Direct(lanes) => Some(lanes),
         }
     }
 
     pub fn parse(name: &str) -> Result<Self, String> {
-        let choice = match name {
-            "burn" => CpuConv::Burn,
-            "relaxed-simd" => CpuConv::Direct(Lanes::RelaxedSimd),
-            "simd128" => CpuConv::Direct(Lanes::Simd128),
-            "portable" => CpuConv::Direct(Lanes::Portable),
-            other => return Err(format!("unknown CPU convolution \"{other}\" (burn, relaxed-simd, simd128 or portable)")),
+        let (lanes_name, direct) = match name.strip_suffix("-direct") {
+            Some(lanes) => (lanes, true),
+            None => (name, false),
         };
-        match choice {
-            CpuConv::Direct(lanes) if !Lanes::available().contains(&lanes) => {
-                let has: Vec<&str> = Lanes::available().iter().map(|l| l.name()).collect();
-                Err(format!("this engine cannot run the {name} convolution; it has burn, {}", has.join(", ")))
+        let lanes = match lanes_name {
+            "burn" if !direct => return Ok(CpuConv::Burn),
+            "relaxed-simd" => Lanes::RelaxedSimd,
+            "simd128" => Lanes::Simd128,
+            "portable" => Lanes::Portable,
+            _ => {
+                return Err(format!(
+                    "unknown CPU convolution \"{name}\" (burn, relaxed-simd, simd128 or portable, each of the last three also with -direct)"
+                ))
             }
-            ok => Ok(ok),
+        };
+        if !Lanes::available().contains(&lanes) {
+            let has: Vec<&str> = Lanes::available().iter().map(|l| l.name()).collect();
+            return Err(format!("this engine cannot run the {name} convolution; it has burn, {}", has.join(", ")));
         }
+        Ok(if direct { CpuConv::Direct(lanes) } else { CpuConv::Fast(lanes) })
     }
 
-    /// The default of this build: in the browser the direct kernel on the
+    /// The default of this build: in the browser the fast kernels on the
     /// fastest lanes the engine has (relaxed SIMD, else SIMD128, both faster
     /// than Burn's gemm there); natively Burn's gemm, which uses AVX2/FMA and
     /// every core and which the portable lanes do not beat (README, Speed).
     pub fn default_for_build() -> Self {
         if cfg!(target_arch = "wasm32") {
-            CpuConv::Direct(Lanes::available()[0])
+            CpuConv::Fast(Lanes::available()[0])
         } else {
             CpuConv::Burn
         }
     }
 
+    const ALL: [CpuConv; 7] = [
+        CpuConv::Burn,
+        CpuConv::Fast(Lanes::RelaxedSimd),
+        CpuConv::Fast(Lanes::Simd128),
+        CpuConv::Fast(Lanes::Portable),
+        CpuConv::Direct(Lanes::RelaxedSimd),
+        CpuConv::Direct(Lanes::Simd128),
+        CpuConv::Direct(Lanes::Portable),
+    ];
+
     fn code(self) -> u8 {
-        match self {
-            CpuConv::Burn => 1,
-            CpuConv::Direct(Lanes::RelaxedSimd) => 2,
-            CpuConv::Direct(Lanes::Simd128) => 3,
-            CpuConv::Direct(Lanes::Portable) => 4,
-        }
+        1 + Self::ALL.iter().position(|&c| c == self).expect("every choice is listed") as u8
     }
 
     fn from_code(code: u8) -> Self {
         match code {
-            1 => CpuConv::Burn,
-            2 => CpuConv::Direct(Lanes::RelaxedSimd),
-            3 => CpuConv::Direct(Lanes::Simd128),
-            4 => CpuConv::Direct(Lanes::Portable),
-            _ => CpuConv::default_for_build(),
+            0 => CpuConv::default_for_build(),
+            k => Self::ALL[k as usize - 1],
         }
     }
 }
@@ -136,7 +162,8 @@ pub fn conv3d_forward(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
     // Flex computes eagerly, so the clock measures the convolution itself.
     let start = crate::inference::clock::now_ms();
     let out = match cpu_conv() {
-        CpuConv::Direct(lanes) => direct(conv, x, &g, lanes),
+        CpuConv::Fast(lanes) => direct(conv, x, &g, lanes, winograd::pays(&g)),
+        CpuConv::Direct(lanes) => direct(conv, x, &g, lanes, false),
         CpuConv::Burn => conv.forward(x),
     };
     let micros = ((crate::inference::clock::now_ms() - start) * 1000.0).max(0.0) as u64;
@@ -168,7 +195,8 @@ fn direct_geometry(conv: &Conv3d, x: &Tensor<5>) -> Option<Geometry> {
     (w_in == in_channels && g.valid()).then_some(g)
 }
 
-fn direct(conv: &Conv3d, x: Tensor<5>, g: &Geometry, lanes: Lanes) -> Tensor<5> {
+/// `conv` on the hand-written kernels: by Winograd's transform or directly.
+fn direct(conv: &Conv3d, x: Tensor<5>, g: &Geometry, lanes: Lanes, by_winograd: bool) -> Tensor<5> {
     let device = x.device();
     let input = x.into_data();
     let weight = conv.weight.val().into_data();
@@ -177,7 +205,11 @@ fn direct(conv: &Conv3d, x: Tensor<5>, g: &Geometry, lanes: Lanes) -> Tensor<5> 
         unreachable!("direct_geometry admitted only f32")
     };
     let bias = bias.as_ref().map(|b| b.as_slice::<f32>().expect("f32 bias of an f32 layer"));
-    let out = conv3d::conv3d(input, weight, bias, g, lanes);
+    let out = if by_winograd {
+        winograd::conv3d(input, weight, bias, g, lanes)
+    } else {
+        conv3d::conv3d(input, weight, bias, g, lanes)
+    };
     let [od, oh, ow] = g.out_size();
     Tensor::from_data(TensorData::new(out, [g.batch, g.out_channels, od, oh, ow]), &device)
 }
@@ -189,7 +221,7 @@ fn direct(conv: &Conv3d, x: Tensor<5>, g: &Geometry, lanes: Lanes) -> Tensor<5> 
 /// passes: HD-BET's mask moves by a few voxels (Dice 0.999998, README Speed).
 pub fn instance_norm_leaky_relu(norm: &InstanceNorm, x: Tensor<5>, slope: f64) -> Tensor<5> {
     let affine_complete = !norm.affine || (norm.gamma.is_some() && norm.beta.is_some());
-    if !matches!(cpu_conv(), CpuConv::Direct(_)) || !untracked_cpu_f32(&x) || !affine_complete {
+    if cpu_conv().lanes().is_none() || !untracked_cpu_f32(&x) || !affine_complete {
         return leaky_relu(norm.forward(x), slope);
     }
     let dims @ [_, c, d, h, w] = x.dims();
