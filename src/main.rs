@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bedside::cli::{commands, compress, lora, teach, train, CliError};
-use bedside::inference::pipeline::SegmentOptions;
+use bedside::inference::pipeline::{SegmentOptions, Windowing};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -14,9 +14,10 @@ struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// The CPU convolution: burn (flex's im2col + gemm; the native default) or portable (the
-    /// direct channels-last kernel the browser runs with SIMD lanes). Benchmarks and the kernel
-    /// agreement tests compare them.
+    /// The CPU convolution: burn (flex's im2col + gemm; the native default), portable (Winograd
+    /// F(2,3) for the 3³ layers where it pays and the direct channels-last kernel for the rest,
+    /// as the browser runs them with SIMD lanes) or portable-direct (the direct kernel alone).
+    /// Benchmarks and the kernel agreement tests compare them.
     #[arg(long, global = true)]
     cpu_conv: Option<String>,
     #[command(subcommand)]
@@ -45,10 +46,15 @@ enum Command {
         /// quality signal (a second run: twice the time).
         #[arg(long)]
         mirror_check: bool,
-        /// One window over the whole padded volume, as HD-BET's own code runs (CPU only; memory grows
-        /// with the volume). The default tiles with the package's patch size.
-        #[arg(long)]
+        /// One pass over the whole padded volume whatever it costs in memory (CPU only). By default
+        /// a package that asks for it (HD-BET, as its own code runs) gets one where it fits, and
+        /// windows of its patch size otherwise.
+        #[arg(long, conflicts_with = "windows")]
         whole_volume: bool,
+        /// Windows of the package's patch size even where it asks for one pass: how the windows'
+        /// agreement with the single pass is measured.
+        #[arg(long)]
+        windows: bool,
         /// Average every ensemble member the package lists (HD-BET: all 5 folds, 5× slower).
         #[arg(long)]
         ensemble: bool,
@@ -280,8 +286,13 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Info { volume } => commands::info(&volume, cli.json),
-        Command::Segment { volume, model, out, backend, tta, mirror_check, whole_volume, ensemble, adapter } => {
-            let options = SegmentOptions { mirror: tta, mirror_check, whole_volume, ..SegmentOptions::default() };
+        Command::Segment { volume, model, out, backend, tta, mirror_check, whole_volume, windows, ensemble, adapter } => {
+            let windowing = match (whole_volume, windows) {
+                (true, _) => Windowing::WholeVolume,
+                (_, true) => Windowing::Windows,
+                _ => Windowing::Auto,
+            };
+            let options = SegmentOptions { mirror: tta, mirror_check, windowing, ..SegmentOptions::default() };
             commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, options, ensemble, cli.json)
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),

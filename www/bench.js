@@ -41,7 +41,7 @@ function runOnce(config, label) {
     Object.assign(call, { resolve, reject });
     pending = call;
     engine.post(
-      { type: 'run', id, bytes, model: { id: model.id, name: model.name, path: model.path }, backend: config.backend, cachedChoice: null, workers: config.workers, cpuConv: config.backend === 'cpu' ? config.conv : null },
+      { type: 'run', id, bytes, model: { id: model.id, name: model.name, path: model.path }, backend: config.backend, cachedChoice: null, workers: config.workers, cpuConv: config.backend === 'cpu' ? config.conv : null, windows: Boolean(config.windows) },
       [bytes],
     );
   }).then((result) => ({ ...result, selection: call.selection }));
@@ -185,6 +185,8 @@ function queryConfig() {
     workers: Math.max(1, parseInt(q.get('workers') || String(CORES), 10) || 1),
     runs: Math.max(1, parseInt(q.get('runs') || '1', 10) || 1),
     check: q.get('check') === '1',
+    // Windows even for a package that asks for one pass (HD-BET): their agreement with it.
+    windows: q.get('windows') === '1',
   };
 }
 

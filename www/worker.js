@@ -6,7 +6,7 @@
 //   {type:'device'}                      {type:'device', info}
 //   {type:'inspect', id, bytes}          {type:'inspected', id, info} | {type:'error', id, ...}
 //   {type:'import', id, bytes, name}      {type:'imported', id, card, model_json, weights} (transferred)
-//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, mirrorCheck, ensemble, cpuConv?}
+//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, mirrorCheck, ensemble, cpuConv?, windows?}
 //                                        {type:'progress', id, stage, fraction|null}
 //                                        {type:'backend', id, selection, preference}
 //                                        {type:'model', id, info}
@@ -436,7 +436,7 @@ async function handle(msg) {
       const onProgress = throttledProgress(id, String);
       // Helpers may hold half of the memory the browser reports (Chromium reports at most 8 GB).
       const memoryBudgetMb = navigator.deviceMemory ? (navigator.deviceMemory * 1024) / 2 : undefined;
-      const options = { tta: Boolean(msg.tta), mirror_check: Boolean(msg.mirrorCheck), workers, memory_budget_mb: memoryBudgetMb };
+      const options = { tta: Boolean(msg.tta), mirror_check: Boolean(msg.mirrorCheck), workers, memory_budget_mb: memoryBudgetMb, windows: Boolean(msg.windows) };
       const raw = await bedside.segment(new Uint8Array(msg.bytes), options, onProgress, pool ? (passes) => pool.run(passes) : undefined);
       const mask = toU8(raw.mask_nii_gz ?? (raw instanceof Map ? raw.get('mask_nii_gz') : undefined));
       const rest = plain(raw instanceof Map ? Object.fromEntries(raw) : raw);

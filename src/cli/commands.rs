@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::CliError;
 use crate::import::hdbet::import_hdbet_files;
-use crate::inference::pipeline::{segment_bytes, SegmentOptions, Segmentation};
+use crate::inference::pipeline::{segment_bytes, SegmentOptions, Segmentation, Windowing};
 use crate::inference::backend::OpenedDevice;
 use crate::inference::{backend, Backend};
 use crate::metrics::dice as dice_score;
@@ -108,7 +108,7 @@ pub fn segment(
     ensemble: bool,
     json: bool,
 ) -> Result<(), CliError> {
-    if options.whole_volume && backend != "cpu" {
+    if options.windowing == Windowing::WholeVolume && backend != "cpu" {
         return Err(CliError(format!(
             "--whole-volume runs on the CPU only: on {backend} the device's largest buffer bounds the window"
         )));

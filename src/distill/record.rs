@@ -26,6 +26,8 @@ pub fn student_manifest(
     let window = cfg.window.unwrap_or(cfg.patch);
     let mut pre = teacher.preprocessing.clone();
     pre.patch_size = window;
+    // A student is trained on windows and run on them, whatever its teacher does.
+    pre.single_pass = false;
     pre.axis_order = cfg.axis_order.clone();
     pre.normalisation = cfg.normalisation.clone();
     pre.divisible_by = pre.divisible_by.max(1 << cfg.student.depth);

@@ -26,6 +26,7 @@ fn hdbet_preprocessing() -> Preprocessing {
         interpolation: "cubic".into(),
         patch_size: [128, 128, 128],
         divisible_by: 16,
+        single_pass: true,
     }
 }
 

@@ -26,17 +26,47 @@ pub struct SegmentOptions {
     /// two masks agree (`Quality::mirror_dice`): a second quality signal that
     /// doubles the run's time, so it is asked for, not run by default.
     pub mirror_check: bool,
-    /// One window over the whole padded volume, as HD-BET's own code runs:
-    /// no tiling, so its memory grows with the volume (`max_buffer_bytes` is
-    /// not consulted: the CLI offers it on the CPU only). Measured against
-    /// the 128³ windows in README, Speed.
-    pub whole_volume: bool,
+    /// One pass over the whole volume, or windows.
+    pub windowing: Windowing,
 }
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        Self { mirror: false, step_fraction: 0.75, max_buffer_bytes: None, mirror_check: false, whole_volume: false }
+        Self { mirror: false, step_fraction: 0.75, max_buffer_bytes: None, mirror_check: false, windowing: Windowing::Auto }
     }
+}
+
+/// Whether a network sees the whole padded volume in one pass or windows of
+/// its `patch_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Windowing {
+    /// One pass where the package asks for it (`Preprocessing::single_pass`:
+    /// HD-BET, as its own code runs) and it fits: on the CPU within
+    /// [`SINGLE_PASS_BUDGET_BYTES`]. Windows everywhere else: on WebGPU the
+    /// largest buffer bounds the patch.
+    Auto,
+    /// One pass whatever the package says and whatever it costs in memory
+    /// (the CLI offers it on the CPU only).
+    WholeVolume,
+    /// Windows whatever the package says: how the windows' agreement with
+    /// the single pass is measured (README, Speed).
+    Windows,
+}
+
+/// The memory a single pass may take on the CPU: a browser's wasm instance
+/// addresses 4 GiB, which also holds the model, the volume and the
+/// probabilities; natively, a workstation's share.
+pub const SINGLE_PASS_BUDGET_BYTES: u64 = if cfg!(target_arch = "wasm32") { 2_500_000_000 } else { 8_000_000_000 };
+
+/// A pass's peak memory over its widest full-resolution activation
+/// (`Network::peak_bytes_per_voxel`), measured: HD-BET on a 128³ window
+/// peaked at 1,622 MB in Chromium, 4.6× its 168 B per voxel over 2.1 M voxels.
+const PASS_PEAK_PER_ACTIVATION: u64 = 5;
+
+/// Whether one pass over `dims` (network order) fits the CPU budget.
+pub fn single_pass_fits(model: &Model, dims: [usize; 3]) -> bool {
+    let voxels = dims.iter().map(|&d| d as u64).product::<u64>();
+    voxels * model.network.peak_bytes_per_voxel() * PASS_PEAK_PER_ACTIVATION <= SINGLE_PASS_BUDGET_BYTES
 }
 
 /// Wall-clock milliseconds per stage.
@@ -217,7 +247,16 @@ async fn segment_once<R: PassRunner>(
         options.max_buffer_bytes,
     );
     // The padded volume is a multiple of `divisible_by`, so it is a valid window.
-    let patch = if options.whole_volume { prepared.padded_dims } else { patch };
+    let single_pass = match options.windowing {
+        Windowing::WholeVolume => true,
+        Windowing::Windows => false,
+        Windowing::Auto => {
+            manifest.preprocessing.single_pass
+                && options.max_buffer_bytes.is_none()
+                && single_pass_fits(model, prepared.padded_dims)
+        }
+    };
+    let patch = if single_pass { prepared.padded_dims } else { patch };
     let plan = WindowPlan {
         dims: prepared.padded_dims,
         patch,

@@ -137,6 +137,7 @@ mod tests {
             interpolation: "trilinear".into(),
             patch_size: [4; 3],
             divisible_by: 4,
+            single_pass: false,
         }
     }
 

@@ -106,6 +106,14 @@ pub struct Preprocessing {
     pub patch_size: [usize; 3],
     /// Every input side is padded (at the upper end) to a multiple of this.
     pub divisible_by: usize,
+    /// The model's own code runs the whole padded volume in one pass (HD-BET's
+    /// `predict_case_3D_net`), and so does bedside on the CPU where the pass
+    /// fits its memory budget (`inference::pipeline::Windowing::Auto`);
+    /// `patch_size` windows are the fallback. Windows do not give the single
+    /// pass's mask: each normalises its features over itself (HD-BET: Dice
+    /// 0.993–0.998 between the two, README Speed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_pass: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::inference::pipeline::{segment_bytes_with, SegmentOptions};
+use crate::inference::pipeline::{segment_bytes_with, SegmentOptions, Windowing};
 use crate::inference::sliding_window::LocalRunner;
 use crate::inference::backend::OpenedDevice;
 use crate::inference::{backend, Backend};
@@ -274,6 +274,10 @@ struct JsOptions {
     /// half of `navigator.deviceMemory`); none: no cap.
     #[serde(default)]
     memory_budget_mb: Option<f64>,
+    /// Windows even where the package asks for one pass (bench.html's
+    /// `?windows=1`: how the windows' agreement is measured).
+    #[serde(default)]
+    windows: bool,
 }
 
 /// Wasm linear memory in MB: everything the engine holds in this worker
@@ -308,7 +312,8 @@ pub async fn segment(
         let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(fraction));
         true
     };
-    let options = SegmentOptions { mirror: opts.tta, mirror_check: opts.mirror_check, max_buffer_bytes: opened.max_buffer_bytes, ..SegmentOptions::default() };
+    let windowing = if opts.windows { Windowing::Windows } else { Windowing::Auto };
+    let options = SegmentOptions { mirror: opts.tta, mirror_check: opts.mirror_check, max_buffer_bytes: opened.max_buffer_bytes, windowing, ..SegmentOptions::default() };
     let conv_start = crate::kernels::conv_ms();
     let memory_cap = pool::workers_within(&model, opts.memory_budget_mb);
     let width = opts.workers.min(memory_cap.unwrap_or(usize::MAX));
