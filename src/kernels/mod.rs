@@ -2,7 +2,8 @@
 //! take for inference on the flex device, while everything else (WebGPU,
 //! training on the autodiff device, layers the kernels do not cover) stays
 //! on Burn's own operations. Models stay Burn modules; only the arithmetic
-//! of untracked CPU tensors moves here: the convolution ([`conv3d`]), the
+//! of untracked CPU tensors moves here: the convolution ([`winograd`] for
+//! the 3³ stride-1 layers where it pays, [`conv3d`] for the rest), the
 //! instance norm with its leaky ReLU ([`norm`]) and the trilinear ×2
 //! upsampling ([`upsample`]).
 //!
