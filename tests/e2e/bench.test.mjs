@@ -65,14 +65,15 @@ describe('bench.html', { timeout: 3 * TEST_TIMEOUT_MS }, () => {
     assert.ok(app.log.workers.filter((u) => u.endsWith('/worker.js')).length >= 3, `workers: ${app.log.workers.join(', ')}`);
   });
 
+  // One worker: a single pass has nothing for a second one (student-s above covers the pool).
   test('HD-BET in one pass, as its own code runs, with the relaxed-SIMD kernels gives the mask of Burn', { timeout: 2 * TEST_TIMEOUT_MS }, async (t) => {
-    const { app, error, result: r } = await benchResult('model=hd-bet&backend=cpu&conv=relaxed-simd&workers=2&runs=1&check=1');
+    const { app, error, result: r } = await benchResult('model=hd-bet&backend=cpu&conv=relaxed-simd&workers=1&runs=1&check=1');
     assert.equal(error, '');
-    assertCpuResult(r, { model: 'hd-bet', conv: 'relaxed-simd', workers: 2 });
+    assertCpuResult(r, { model: 'hd-bet', conv: 'relaxed-simd', workers: 1 });
     // The whole padded volume in one window: the package asks for one pass and it fits.
     assert.equal(r.windows, 1);
     assert.deepEqual(r.patch, [128, 160, 128]);
-    t.diagnostic(`hd-bet: ${r.stages_ms.inference.toFixed(0)} ms inference on 2 workers, Burn on 1: ${r.check.reference_inference_ms.toFixed(0)} ms; Dice ${r.check.dice}`);
+    t.diagnostic(`hd-bet: ${r.stages_ms.inference.toFixed(0)} ms inference on 1 worker, Burn's kernels: ${r.check.reference_inference_ms.toFixed(0)} ms; Dice ${r.check.dice}`);
     assert.ok(r.check.dice >= 0.999, `Dice ${r.check.dice}`);
     assert.deepEqual(networkProblems(app.log, app.server), []);
   });
