@@ -20,6 +20,11 @@ struct Cli {
     /// Benchmarks and the kernel agreement tests compare them.
     #[arg(long, global = true)]
     cpu_conv: Option<String>,
+    /// The convolution on a wgpu device: burn (Burn's own direct kernel; the default) or tiled
+    /// (bedside's tiled implicit-GEMM kernel for the layers of 16 or more output channels; not yet
+    /// measured on a real GPU).
+    #[arg(long, global = true)]
+    gpu_conv: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -273,16 +278,21 @@ enum LoraCommand {
     },
 }
 
+/// Applies a kernel choice given by name, if one was given.
+fn choose<T>(name: &Option<String>, parse: fn(&str) -> Result<T, String>, set: fn(T)) -> Result<(), String> {
+    if let Some(name) = name {
+        set(parse(name)?);
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(name) = &cli.cpu_conv {
-        match bedside::kernels::CpuConv::parse(name) {
-            Ok(choice) => bedside::kernels::set_cpu_conv(choice),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        }
+    let chosen = choose(&cli.cpu_conv, bedside::kernels::CpuConv::parse, bedside::kernels::set_cpu_conv)
+        .and_then(|()| choose(&cli.gpu_conv, bedside::kernels::GpuConv::parse, bedside::kernels::set_gpu_conv));
+    if let Err(e) = chosen {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     let result = match cli.command {
         Command::Info { volume } => commands::info(&volume, cli.json),

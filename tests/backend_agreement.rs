@@ -3,11 +3,13 @@
 //! - in headless Chromium (wasm-bindgen-test): WebGPU against flex in wasm;
 //! - natively: wgpu (lavapipe on a machine without a GPU) against flex.
 //!
-//! Tolerance: softmax probabilities within 2e-3 everywhere, and the argmax
+//! Both on Burn's own GPU convolution and on bedside's tiled one
+//! (`kernels::gpu_conv`). Tolerance: softmax probabilities within 2e-3 everywhere, and the argmax
 //! equal on ≥ 99.9% of voxels. The two backends sum in different orders, so
 //! float32 results differ in the last bits; STACK.md measured ~1e-5 for one
 //! conv, and 20-odd layers with instance norms compound it.
 
+use bedside::kernels::{set_gpu_conv, GpuConv};
 use bedside::model::hdbet::HdBetConfig;
 use bedside::model::Network;
 use burn::tensor::activation::softmax;
@@ -52,18 +54,23 @@ async fn network_agrees_on_wgpu_and_cpu() {
 
     let n = 32;
     let a = probabilities(&net_cpu, &cpu, n).await;
-    let b = probabilities(&net_gpu, &gpu, n).await;
-    assert_eq!(a.len(), b.len());
-    let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-    let voxels = n * n * n;
-    let agree = (0..voxels).filter(|&i| (a[i] > a[voxels + i]) == (b[i] > b[voxels + i])).count();
-    let report = format!("max |p_cpu - p_wgpu| = {max_diff:e}, argmax agreement {agree}/{voxels}");
-    #[cfg(target_arch = "wasm32")]
-    web_sys::console::log_1(&report.into());
-    #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("{report}");
-    assert!(max_diff < 2e-3, "max probability difference {max_diff}");
-    assert!(agree as f64 >= 0.999 * voxels as f64, "argmax agreement {agree}/{voxels}");
+    // On Burn's own GPU convolution (the default), then on bedside's tiled one.
+    for choice in [GpuConv::Burn, GpuConv::Tiled] {
+        set_gpu_conv(choice);
+        let b = probabilities(&net_gpu, &gpu, n).await;
+        set_gpu_conv(GpuConv::Burn);
+        assert_eq!(a.len(), b.len());
+        let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let voxels = n * n * n;
+        let agree = (0..voxels).filter(|&i| (a[i] > a[voxels + i]) == (b[i] > b[voxels + i])).count();
+        let report = format!("{} GPU convolution: max |p_cpu - p_wgpu| = {max_diff:e}, argmax agreement {agree}/{voxels}", choice.name());
+        #[cfg(target_arch = "wasm32")]
+        web_sys::console::log_1(&report.clone().into());
+        #[cfg(not(target_arch = "wasm32"))]
+        eprintln!("{report}");
+        assert!(max_diff < 2e-3, "{report}");
+        assert!(agree as f64 >= 0.999 * voxels as f64, "{report}");
+    }
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -117,6 +117,41 @@ fn the_simd_kernels_match_burn_conv3d_in_the_browser() {
     check_every_case();
 }
 
+/// The tiled WebGPU kernel against Burn's conv3d on the CPU, on every case
+/// and a batch of two, on the machine's wgpu adapter (lavapipe here, a real
+/// GPU elsewhere). In the browser it runs in the WebGPU e2e checks.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_tiled_gpu_kernel_matches_burn_conv3d() {
+    use bedside::kernels::gpu_conv::conv3d_tiled;
+    use burn::tensor::DeviceKind;
+    let cpu = Device::flex();
+    let gpu = Device::wgpu(DeviceKind::DefaultDevice);
+    let on_gpu5 = |v: &[f32], shape: [usize; 5]| Tensor::<5>::from_data(TensorData::new(v.to_vec(), shape), &gpu);
+    let mut cases: Vec<Geometry> = CASES.iter().map(case_geometry).collect();
+    cases.push(Geometry { batch: 2, ..case_geometry(&[3, 8, 6, 3, 1, 1]) });
+    for g in cases {
+        let [d, h, w] = g.size;
+        let k = g.kernel[0];
+        let (_, x) = random(&[g.batch, g.in_channels, d, h, w], &cpu);
+        let (_, wt) = random(&[g.out_channels, g.in_channels, k, k, k], &cpu);
+        let (_, b) = random(&[g.out_channels], &cpu);
+        let want = burn_reference(&x, &wt, &b, &g, &cpu);
+        let xg = on_gpu5(&x, [g.batch, g.in_channels, d, h, w]);
+        let wg = on_gpu5(&wt, [g.out_channels, g.in_channels, k, k, k]);
+        let bg = Tensor::<1>::from_data(TensorData::new(b.clone(), [g.out_channels]), &gpu);
+        let got = conv3d_tiled(&xg, &wg, Some(&bg), g.stride[0], g.padding[0]).expect("a wgpu tensor");
+        let got = got.into_data().try_to_vec::<f32>().expect("f32");
+        let err = relative_error(&got, &want);
+        assert!(err <= TOLERANCE, "tiled GPU kernel on {g:?}: relative error {err:e} > {TOLERANCE:e}");
+    }
+    // Off a cubecl device there is nothing to tile.
+    let (xt, _) = random(&[8], &cpu);
+    let (wt, _) = random(&[8], &cpu);
+    let (xt, wt): (Tensor<5>, Tensor<5>) = (xt.reshape([1, 1, 2, 2, 2]), wt.reshape([1, 1, 2, 2, 2]));
+    assert!(conv3d_tiled(&xt, &wt, None, 1, 0).is_none());
+}
+
 /// A batch of two gives each item's own convolution, and no bias is no bias.
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

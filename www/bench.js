@@ -41,7 +41,7 @@ function runOnce(config, label) {
     Object.assign(call, { resolve, reject });
     pending = call;
     engine.post(
-      { type: 'run', id, bytes, model: { id: model.id, name: model.name, path: model.path }, backend: config.backend, cachedChoice: null, workers: config.workers, cpuConv: config.backend === 'cpu' ? config.conv : null, windows: Boolean(config.windows) },
+      { type: 'run', id, bytes, model: { id: model.id, name: model.name, path: model.path }, backend: config.backend, cachedChoice: null, workers: config.workers, cpuConv: config.backend === 'cpu' ? config.conv : null, gpuConv: config.backend === 'webgpu' ? config.gpuConv : null, windows: Boolean(config.windows) },
       [bytes],
     );
   }).then((result) => ({ ...result, selection: call.selection }));
@@ -88,6 +88,7 @@ async function measure(config) {
     backend: last.backend,
     adapter,
     cpu_conv: last.cpu_conv ?? null,
+    gpu_conv: last.gpu_conv ?? null,
     engine: last.cpu_lanes,
     workers: last.workers,
     workers_asked: config.workers,
@@ -113,7 +114,7 @@ function showRow(r) {
   const memory = [r.memory_mb.engine, ...r.memory_mb.workers].map((m) => m.toFixed(0)).join(' / ');
   const dice = r.check ? r.check.dice.toFixed(5) : '–';
   const conv = r.backend === 'cpu' ? r.conv_ms.toFixed(0) : '–';
-  const cells = [r.model, r.backend, r.cpu_conv ?? '–', r.workers, ...STAGES.map((s) => r.stages_ms[s].toFixed(0)), conv, r.gflops.toFixed(1), r.gflops_per_worker.toFixed(1), memory, dice];
+  const cells = [r.model, r.backend, r.cpu_conv ?? r.gpu_conv ?? '–', r.workers, ...STAGES.map((s) => r.stages_ms[s].toFixed(0)), conv, r.gflops.toFixed(1), r.gflops_per_worker.toFixed(1), memory, dice];
   for (const c of cells) {
     const td = document.createElement('td');
     td.textContent = String(c);
@@ -185,6 +186,8 @@ function queryConfig() {
     workers: Math.max(1, parseInt(q.get('workers') || String(CORES), 10) || 1),
     runs: Math.max(1, parseInt(q.get('runs') || '1', 10) || 1),
     check: q.get('check') === '1',
+    // The WebGPU convolution: none for the default (Burn's direct kernel), or tiled (bedside's).
+    gpuConv: backend === 'webgpu' ? q.get('gpuconv') || null : null,
     // Windows even for a package that asks for one pass (HD-BET): their agreement with it.
     windows: q.get('windows') === '1',
   };

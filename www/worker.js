@@ -6,7 +6,7 @@
 //   {type:'device'}                      {type:'device', info}
 //   {type:'inspect', id, bytes}          {type:'inspected', id, info} | {type:'error', id, ...}
 //   {type:'import', id, bytes, name}      {type:'imported', id, card, model_json, weights} (transferred)
-//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, mirrorCheck, ensemble, cpuConv?, windows?}
+//   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, mirrorCheck, ensemble, cpuConv?, gpuConv?, windows?}
 //                                        {type:'progress', id, stage, fraction|null}
 //                                        {type:'backend', id, selection, preference}
 //                                        {type:'model', id, info}
@@ -428,6 +428,7 @@ async function handle(msg) {
       const info = await loadModel(id, msg.model, selection.backend, Boolean(msg.ensemble));
       post({ type: 'model', id, info });
       if (msg.cpuConv) bedside.set_cpu_conv(msg.cpuConv);
+      if (msg.gpuConv) bedside.set_gpu_conv(msg.gpuConv);
       // The pool works on the CPU only: WebGPU has one queue, which more workers would share.
       const workers = selection.backend === 'cpu' ? Math.max(1, Math.floor(Number(msg.workers) || 1)) : 1;
       const pool = workers > 1 ? poolFor(workers, msg) : null;

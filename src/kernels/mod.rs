@@ -11,12 +11,13 @@
 //! a benchmark or a test can compare them on the same model.
 
 pub mod conv3d;
+pub mod gpu_conv;
 mod microkernel;
 pub mod norm;
 pub mod upsample;
 pub mod winograd;
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use burn::nn::conv::Conv3d;
 use burn::nn::{InstanceNorm, PaddingConfig3d};
@@ -129,6 +130,49 @@ pub(crate) fn for_each_chunk(x: &mut [f32], len: usize, f: impl Fn((usize, &mut 
     x.chunks_mut(len).enumerate().for_each(f);
 }
 
+/// The convolution on a wgpu device (WebGPU in the browser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuConv {
+    /// Burn's own kernel (its direct convolution, as bedside builds Burn): the default.
+    Burn,
+    /// [`gpu_conv::conv3d_tiled`] for the layers it covers.
+    Tiled,
+}
+
+impl GpuConv {
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuConv::Burn => "burn",
+            GpuConv::Tiled => "tiled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "burn" => Ok(GpuConv::Burn),
+            "tiled" => Ok(GpuConv::Tiled),
+            other => Err(format!("unknown GPU convolution \"{other}\" (burn or tiled)")),
+        }
+    }
+}
+
+/// Whether the tiled GPU convolution is chosen. Burn's stays the default
+/// until the tiled one is measured faster on a real GPU (README, Speed): on
+/// one, Burn's kernel ran HD-BET's 1.97 TFLOP in about 3 s.
+static GPU_CONV_TILED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_gpu_conv(choice: GpuConv) {
+    GPU_CONV_TILED.store(choice == GpuConv::Tiled, Ordering::Relaxed);
+}
+
+pub fn gpu_conv() -> GpuConv {
+    if GPU_CONV_TILED.load(Ordering::Relaxed) {
+        GpuConv::Tiled
+    } else {
+        GpuConv::Burn
+    }
+}
+
 /// 0: not set, the build's default.
 static CPU_CONV: AtomicU8 = AtomicU8::new(0);
 
@@ -157,8 +201,12 @@ pub fn untracked_cpu_f32(x: &Tensor<5>) -> bool {
     !device.is_autodiff() && device == Device::flex() && x.dtype() == DType::F32
 }
 
-/// `conv.forward(x)`, on the direct kernel where it applies.
+/// `conv.forward(x)`, on the hand-written kernels where they apply: the
+/// CPU's on the flex device, the tiled one on a wgpu device.
 pub fn conv3d_forward(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
+    if let Some(out) = tiled_gpu(conv, &x) {
+        return out;
+    }
     let Some(g) = direct_geometry(conv, &x) else { return conv.forward(x) };
     // Flex computes eagerly, so the clock measures the convolution itself.
     let start = crate::inference::clock::now_ms();
@@ -170,6 +218,29 @@ pub fn conv3d_forward(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
     let micros = ((crate::inference::clock::now_ms() - start) * 1000.0).max(0.0) as u64;
     CONV_MICROS.fetch_add(micros, Ordering::Relaxed);
     out
+}
+
+/// Output channels from which the tiled GPU kernel pays: its blocks hold 32,
+/// so narrower layers (the students' first, every segmentation head) would
+/// compute mostly padding, and stay on Burn's kernel.
+const TILED_GPU_MIN_CHANNELS: usize = 16;
+
+/// `conv` by the tiled GPU kernel, when it is chosen and covers the call:
+/// untracked tensors on a cubecl (wgpu) device, one group, no dilation, a
+/// cubic kernel with the same stride and explicit padding on every axis.
+fn tiled_gpu(conv: &Conv3d, x: &Tensor<5>) -> Option<Tensor<5>> {
+    if gpu_conv() != GpuConv::Tiled || x.device().is_autodiff() || x.device() == Device::flex() {
+        return None;
+    }
+    let [out_channels, _, k, k1, k2] = conv.weight.dims();
+    let PaddingConfig3d::Explicit(p, p1, p2) = conv.padding else { return None };
+    let [s, s1, s2] = conv.stride;
+    let uniform = k == k1 && k == k2 && p == p1 && p == p2 && s == s1 && s == s2;
+    if conv.groups != 1 || conv.dilation != [1, 1, 1] || !uniform || out_channels < TILED_GPU_MIN_CHANNELS {
+        return None;
+    }
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    gpu_conv::conv3d_tiled(x, &conv.weight.val(), bias.as_ref(), s, p)
 }
 
 /// The geometry when the direct kernel covers this call: untracked f32 on

@@ -342,6 +342,8 @@ pub async fn segment(
         conv_flops: u64,
         /// Which CPU convolution ran (on wgpu: none).
         cpu_conv: Option<&'static str>,
+        /// Which WebGPU convolution ran (on the CPU: none).
+        gpu_conv: Option<&'static str>,
         /// The engine build: "relaxed-simd", or "simd128" for the fallback
         /// engine of browsers without relaxed SIMD.
         cpu_lanes: &'static str,
@@ -367,6 +369,7 @@ pub async fn segment(
         dims: vol.dims,
         conv_flops: seg.conv_flops,
         cpu_conv: (backend == Backend::Cpu).then(|| crate::kernels::cpu_conv().name()),
+        gpu_conv: (backend == Backend::Wgpu).then(|| crate::kernels::gpu_conv().name()),
         cpu_lanes: crate::kernels::Lanes::available()[0].name(),
         wasm_memory_mb: wasm_memory_mb(),
         // The pool starts no more helpers than a run has passes (www/pool.js).

@@ -96,6 +96,14 @@ pub fn set_cpu_conv(name: &str) -> Result<(), JsError> {
     Ok(())
 }
 
+/// Chooses this worker's WebGPU convolution: "burn" (the default) or
+/// "tiled" (see `kernels::GpuConv`).
+#[wasm_bindgen]
+pub fn set_gpu_conv(name: &str) -> Result<(), JsError> {
+    crate::kernels::set_gpu_conv(crate::kernels::GpuConv::parse(name).map_err(|e| JsError::new(&e))?);
+    Ok(())
+}
+
 /// The fastest convolution lanes this engine build has: "relaxed-simd" in
 /// the engine for browsers that validate relaxed SIMD, "simd128" in the
 /// fallback engine (www/worker.js loads one or the other).
