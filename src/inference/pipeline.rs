@@ -58,15 +58,9 @@ pub enum Windowing {
 /// probabilities; natively, a workstation's share.
 pub const SINGLE_PASS_BUDGET_BYTES: u64 = if cfg!(target_arch = "wasm32") { 2_500_000_000 } else { 8_000_000_000 };
 
-/// A pass's peak memory over its widest full-resolution activation
-/// (`Network::peak_bytes_per_voxel`), measured: HD-BET on a 128³ window
-/// peaked at 1,622 MB in Chromium, 4.6× its 168 B per voxel over 2.1 M voxels.
-const PASS_PEAK_PER_ACTIVATION: u64 = 5;
-
 /// Whether one pass over `dims` (network order) fits the CPU budget.
 pub fn single_pass_fits(model: &Model, dims: [usize; 3]) -> bool {
-    let voxels = dims.iter().map(|&d| d as u64).product::<u64>();
-    voxels * model.network.peak_bytes_per_voxel() * PASS_PEAK_PER_ACTIVATION <= SINGLE_PASS_BUDGET_BYTES
+    model.network.pass_peak_bytes(dims) <= SINGLE_PASS_BUDGET_BYTES
 }
 
 /// Wall-clock milliseconds per stage.

@@ -172,10 +172,7 @@ pub fn conv3d(x: &[f32], weights: &[f32], bias: Option<&[f32]>, g: &Geometry, la
     // is written back to NCDHW while it is still in cache, and it is all the
     // staging memory a layer needs (a whole block's staging was 100 MB at
     // HD-BET's first level). Natively a slab has planes for every core.
-    #[cfg(not(target_arch = "wasm32"))]
-    let slab = 2 * rayon::current_num_threads();
-    #[cfg(target_arch = "wasm32")]
-    let slab = 1;
+    let slab = super::chunks_per_slab();
     let mut staged = vec![0.0f32; slab.min(od) * plane_len];
     let item_len = c_in * d * h * w;
     for n in 0..g.batch {

@@ -173,6 +173,16 @@ pub fn gpu_conv() -> GpuConv {
     }
 }
 
+/// Chunks (output planes or plane pairs) to stage per slab for
+/// [`for_each_chunk`]: two per core natively, so every core has work; one in
+/// a browser's single-threaded wasm instance.
+pub(crate) fn chunks_per_slab() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return 2 * rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    return 1;
+}
+
 /// 0: not set, the build's default.
 static CPU_CONV: AtomicU8 = AtomicU8::new(0);
 

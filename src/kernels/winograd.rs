@@ -292,10 +292,7 @@ pub fn conv3d(x: &[f32], weights: &[f32], bias: Option<&[f32]>, g: &Geometry, la
     let out_voxels = od * oh * ow;
     let cells = blocks * width;
     let plane_pair = 2 * oh * ow * cells;
-    #[cfg(not(target_arch = "wasm32"))]
-    let slab = 2 * rayon::current_num_threads();
-    #[cfg(target_arch = "wasm32")]
-    let slab = 1;
+    let slab = super::chunks_per_slab();
     let mut staged = vec![0.0f32; slab.min(tiles[0]) * plane_pair];
     let mut result = vec![0.0f32; g.batch * g.out_channels * out_voxels];
     let item_len = g.in_channels * d * h * w;

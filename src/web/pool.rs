@@ -55,14 +55,12 @@ impl PassRunner for PoolRunner {
 
 /// How many helpers fit in `budget_mb` (at least one; none without a
 /// budget): each holds the model's
-/// weights (every ensemble member) and one pass's activations. A pass peaks
-/// at about five times its widest activation: measured 1,678 MB for HD-BET's
-/// 128³ windows (352 MB widest), 291 MB for student-s (67 MB), 44 MB for
-/// student-m (8 MB) in Chromium.
+/// weights (every ensemble member) and one pass's activations
+/// (`Network::pass_peak_bytes`).
 pub(super) fn workers_within(model: &Model, budget_mb: Option<f64>) -> Option<usize> {
     let budget = budget_mb.filter(|b| b.is_finite() && *b > 0.0)?;
     let p = model.manifest.preprocessing.patch_size;
-    let activations = 5 * model.network.peak_bytes_per_voxel() * p.iter().map(|&v| v as u64).product::<u64>();
+    let activations = model.network.pass_peak_bytes(p);
     let weights = 4 * model.manifest.params * model.networks().count() as u64;
     let per_helper_mb = (activations + weights) as f64 / 1e6;
     Some(((budget / per_helper_mb).floor() as usize).max(1))
