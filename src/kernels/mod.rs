@@ -1,11 +1,13 @@
 //! Hand-written CPU kernels behind Burn's modules: a fast path that models
-//! take for inference on the flex device, while everything else (WebGPU,
-//! training on the autodiff device, layers the kernels do not cover) stays
-//! on Burn's own operations. Models stay Burn modules; only the arithmetic
-//! of untracked CPU tensors moves here: the convolution ([`winograd`] for
-//! the 3³ stride-1 layers where it pays, [`conv3d`] for the rest), the
-//! instance norm with its leaky ReLU ([`norm`]) and the trilinear ×2
-//! upsampling ([`upsample`]).
+//! take on the flex device, for inference and for training, while
+//! everything else (WebGPU, layers the kernels do not cover) stays on Burn's
+//! own operations. Models stay Burn modules; only the arithmetic of CPU
+//! tensors moves here: the convolution ([`winograd`] for the 3³ stride-1
+//! layers where it pays, [`conv3d`] for the rest), the instance norm with
+//! its leaky ReLU ([`norm`]) and the trilinear ×2 upsampling ([`upsample`])
+//! for inference; in training the convolution is a custom autodiff node
+//! ([`tracked`]) whose backward pass runs the same kernels and
+//! [`weight_grad`], so Burn's autodiff keeps the graph.
 //!
 //! Which kernel runs is one process-wide choice ([`set_cpu_conv`]), so that
 //! a benchmark or a test can compare them on the same model.
@@ -14,7 +16,9 @@ pub mod conv3d;
 pub mod gpu_conv;
 mod microkernel;
 pub mod norm;
+pub mod tracked;
 pub mod upsample;
+pub mod weight_grad;
 pub mod winograd;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -212,19 +216,23 @@ pub fn untracked_cpu_f32(x: &Tensor<5>) -> bool {
 }
 
 /// `conv.forward(x)`, on the hand-written kernels where they apply: the
-/// CPU's on the flex device, the tiled one on a wgpu device.
+/// CPU's on the flex device (untracked for inference, or as a custom
+/// autodiff node for training, [`tracked`]), the tiled one on a wgpu device.
 pub fn conv3d_forward(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
     if let Some(out) = tiled_gpu(conv, &x) {
         return out;
     }
-    let Some(g) = direct_geometry(conv, &x) else { return conv.forward(x) };
+    let (Some(lanes), Some(g)) = (cpu_conv().lanes(), geometry(conv, &x)) else { return conv.forward(x) };
+    let by_winograd = matches!(cpu_conv(), CpuConv::Fast(_)) && winograd::pays(&g);
+    if tracked::covers(&x) {
+        return tracked::forward(conv, &x, &g, lanes, by_winograd).unwrap_or_else(|| conv.forward(x));
+    }
+    if !untracked_cpu_f32(&x) {
+        return conv.forward(x);
+    }
     // Flex computes eagerly, so the clock measures the convolution itself.
     let start = crate::inference::clock::now_ms();
-    let out = match cpu_conv() {
-        CpuConv::Fast(lanes) => direct(conv, x, &g, lanes, winograd::pays(&g)),
-        CpuConv::Direct(lanes) => direct(conv, x, &g, lanes, false),
-        CpuConv::Burn => conv.forward(x),
-    };
+    let out = direct(conv, x, &g, lanes, by_winograd);
     let micros = ((crate::inference::clock::now_ms() - start) * 1000.0).max(0.0) as u64;
     CONV_MICROS.fetch_add(micros, Ordering::Relaxed);
     out
@@ -253,12 +261,9 @@ fn tiled_gpu(conv: &Conv3d, x: &Tensor<5>) -> Option<Tensor<5>> {
     gpu_conv::conv3d_tiled(x, &conv.weight.val(), bias.as_ref(), s, p)
 }
 
-/// The geometry when the direct kernel covers this call: untracked f32 on
-/// the flex device, one group, no dilation, explicit symmetric padding.
-fn direct_geometry(conv: &Conv3d, x: &Tensor<5>) -> Option<Geometry> {
-    if !untracked_cpu_f32(x) {
-        return None;
-    }
+/// The geometry when the direct kernel covers this layer: one group, no
+/// dilation, explicit symmetric padding.
+fn geometry(conv: &Conv3d, x: &Tensor<5>) -> Option<Geometry> {
     if conv.groups != 1 || conv.dilation != [1, 1, 1] {
         return None;
     }
@@ -284,7 +289,7 @@ fn direct(conv: &Conv3d, x: Tensor<5>, g: &Geometry, lanes: Lanes, by_winograd: 
     let weight = conv.weight.val().into_data();
     let bias = conv.bias.as_ref().map(|b| b.val().into_data());
     let (Ok(input), Ok(weight)) = (input.as_slice::<f32>(), weight.as_slice::<f32>()) else {
-        unreachable!("direct_geometry admitted only f32")
+        unreachable!("untracked_cpu_f32 admitted only f32")
     };
     let bias = bias.as_ref().map(|b| b.as_slice::<f32>().expect("f32 bias of an f32 layer"));
     let out = if by_winograd {
