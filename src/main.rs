@@ -14,9 +14,10 @@ struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// The CPU convolution: burn (flex's im2col + gemm; the native default), portable (Winograd
-    /// F(2,3) for the 3³ layers where it pays and the direct channels-last kernel for the rest,
-    /// as the browser runs them with SIMD lanes) or portable-direct (the direct kernel alone).
+    /// The CPU convolution: burn (flex's im2col + gemm; the native default for inference), portable
+    /// (Winograd F(2,3) for the 3³ layers where it pays and the direct channels-last kernel for
+    /// the rest, as the browser runs them with SIMD lanes; the default for training, whose
+    /// gradients then run on the same kernels) or portable-direct (the direct kernel alone).
     /// Benchmarks and the kernel agreement tests compare them.
     #[arg(long, global = true)]
     cpu_conv: Option<String>,

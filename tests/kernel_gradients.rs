@@ -18,6 +18,9 @@ use burn::tensor::{Device, Distribution, Tensor};
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
+mod kernel_cases;
+use kernel_cases::{case_geometry, relative_error};
+
 /// Relative tolerance (largest difference over the reference's largest
 /// magnitude). A weight gradient sums up to 2 × 15³ products per entry, in
 /// another order than Burn's; measured ≤ 1e-6 on these cases.
@@ -40,26 +43,12 @@ const CASES: &[[usize; 6]] = &[
 /// taken by one test at a time.
 static CHOICE: Mutex<()> = Mutex::new(());
 
-fn geometry(&[c_in, c_out, size, kernel, stride, padding]: &[usize; 6]) -> Geometry {
-    Geometry {
-        batch: 2,
-        in_channels: c_in,
-        out_channels: c_out,
-        size: [size, size + 1, size + 2],
-        kernel: [kernel; 3],
-        stride: [stride; 3],
-        padding: [padding; 3],
-    }
+fn geometry(case: &[usize; 6]) -> Geometry {
+    Geometry { batch: 2, ..case_geometry(case) }
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().expect("f32")
-}
-
-fn relative_error(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len(), "sizes differ");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
-    got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale
 }
 
 fn check_weight_gradient() {
@@ -125,7 +114,7 @@ fn check_layers() {
             }
         }
     }
-    kernels::set_cpu_conv(CpuConv::default_for_build());
+    kernels::reset_cpu_conv();
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -149,15 +138,20 @@ fn the_gradient_kernels_match_burn_in_the_browser() {
 
 /// The teach room's first steps on the toy head, trained on the fast
 /// kernels natively, give the losses recorded with Burn's (and Burn's own,
-/// first, that this process reproduces them).
+/// first, that this process reproduces them); with nothing chosen, training
+/// takes the fast kernels.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn the_teach_room_learns_the_same_on_the_fast_kernels() {
     use bedside::distill::fixtures::{toy_room_volume, toy_setup, EXPECTED_TOTALS, LOSS_TOLERANCE};
     use bedside::distill::lockstep::Room;
     let _choice = CHOICE.lock().unwrap_or_else(|e| e.into_inner());
-    for choice in [CpuConv::Burn, CpuConv::Fast(Lanes::Portable), CpuConv::Direct(Lanes::Portable)] {
-        kernels::set_cpu_conv(choice);
+    for choice in [Some(CpuConv::Burn), Some(CpuConv::Fast(Lanes::Portable)), Some(CpuConv::Direct(Lanes::Portable)), None] {
+        match choice {
+            Some(choice) => kernels::set_cpu_conv(choice),
+            None => kernels::reset_cpu_conv(),
+        }
+        let name = choice.map_or("the default", |c| c.name());
         let device = Device::flex();
         let data = pollster::block_on(toy_room_volume(&device));
         let mut room = Room::new(toy_setup(), data, &device).expect("the room opens");
@@ -166,11 +160,10 @@ fn the_teach_room_learns_the_same_on_the_fast_kernels() {
         for (r, e) in records.iter().zip(EXPECTED_TOTALS) {
             for k in 0..2 {
                 let got = r[k].total;
-                assert!((got - e[k]).abs() <= LOSS_TOLERANCE * e[k].abs(), "{} step {}: {got} vs Burn's {}", choice.name(), r[k].step, e[k]);
+                assert!((got - e[k]).abs() <= LOSS_TOLERANCE * e[k].abs(), "{name} step {}: {got} vs Burn's {}", r[k].step, e[k]);
             }
         }
         let ran = kernels::tracked::forwards_run() - before;
-        assert_eq!(ran > 0, choice != CpuConv::Burn, "{}: {ran} training convolutions on the hand-written kernels", choice.name());
+        assert_eq!(ran > 0, choice != Some(CpuConv::Burn), "{name}: {ran} training convolutions on the hand-written kernels");
     }
-    kernels::set_cpu_conv(CpuConv::default_for_build());
 }

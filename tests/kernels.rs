@@ -16,6 +16,9 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
+mod kernel_cases;
+use kernel_cases::{case_geometry, relative_error};
+
 /// Relative tolerance: the largest difference over the largest magnitude of
 /// the reference. Sums of up to 27 × 336 products in another order differ
 /// by a few ulps of the largest partial sums; Winograd's transforms (adds
@@ -38,19 +41,6 @@ const CASES: &[[usize; 6]] = &[
     [3, 6, 7, 3, 2, 0],     // no padding, stride 2
 ];
 
-fn case_geometry(&[c_in, c_out, size, kernel, stride, padding]: &[usize; 6]) -> Geometry {
-    // Uneven extents, so that axis mix-ups show.
-    Geometry {
-        batch: 1,
-        in_channels: c_in,
-        out_channels: c_out,
-        size: [size, size + 1, size + 2],
-        kernel: [kernel; 3],
-        stride: [stride; 3],
-        padding: [padding; 3],
-    }
-}
-
 fn random(shape: &[usize], device: &Device) -> (Tensor<1>, Vec<f32>) {
     let n = shape.iter().product::<usize>();
     let t = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), device);
@@ -66,12 +56,6 @@ fn burn_reference(x: &[f32], w: &[f32], b: &[f32], g: &Geometry, device: &Device
     let b = Tensor::<1>::from_data(TensorData::new(b.to_vec(), [g.out_channels]), device);
     let y = burn_conv3d(x, w, Some(b), ConvOptions::new(g.stride, g.padding, [1; 3], 1));
     y.into_data().try_to_vec::<f32>().expect("f32")
-}
-
-fn relative_error(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len(), "output sizes differ");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
-    got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale
 }
 
 /// Every case, on every lane type this build has, against Burn; and the
