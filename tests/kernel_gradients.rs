@@ -1,7 +1,8 @@
 //! Training on the hand-written kernels gives Burn's numbers: the weight
 //! gradient kernel against Burn's autodiff, a convolution layer's output
 //! and its input, weight and bias gradients through the custom autodiff
-//! node (`kernels::tracked`) against Burn's conv3d, on every lane type,
+//! node (`kernels::tracked`) against Burn's conv3d, on every lane type, the
+//! trilinear upsampling's node against Burn's differentiable version,
 //! and (natively) the teach room's first steps on the toy head against the
 //! losses recorded with Burn's kernels. In Chromium, `tests/wasm_trainer.rs`
 //! checks the same losses with the browser's default (these kernels).
@@ -104,9 +105,9 @@ fn check_layers() {
         for &lanes in Lanes::available() {
             for choice in [CpuConv::Fast(lanes), CpuConv::Direct(lanes)] {
                 kernels::set_cpu_conv(choice);
-                let before = kernels::tracked::forwards_run();
+                let before = kernels::tracked::nodes_run();
                 let got = layer_outputs(case, i as u64);
-                assert_eq!(kernels::tracked::forwards_run(), before + 1, "{} on {case:?} fell back to Burn", choice.name());
+                assert_eq!(kernels::tracked::nodes_run(), before + 1, "{} on {case:?} fell back to Burn", choice.name());
                 for (what, (a, b)) in ["output", "dx", "dW", "db"].iter().zip(got.iter().zip(&want)) {
                     let err = relative_error(a, b);
                     assert!(err <= TOLERANCE, "{} {what} on {case:?}: relative error {err:e} > {TOLERANCE:e}", choice.name());
@@ -115,6 +116,42 @@ fn check_layers() {
         }
     }
     kernels::reset_cpu_conv();
+}
+
+/// The trilinear ×2 upsampling's output and input gradient through its
+/// custom node against Burn's differentiable version.
+fn check_upsample() {
+    let _choice = CHOICE.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    for (i, dims) in [[2, 3, 5, 6, 7], [1, 8, 4, 4, 4], [1, 1, 1, 2, 3]].into_iter().enumerate() {
+        let run = |choice: CpuConv| {
+            kernels::set_cpu_conv(choice);
+            device.seed(i as u64);
+            let x = Tensor::<5>::random(dims, Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let before = kernels::tracked::nodes_run();
+            let y = bedside::model::upsample::upsample_trilinear_x2(x.clone());
+            let ran = kernels::tracked::nodes_run() - before;
+            let dy = Tensor::<5>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let grads = (y.clone() * dy).sum().backward();
+            (ran, values(y.inner()), values(x.grad(&grads).expect("dx")))
+        };
+        let (ran, y_burn, dx_burn) = run(CpuConv::Burn);
+        assert_eq!(ran, 0, "Burn's upsampling recorded a custom node");
+        for &lanes in Lanes::available() {
+            let (ran, y, dx) = run(CpuConv::Fast(lanes));
+            assert_eq!(ran, 1, "{dims:?}: the upsampling node did not run");
+            assert_eq!(y, y_burn, "{dims:?}: the slice upsampling gives Burn's bits");
+            let err = relative_error(&dx, &dx_burn);
+            assert!(err <= TOLERANCE, "{dims:?} dx on {}: relative error {err:e} > {TOLERANCE:e}", lanes.name());
+        }
+    }
+    kernels::reset_cpu_conv();
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_upsampling_node_gives_burns_output_and_gradient() {
+    check_upsample();
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -134,6 +171,7 @@ fn a_layer_on_the_fast_kernels_gives_burns_output_and_gradients() {
 fn the_gradient_kernels_match_burn_in_the_browser() {
     check_weight_gradient();
     check_layers();
+    check_upsample();
 }
 
 /// The teach room's first steps on the toy head, trained on the fast
@@ -155,7 +193,7 @@ fn the_teach_room_learns_the_same_on_the_fast_kernels() {
         let device = Device::flex();
         let data = pollster::block_on(toy_room_volume(&device));
         let mut room = Room::new(toy_setup(), data, &device).expect("the room opens");
-        let before = kernels::tracked::forwards_run();
+        let before = kernels::tracked::nodes_run();
         let records = pollster::block_on(room.steps(EXPECTED_TOTALS.len())).expect("steps run").expect("finite losses");
         for (r, e) in records.iter().zip(EXPECTED_TOTALS) {
             for k in 0..2 {
@@ -163,7 +201,7 @@ fn the_teach_room_learns_the_same_on_the_fast_kernels() {
                 assert!((got - e[k]).abs() <= LOSS_TOLERANCE * e[k].abs(), "{name} step {}: {got} vs Burn's {}", r[k].step, e[k]);
             }
         }
-        let ran = kernels::tracked::forwards_run() - before;
+        let ran = kernels::tracked::nodes_run() - before;
         assert_eq!(ran > 0, choice != Some(CpuConv::Burn), "{name}: {ran} training convolutions on the hand-written kernels");
     }
 }

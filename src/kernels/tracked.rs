@@ -1,8 +1,9 @@
-//! The hand-written CPU convolution inside an autodiff graph, so that
-//! training (the teach room, recovery, LoRA, `bedside distill`) runs on the
-//! same kernels as inference while Burn's autodiff still owns the graph.
+//! The hand-written CPU kernels inside an autodiff graph, so that training
+//! (the teach room, recovery, LoRA, `bedside distill`) runs on the same
+//! kernels as inference while Burn's autodiff still owns the graph: the
+//! convolution and the trilinear ×2 upsampling.
 //!
-//! Burn records a custom node: its forward runs [`super::winograd`] or
+//! For a convolution Burn records a custom node: its forward runs [`super::winograd`] or
 //! [`super::conv3d`] on the flex primitives; its backward gives
 //! - the input gradient on the same kernels where it is itself a
 //!   convolution (stride 1: the output gradient convolved with the weights
@@ -30,14 +31,15 @@ use burn::nn::conv::Conv3d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
-use super::{conv3d, weight_grad, winograd, Geometry, Lanes};
+use super::{conv3d, upsample, weight_grad, winograd, Geometry, Lanes};
 
-/// Forward passes this process ran through [`forward`]: tests check that
-/// training took the hand-written kernels rather than falling back.
-static FORWARDS: AtomicU64 = AtomicU64::new(0);
+/// Custom nodes this process recorded ([`forward`], [`upsample_trilinear_x2`]):
+/// tests check that training took the hand-written kernels rather than
+/// falling back to Burn's.
+static NODES: AtomicU64 = AtomicU64::new(0);
 
-pub fn forwards_run() -> u64 {
-    FORWARDS.load(Ordering::Relaxed)
+pub fn nodes_run() -> u64 {
+    NODES.load(Ordering::Relaxed)
 }
 
 /// Autodiff over flex with no checkpointing: `Device::flex().autodiff()`.
@@ -64,7 +66,7 @@ pub fn forward(conv: &Conv3d, x: &Tensor<5>, g: &Geometry, lanes: Lanes, by_wino
         }
         OpsKind::UnTracked(prep) => prep.finish(run(x_ad.into_primitive(), w_ad.into_primitive(), g, lanes, by_winograd)),
     };
-    FORWARDS.fetch_add(1, Ordering::Relaxed);
+    NODES.fetch_add(1, Ordering::Relaxed);
     let y = Tensor::<5>::from_primitive::<Tracked>(out);
     Some(match &conv.bias {
         Some(bias) => y + bias.val().reshape([1, g.out_channels, 1, 1, 1]),
@@ -181,4 +183,40 @@ fn primitive(data: Vec<f32>, shape: [usize; 5]) -> FloatTensor<Flex> {
     Tensor::<5>::from_data(TensorData::new(data, shape), &Device::flex())
         .try_into_primitive::<Flex>()
         .expect("a flex tensor is a flex primitive")
+}
+
+/// Trilinear ×2 of `x` (autodiff over flex, f32: [`covers`]) as a custom
+/// node: forward by the slice kernel (Burn's bits), backward by its adjoint
+/// ([`upsample::trilinear_x2_adjoint`]) instead of Burn's scatter-adds.
+/// `None` when `x` is not such a primitive.
+pub fn upsample_trilinear_x2(x: &Tensor<5>) -> Option<Tensor<5>> {
+    let x_ad = x.clone().try_into_primitive::<Tracked>().ok()?;
+    let dims @ [n, c, d, h, w] = x.dims();
+    let up = |p: FloatTensor<Flex>| primitive(upsample::trilinear_x2(&values(p), dims), [n, c, 2 * d, 2 * h, 2 * w]);
+    let out = match UpsampleNode.prepare::<NoCheckpointing>([x_ad.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let y = up(x_ad.primitive().clone());
+            prep.finish(dims, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(up(x_ad.into_primitive())),
+    };
+    NODES.fetch_add(1, Ordering::Relaxed);
+    Some(Tensor::<5>::from_primitive::<Tracked>(out))
+}
+
+#[derive(Debug)]
+struct UpsampleNode;
+
+impl Backward<Flex, 1> for UpsampleNode {
+    /// The input's dims: all the adjoint needs.
+    type State = [usize; 5];
+
+    fn backward(self, ops: Ops<[usize; 5], 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node {
+            let dims = ops.state;
+            grads.register::<Flex>(node.id, primitive(upsample::trilinear_x2_adjoint(&values(grad), dims), dims));
+        }
+    }
 }

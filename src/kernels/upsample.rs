@@ -9,6 +9,10 @@
 //! 1.0 s of student-s's 3.1 s. Here each axis is one pass that reads whole
 //! rows or planes in order. The arithmetic is the same, `a + (b − a) · t`
 //! per axis in the same axis order, so the result is the same bit for bit.
+//!
+//! For training, [`trilinear_x2_adjoint`] is its backward pass: Burn's is
+//! the adjoint of each gather, a scatter-add (`select_assign`) per tap and
+//! axis, which was a tenth of a student-s training step natively.
 
 /// Each output index's two source indices and weight along an axis of `n`
 /// growing to `2n`, with the corners aligned.
@@ -52,4 +56,33 @@ pub fn trilinear_x2(x: &[f32], [n, c, d, h, w]: [usize; 5]) -> Vec<f32> {
     let x = axis_x2(x, n * c, d, h * w);
     let x = axis_x2(&x, n * c * 2 * d, h, w);
     axis_x2(&x, n * c * 2 * d * 2 * h, w, 1)
+}
+
+/// The adjoint of [`axis_x2`]: `dy` seen as `[outer][2n][inner]` back to
+/// `[outer][n][inner]`, each output's gradient shared between its two
+/// sources as `dy − dy·t` and `dy·t` (Burn's gradients of `a + (b − a)·t`).
+fn axis_x2_adjoint(dy: &[f32], outer: usize, n: usize, inner: usize) -> Vec<f32> {
+    let taps = taps(n);
+    let mut dx = vec![0.0f32; outer * n * inner];
+    let per_outer = |(o, dst): (usize, &mut [f32])| {
+        let src = &dy[o * 2 * n * inner..(o + 1) * 2 * n * inner];
+        for (row, &(l, r, t)) in src.chunks_exact(inner).zip(&taps) {
+            for (k, &g) in row.iter().enumerate() {
+                let to_right = g * t;
+                dst[l * inner + k] += g - to_right;
+                dst[r * inner + k] += to_right;
+            }
+        }
+    };
+    super::for_each_chunk(&mut dx, n * inner, per_outer);
+    dx
+}
+
+/// The gradient of [`trilinear_x2`]'s input from its output's gradient `dy`
+/// (`[n, c, 2d, 2h, 2w]`): the axes' adjoints in reverse order.
+pub fn trilinear_x2_adjoint(dy: &[f32], [n, c, d, h, w]: [usize; 5]) -> Vec<f32> {
+    assert_eq!(dy.len(), n * c * 8 * d * h * w, "upsample gradient size");
+    let g = axis_x2_adjoint(dy, n * c * 2 * d * 2 * h, w, 1);
+    let g = axis_x2_adjoint(&g, n * c * 2 * d, h, w);
+    axis_x2_adjoint(&g, n * c, d, h * w)
 }

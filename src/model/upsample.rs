@@ -11,13 +11,20 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 /// Upsamples the three spatial axes of `[batch, channels, d, h, w]` by two.
 /// Inference on the CPU takes the slice version (`kernels::upsample`), the
-/// same arithmetic in fewer passes; training and WebGPU take [`burn_trilinear_x2`].
+/// same arithmetic in fewer passes; training on the CPU takes it too, with
+/// its adjoint as backward pass, unless Burn's convolution is chosen for
+/// training; WebGPU takes [`burn_trilinear_x2`].
 pub fn upsample_trilinear_x2(x: Tensor<5>) -> Tensor<5> {
-    if crate::kernels::untracked_cpu_f32(&x) {
-        crate::kernels::upsample_trilinear_x2(x)
-    } else {
-        burn_trilinear_x2(x)
+    use crate::kernels::{cpu_conv_for_training, tracked, untracked_cpu_f32};
+    if untracked_cpu_f32(&x) {
+        return crate::kernels::upsample_trilinear_x2(x);
     }
+    if tracked::covers(&x) && cpu_conv_for_training().lanes().is_some() {
+        if let Some(y) = tracked::upsample_trilinear_x2(&x) {
+            return y;
+        }
+    }
+    burn_trilinear_x2(x)
 }
 
 /// The same in Burn operations: differentiable, and on any backend.
