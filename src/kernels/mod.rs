@@ -201,7 +201,7 @@ pub fn cpu_conv() -> CpuConv {
 
 /// The convolution for training (autodiff tensors on the CPU): the chosen
 /// one, else the fast kernels on every build. Natively too: there they
-/// train 1.7× faster than flex on two cores (README, Speed), although
+/// train 1.7–2.1× faster than flex on two cores (README, Speed), although
 /// flex's AVX2 gemm runs HD-BET's inference faster than the portable lanes.
 pub fn cpu_conv_for_training() -> CpuConv {
     match CPU_CONV.load(Ordering::Relaxed) {
