@@ -241,17 +241,20 @@ pub fn conv3d_forward(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
     }
     let training = tracked::covers(&x);
     let choice = if training { cpu_conv_for_training() } else { cpu_conv() };
-    let (Some(lanes), Some(g)) = (choice.lanes(), geometry(conv, &x)) else { return conv.forward(x) };
-    let by_winograd = matches!(choice, CpuConv::Fast(_)) && winograd::pays(&g);
+    let geometry = geometry(conv, &x);
+    let by_winograd = |g: &Geometry| matches!(choice, CpuConv::Fast(_)) && winograd::pays(g);
     if training {
-        return tracked::forward(conv, &x, &g, lanes, by_winograd).unwrap_or_else(|| conv.forward(x));
+        let node = choice.lanes().zip(geometry).and_then(|(lanes, g)| tracked::forward(conv, &x, &g, lanes, by_winograd(&g)));
+        return node.unwrap_or_else(|| conv.forward(x));
     }
-    if !untracked_cpu_f32(&x) {
-        return conv.forward(x);
-    }
-    // Flex computes eagerly, so the clock measures the convolution itself.
+    let Some(g) = geometry.filter(|_| untracked_cpu_f32(&x)) else { return conv.forward(x) };
+    // Flex computes eagerly, so the clock measures the convolution itself,
+    // Burn's too when it is chosen (benchmarks compare them).
     let start = crate::inference::clock::now_ms();
-    let out = direct(conv, x, &g, lanes, by_winograd);
+    let out = match choice.lanes() {
+        Some(lanes) => direct(conv, x, &g, lanes, by_winograd(&g)),
+        None => conv.forward(x),
+    };
     let micros = ((crate::inference::clock::now_ms() - start) * 1000.0).max(0.0) as u64;
     CONV_MICROS.fetch_add(micros, Ordering::Relaxed);
     out

@@ -97,12 +97,16 @@ impl Backward<Flex, 2> for ConvNode {
         let weight = checkpointer.retrieve_node_output::<FloatTensor<Flex>>(s.weight);
         let g = s.geometry;
         let options = ConvOptions::new(g.stride, g.padding, [1; 3], 1);
+        // The output gradient's values, read out of the tensor once for
+        // whichever of the two gradients runs on the kernels.
+        let dy = std::cell::OnceCell::new();
+        let dy = || dy.get_or_init(|| values(grad.clone()));
         if let Some(node) = node_x {
             let dx = match input_gradient_geometry(&g) {
                 Some(gt) => {
                     let flipped = flipped_transposed(&values(weight.clone()), &g);
                     let by_winograd = s.by_winograd && winograd::pays(&gt);
-                    let dx = convolve(&values(grad.clone()), &flipped, &gt, s.lanes, by_winograd);
+                    let dx = convolve(dy(), &flipped, &gt, s.lanes, by_winograd);
                     primitive(dx, [g.batch, g.in_channels, g.size[0], g.size[1], g.size[2]])
                 }
                 None => Flex::conv3d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone()),
@@ -112,9 +116,9 @@ impl Backward<Flex, 2> for ConvNode {
         if let Some(node) = node_weight {
             let dw = if weight_grad::applies(&g) {
                 let [k0, k1, k2] = g.kernel;
-                primitive(weight_grad::weight_gradient(&values(x), &values(grad), &g, s.lanes), [g.out_channels, g.in_channels, k0, k1, k2])
+                primitive(weight_grad::weight_gradient(&values(x), dy(), &g, s.lanes), [g.out_channels, g.in_channels, k0, k1, k2])
             } else {
-                Flex::conv3d_weight_backward(x, weight, grad, options)
+                Flex::conv3d_weight_backward(x, weight, grad.clone(), options)
             };
             grads.register::<Flex>(node.id, dw);
         }
@@ -188,8 +192,12 @@ fn primitive(data: Vec<f32>, shape: [usize; 5]) -> FloatTensor<Flex> {
 /// Trilinear ×2 of `x` (autodiff over flex, f32: [`covers`]) as a custom
 /// node: forward by the slice kernel (Burn's bits), backward by its adjoint
 /// ([`upsample::trilinear_x2_adjoint`]) instead of Burn's scatter-adds.
-/// `None` when `x` is not such a primitive.
+/// `None` when `x` is not such a tensor, or when Burn's convolution is
+/// chosen for training (then training keeps Burn's arithmetic throughout).
 pub fn upsample_trilinear_x2(x: &Tensor<5>) -> Option<Tensor<5>> {
+    if !covers(x) || super::cpu_conv_for_training().lanes().is_none() {
+        return None;
+    }
     let x_ad = x.clone().try_into_primitive::<Tracked>().ok()?;
     let dims @ [n, c, d, h, w] = x.dims();
     let up = |p: FloatTensor<Flex>| primitive(upsample::trilinear_x2(&values(p), dims), [n, c, 2 * d, 2 * h, 2 * w]);

@@ -15,16 +15,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 /// its adjoint as backward pass, unless Burn's convolution is chosen for
 /// training; WebGPU takes [`burn_trilinear_x2`].
 pub fn upsample_trilinear_x2(x: Tensor<5>) -> Tensor<5> {
-    use crate::kernels::{cpu_conv_for_training, tracked, untracked_cpu_f32};
-    if untracked_cpu_f32(&x) {
+    if crate::kernels::untracked_cpu_f32(&x) {
         return crate::kernels::upsample_trilinear_x2(x);
     }
-    if tracked::covers(&x) && cpu_conv_for_training().lanes().is_some() {
-        if let Some(y) = tracked::upsample_trilinear_x2(&x) {
-            return y;
-        }
-    }
-    burn_trilinear_x2(x)
+    crate::kernels::tracked::upsample_trilinear_x2(&x).unwrap_or_else(|| burn_trilinear_x2(x))
 }
 
 /// The same in Burn operations: differentiable, and on any backend.
