@@ -32,11 +32,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Shape, spacing, affine, datatype, orientation and intensity statistics of a NIfTI volume.
-    Info { volume: PathBuf },
+    /// Shape (with the number of volumes of a 4D series and its time step), spacing, affine,
+    /// datatype, orientation and intensity statistics of a NIfTI file.
+    Info {
+        volume: PathBuf,
+        /// Which volume of a 4D series the statistics describe, counting from 0.
+        #[arg(long = "volume", default_value_t = 0)]
+        index: usize,
+    },
     /// Segment a volume and write the mask (in the input's grid) as NIfTI.
     Segment {
         volume: PathBuf,
+        /// Which volume of a 4D series to segment, counting from 0 (the first by default).
+        #[arg(long = "volume", default_value_t = 0)]
+        index: usize,
         /// Model package folder, or the name of one under ./models.
         #[arg(long)]
         model: String,
@@ -102,6 +111,9 @@ enum Command {
         model: String,
         #[arg(required = true)]
         volumes: Vec<String>,
+        /// Which volume of each 4D image to segment, counting from 0 (the first by default).
+        #[arg(long = "volume", default_value_t = 0)]
+        index: usize,
         /// A second model to compare with (e.g. the teacher).
         #[arg(long)]
         against: Option<String>,
@@ -296,14 +308,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Info { volume } => commands::info(&volume, cli.json),
-        Command::Segment { volume, model, out, backend, tta, mirror_check, whole_volume, windows, ensemble, adapter } => {
+        Command::Info { volume, index } => commands::info(&volume, index, cli.json),
+        Command::Segment { volume, index, model, out, backend, tta, mirror_check, whole_volume, windows, ensemble, adapter } => {
             let windowing = match (whole_volume, windows) {
                 (true, _) => Windowing::WholeVolume,
                 (_, true) => Windowing::Windows,
                 _ => Windowing::Auto,
             };
-            let options = SegmentOptions { mirror: tta, mirror_check, windowing, ..SegmentOptions::default() };
+            let options = SegmentOptions { mirror: tta, mirror_check, windowing, volume: index, ..SegmentOptions::default() };
             commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, options, ensemble, cli.json)
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),
@@ -311,7 +323,7 @@ fn main() -> ExitCode {
         Command::Distill { config, out, cache, resume, backend } => {
             train::distill(&config, &out, cache.as_deref(), resume, &backend, cli.json)
         }
-        Command::Evaluate { model, volumes, against, adapter, backend, record, mirror_check } => {
+        Command::Evaluate { model, volumes, index, against, adapter, backend, record, mirror_check } => {
             let volumes: Vec<train::EvalVolume> = volumes
                 .iter()
                 .map(|v| match v.split_once(':') {
@@ -319,7 +331,7 @@ fn main() -> ExitCode {
                     None => train::EvalVolume { image: v.into(), reference: None },
                 })
                 .collect();
-            train::evaluate(&model, adapter.as_deref(), &volumes, against.as_deref(), &backend, record, mirror_check, cli.json)
+            train::evaluate(&model, adapter.as_deref(), &volumes, index, against.as_deref(), &backend, record, mirror_check, cli.json)
         }
         Command::Catalog { models_dir, check } => commands::catalog(&models_dir, check, cli.json),
         Command::Bench { volume, model, backends, repeat } => {

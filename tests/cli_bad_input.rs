@@ -1,5 +1,5 @@
 //! Every malformed input ends in a clear message and a non-zero exit, never a
-//! panic: garbage, a non-NIfTI, a truncated file, a 4D file, absurd sizes
+//! panic: garbage, a non-NIfTI, a truncated file, a volume a 4D file lacks, absurd sizes
 //! (refused before allocating), weights with wrong shapes and NaN weights.
 
 #![cfg(not(target_arch = "wasm32"))] // runs the native CLI
@@ -83,9 +83,11 @@ fn truncated_voxel_data_is_refused() {
 }
 
 #[test]
-fn four_d_with_several_volumes_is_refused() {
-    let msg = info_fails(data("nibabel/example4d.nii.gz").to_str().unwrap());
-    assert!(msg.contains("4d"), "{msg}");
+fn a_volume_the_series_does_not_hold_is_refused() {
+    let series = data("nibabel/example4d.nii.gz");
+    let stderr = run_fails(&["info", "--volume", "2", series.to_str().unwrap()], None);
+    assert!(stderr.starts_with("bedside: "), "no clear message: {stderr}");
+    assert!(stderr.contains("there is no volume 2 in this file: it holds 2 (numbered from 0)"), "{stderr}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 // Protocol (main -> worker):            (worker -> main)
 //   {type:'init'}                        {type:'ready', version, cpuLanes} | {type:'error', phase:'init', ...}
 //   {type:'device'}                      {type:'device', info}
-//   {type:'inspect', id, bytes}          {type:'inspected', id, info} | {type:'error', id, ...}
+//   {type:'inspect', id, bytes, volume?} {type:'inspected', id, info} | {type:'error', id, ...}
 //   {type:'import', id, bytes, name}      {type:'imported', id, card, model_json, weights} (transferred)
 //   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, mirrorCheck, ensemble, cpuConv?, gpuConv?, windows?}
 //                                        {type:'progress', id, stage, fraction|null}
@@ -357,7 +357,7 @@ async function handle(msg) {
     }
     case 'inspect': {
       await ensureEngine();
-      const info = plain(await bedside.inspect_volume(new Uint8Array(msg.bytes)));
+      const info = plain(await bedside.inspect_volume(new Uint8Array(msg.bytes), msg.volume ?? undefined));
       post({ type: 'inspected', id: msg.id, info });
       return;
     }

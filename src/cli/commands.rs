@@ -19,7 +19,12 @@ pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
 }
 
 pub(super) fn read_volume(path: &Path) -> Result<Volume, CliError> {
-    volume::read_nifti(&read_file(path)?).map_err(|e| CliError(format!("{}: {e}", path.display())))
+    read_volume_at(path, 0)
+}
+
+/// Volume `index` of a (4D) NIfTI file.
+pub(super) fn read_volume_at(path: &Path, index: usize) -> Result<Volume, CliError> {
+    volume::read_nifti_volume(&read_file(path)?, index).map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
 pub(super) fn print(value: serde_json::Value, json: bool, human: impl FnOnce() -> String) {
@@ -30,12 +35,22 @@ pub(super) fn print(value: serde_json::Value, json: bool, human: impl FnOnce() -
     }
 }
 
-pub fn info(path: &Path, json: bool) -> Result<(), CliError> {
-    let v = read_volume(path)?;
+/// What nibabel shows of a file (shape with its 4th dimension, the time
+/// step of a series, affine, datatype, orientation), and the intensity
+/// statistics of volume `index` (the one `segment --volume` would take).
+pub fn info(path: &Path, index: usize, json: bool) -> Result<(), CliError> {
+    let v = read_volume_at(path, index)?;
     let stats = v.stats();
+    let h = &v.header;
+    let volumes = h.volume_count();
     let value = json!({
         "path": path.display().to_string(),
-        "shape": v.dims,
+        "shape": h.shape(),
+        "volumes": volumes,
+        "volume": index,
+        "volume_shape": v.dims,
+        "time_step": h.time_step(),
+        "time_unit": h.time_step().map(|_| h.time_unit()),
         "spacing": v.spacing,
         "affine": v.affine,
         "datatype": v.datatype_name(),
@@ -43,18 +58,25 @@ pub fn info(path: &Path, json: bool) -> Result<(), CliError> {
         "min": stats.min,
         "max": stats.max,
         "mean": stats.mean,
+        "nan_voxels": stats.nan_voxels,
     });
+    let number = |x: Option<f64>| x.map_or("n/a".to_string(), |x| format!("{x}"));
     print(value, json, || {
+        let series = match h.time_step() {
+            Some(step) if volumes > 1 => format!("\n  {volumes} volumes, {step} {} apart; statistics of volume {index}", h.time_unit()),
+            _ => String::new(),
+        };
+        let nan = if stats.nan_voxels > 0 { format!(" ({} NaN voxels left out)", stats.nan_voxels) } else { String::new() };
         format!(
-            "{}\n  shape {:?}  spacing {:?} mm  {}  {}\n  intensities min {} max {} mean {:.4}\n  affine {:?}",
+            "{}\n  shape {:?}  spacing {:?} mm  {}  {}{series}\n  intensities min {} max {} mean {}{nan}\n  affine {:?}",
             path.display(),
-            v.dims,
+            h.shape(),
             v.spacing,
             v.datatype_name(),
             v.orientation(),
-            stats.min,
-            stats.max,
-            stats.mean,
+            number(stats.min),
+            number(stats.max),
+            number(stats.mean.map(|m| (m * 1e4).round() / 1e4)),
             v.affine
         )
     });
@@ -135,6 +157,8 @@ pub fn segment(
         "timings_ms": seg.timings_ms,
         "label_volumes_mm3": volumes,
         "quality": seg.quality,
+        "volume": options.volume,
+        "non_finite_voxels": seg.non_finite_voxels,
     });
     print(value, json, || {
         let t = &seg.timings_ms;
@@ -151,9 +175,18 @@ pub fn segment(
             t.total,
             seg.label_volumes.iter().map(|l| format!("{}: {:.0} mm³", l.name, l.mm3)).collect::<Vec<_>>().join("  "),
             quality_line(&seg.quality)
-        )
+        ) + &non_finite_line(seg.non_finite_voxels)
     });
     Ok(())
+}
+
+/// The note a mask gets when the input had NaN or infinite voxels.
+pub(super) fn non_finite_line(voxels: usize) -> String {
+    if voxels == 0 {
+        String::new()
+    } else {
+        format!("\n  {voxels} NaN or infinite voxels were segmented as background and left out of the mask")
+    }
 }
 
 /// The quality signal in one line, with what to do about a warning.

@@ -28,11 +28,13 @@ pub struct SegmentOptions {
     pub mirror_check: bool,
     /// One pass over the whole volume, or windows.
     pub windowing: Windowing,
+    /// Which volume of a 4D file [`segment_bytes`] reads, from 0.
+    pub volume: usize,
 }
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        Self { mirror: false, step_fraction: 0.75, max_buffer_bytes: None, mirror_check: false, windowing: Windowing::Auto }
+        Self { mirror: false, step_fraction: 0.75, max_buffer_bytes: None, mirror_check: false, windowing: Windowing::Auto, volume: 0 }
     }
 }
 
@@ -98,6 +100,9 @@ pub struct Segmentation {
     /// Multiply-adds ×2 of every convolution the run computed (all windows,
     /// members, mirrorings and the mirror check): what GFLOP/s is measured on.
     pub conv_flops: u64,
+    /// Voxels that were NaN or infinite in the input: segmented as background
+    /// and labelled 0 ([`fill_non_finite`]).
+    pub non_finite_voxels: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +146,7 @@ pub async fn segment_bytes_with<R: PassRunner>(
 ) -> Result<(Volume, Segmentation), SegmentError> {
     let start = now_ms();
     progress(stage::READ, 0.0);
-    let volume = volume::read_nifti(bytes)?;
+    let volume = volume::read_nifti_volume(bytes, options.volume)?;
     let read = now_ms() - start;
     let mut seg = segment_with(&volume, model, runner, options, progress).await?;
     seg.timings_ms.read = read;
@@ -171,7 +176,16 @@ pub async fn segment_with<R: PassRunner>(
     options: SegmentOptions,
     progress: &mut dyn FnMut(&str, f64) -> bool,
 ) -> Result<Segmentation, SegmentError> {
+    let filled = fill_non_finite(volume)?;
+    let volume = filled.as_ref().map_or(volume, |(v, _)| v);
     let (mut seg, mut signals) = segment_once(volume, model, runner, options, progress).await?;
+    if let Some((_, missing)) = &filled {
+        for (label, _) in seg.labels.iter_mut().zip(missing).filter(|(_, &m)| m) {
+            *label = 0;
+        }
+        seg.non_finite_voxels = missing.iter().filter(|&&m| m).count();
+        seg.label_volumes = measure_labels(&seg.labels, volume.voxel_volume_mm3(), &model.manifest.labels);
+    }
     if options.mirror_check {
         let mark = now_ms();
         let (mirror_dice, flops) = mirror_agreement(volume, &seg.labels, model, runner, options, progress).await?;
@@ -183,6 +197,23 @@ pub async fn segment_with<R: PassRunner>(
         seg.quality = assess(signals, &model.manifest.quality.unwrap_or_default());
     }
     Ok(seg)
+}
+
+/// How the pipeline treats NaN and infinite voxels: they carry no
+/// measurement (a scanner's field of view resampled into a larger grid, a
+/// masked-out region), so they are set to the darkest finite intensity, the
+/// background, for the network, and labelled 0 in the mask
+/// ([`Segmentation::non_finite_voxels`] counts them). `None` when every voxel
+/// is finite (the usual case: nothing is copied); the filled copy and which
+/// voxels were filled otherwise. Refused when no voxel is finite.
+pub fn fill_non_finite(volume: &Volume) -> Result<Option<(Volume, Vec<bool>)>, PreprocessError> {
+    if volume.data.iter().all(|v| v.is_finite()) {
+        return Ok(None);
+    }
+    let darkest = volume.data.iter().copied().filter(|v| v.is_finite()).reduce(f32::min).ok_or(PreprocessError::NoFiniteVoxels)?;
+    let missing: Vec<bool> = volume.data.iter().map(|v| !v.is_finite()).collect();
+    let data = volume.data.iter().map(|&v| if v.is_finite() { v } else { darkest }).collect();
+    Ok(Some((Volume { data, ..volume.clone_without_data() }, missing)))
 }
 
 /// Dice between `labels` and the mask of the scan mirrored along its
@@ -200,13 +231,7 @@ async fn mirror_agreement<R: PassRunner>(
     let Some(axis) = volume::left_right_axis(&volume.affine) else {
         return Ok((None, 0));
     };
-    let mirrored = Volume {
-        header: volume.header.clone(),
-        dims: volume.dims,
-        spacing: volume.spacing,
-        affine: volume.affine,
-        data: volume::flip_axis(&volume.data, volume.dims, axis),
-    };
+    let mirrored = Volume { data: volume::flip_axis(&volume.data, volume.dims, axis), ..volume.clone_without_data() };
     let mut inner = |stage: &str, fraction: f64| {
         let into = if stage == stage::INFERENCE { fraction } else if stage == stage::POSTPROCESS { 1.0 } else { 0.0 };
         progress(stage::MIRROR_CHECK, into)
@@ -295,7 +320,7 @@ async fn segment_once<R: PassRunner>(
     t.postprocess = now_ms() - mark;
     t.total = now_ms() - start;
     progress(stage::POSTPROCESS, 1.0);
-    Ok((Segmentation { labels, timings_ms: t, label_volumes, windows, patch, quality, conv_flops }, signals))
+    Ok((Segmentation { labels, timings_ms: t, label_volumes, windows, patch, quality, conv_flops, non_finite_voxels: 0 }, signals))
 }
 
 /// Most probable class per voxel, over the unpadded region only.

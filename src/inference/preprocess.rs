@@ -33,6 +33,8 @@ pub enum PreprocessError {
     Unsupported(String),
     #[error("the image contains NaN or infinite values")]
     NotFinite,
+    #[error("every voxel of the image is NaN or infinite: there is nothing to segment")]
+    NoFiniteVoxels,
     #[error("the image's affine gives no orientation to every axis, and this model needs one (axis_order \"ras\")")]
     NoOrientation,
 }

@@ -12,7 +12,7 @@ pub mod spline;
 #[cfg(not(target_arch = "wasm32"))]
 pub use nifti::read_nifti_file;
 pub use nifti::{
-    read_nifti, write_label_nifti_gz, Endianness, NiftiHeader, NiftiVersion, MAX_VOXELS,
+    extract_volume, read_nifti, read_nifti_volume, write_label_nifti_gz, Endianness, NiftiHeader, NiftiVersion, MAX_VOXELS,
 };
 pub use orientation::{axis_codes, flip_axis, io_orientation, left_right_axis, orientation_string, Reorientation};
 pub use resample::{centre_pad_or_crop, nearest, pad_or_crop, pad_upper, shape_for_spacing, trilinear};
@@ -33,13 +33,16 @@ pub struct Volume {
     pub data: Vec<f32>,
 }
 
-/// Summary intensities, matching numpy's min/max/mean over nibabel's `get_fdata()`
-/// (any NaN voxel makes all three NaN, as in numpy).
+/// Summary intensities as nibabel users get them with numpy's `nanmin`,
+/// `nanmax` and `nanmean` over `get_fdata()`: NaN voxels are left out (and
+/// counted). A statistic that is not a finite number (every voxel NaN, or an
+/// infinite voxel) is `None`, which JSON shows as null.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct IntensityStats {
-    pub min: f64,
-    pub max: f64,
-    pub mean: f64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub nan_voxels: usize,
 }
 
 impl Volume {
@@ -67,6 +70,12 @@ impl Volume {
             affine,
             data,
         })
+    }
+
+    /// The same grid and header with no voxels yet, for a derived image
+    /// (cloning `data` only to replace it would copy the whole volume).
+    pub fn clone_without_data(&self) -> Volume {
+        Volume { header: self.header.clone(), dims: self.dims, spacing: self.spacing, affine: self.affine, data: Vec::new() }
     }
 
     pub fn voxel_count(&self) -> usize {
@@ -105,39 +114,28 @@ impl Volume {
     }
 }
 
-/// min/max/mean with numpy semantics: sums in f64, NaN propagates.
+/// [`IntensityStats`] of `values`: sums in f64, NaN left out.
 pub fn intensity_stats(values: &[f32]) -> IntensityStats {
-    if values.is_empty() {
-        return IntensityStats {
-            min: f64::NAN,
-            max: f64::NAN,
-            mean: f64::NAN,
-        };
-    }
     let mut min = f32::INFINITY;
     let mut max = f32::NEG_INFINITY;
     let mut sum = 0.0f64;
-    let mut saw_nan = false;
+    let mut nan_voxels = 0usize;
     for &v in values {
         if v.is_nan() {
-            saw_nan = true;
+            nan_voxels += 1;
             continue;
         }
         min = min.min(v);
         max = max.max(v);
         sum += v as f64;
     }
-    if saw_nan {
-        return IntensityStats {
-            min: f64::NAN,
-            max: f64::NAN,
-            mean: f64::NAN,
-        };
-    }
+    let counted = values.len() - nan_voxels;
+    let finite = |x: f64| (counted > 0 && x.is_finite()).then_some(x);
     IntensityStats {
-        min: min as f64,
-        max: max as f64,
-        mean: sum / values.len() as f64,
+        min: finite(min as f64),
+        max: finite(max as f64),
+        mean: finite(sum / counted.max(1) as f64),
+        nan_voxels,
     }
 }
 
@@ -181,8 +179,8 @@ pub enum VolumeError {
     #[error("image has {voxels} voxels, more than the {max} bedside can hold in memory")]
     TooManyVoxels { voxels: u128, max: usize },
 
-    #[error("this is a {ndim}D file with {volumes} volumes; bedside needs a single 3D volume")]
-    MultipleVolumes { ndim: usize, volumes: u128 },
+    #[error("there is no volume {index} in this file: it holds {volumes} (numbered from 0)")]
+    NoSuchVolume { index: usize, volumes: u64 },
 
     #[error(
         "unsupported NIfTI datatype {name} (code {code}); bedside reads uint8, int8, int16, \

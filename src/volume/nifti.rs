@@ -181,6 +181,38 @@ impl NiftiHeader {
             .unwrap_or("unknown")
     }
 
+    /// The image's shape as nibabel's `img.shape`: dims 1..=dim[0] (a 4D
+    /// series ends with its number of volumes).
+    pub fn shape(&self) -> Vec<i64> {
+        let ndim = self.dim[0].clamp(1, 7) as usize;
+        self.dim[1..=ndim].to_vec()
+    }
+
+    /// How many 3D volumes the file holds (1 for a 3D image).
+    pub fn volume_count(&self) -> u64 {
+        volume_count(self)
+    }
+
+    /// The step between volumes, nibabel's `header.get_zooms()[3]` (pixdim[4],
+    /// the repetition time of an fMRI series), in [`Self::time_unit`]; none
+    /// for an image with fewer than 4 dimensions.
+    pub fn time_step(&self) -> Option<f64> {
+        (self.dim[0] >= 4).then_some(self.pixdim[4])
+    }
+
+    /// The unit of [`Self::time_step`] as nibabel's `get_xyzt_units()[1]` names it.
+    pub fn time_unit(&self) -> &'static str {
+        match self.xyzt_units & 0x38 {
+            8 => "sec",
+            16 => "msec",
+            24 => "usec",
+            32 => "hz",
+            40 => "ppm",
+            48 => "rads",
+            _ => "unknown",
+        }
+    }
+
     /// Millimetres per spatial unit according to `xyzt_units` (unknown → mm).
     pub fn spatial_unit_in_mm(&self) -> f64 {
         match self.xyzt_units & 0x07 {
@@ -605,7 +637,7 @@ impl DataLayout {
     }
 }
 
-fn validate_layout(header: &NiftiHeader) -> Result<DataLayout, VolumeError> {
+fn validate_layout(header: &NiftiHeader, index: usize) -> Result<DataLayout, VolumeError> {
     let ndim = header.dim[0];
     if !(1..=7).contains(&ndim) {
         return Err(VolumeError::InvalidDimensions(format!(
@@ -621,13 +653,12 @@ fn validate_layout(header: &NiftiHeader) -> Result<DataLayout, VolumeError> {
             )));
         }
     }
-    // Dimensions 4..7 (time, components) must all be 1 for a single 3D volume.
-    let volumes = header.dim[4..=ndim.max(3)]
-        .iter()
-        .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
-        .unwrap_or(u128::MAX);
-    if volumes > 1 {
-        return Err(VolumeError::MultipleVolumes { ndim, volumes });
+    // Dimensions 4..7 (time, components) hold the volumes; `index` picks one.
+    // Only the chosen volume's bytes are located, so a header that claims an
+    // absurd number of them costs nothing until one is asked for.
+    let volumes = volume_count(header);
+    if index as u64 >= volumes {
+        return Err(VolumeError::NoSuchVolume { index, volumes });
     }
     let spatial: [i64; 3] =
         std::array::from_fn(|axis| if axis < ndim { header.dim[axis + 1] } else { 1 });
@@ -645,13 +676,28 @@ fn validate_layout(header: &NiftiHeader) -> Result<DataLayout, VolumeError> {
     let dims = spatial.map(|d| d as usize);
     let voxel_count = checked_voxel_count(dims)?;
     let voxel_type = VoxelType::from_code(header.datatype)?;
-    let offset = validate_vox_offset(header)?;
+    let frame_bytes = voxel_count as u64 * voxel_type.byte_size() as u64;
+    let first = validate_vox_offset(header)?;
+    let offset = (index as u64)
+        .checked_mul(frame_bytes)
+        .and_then(|skip| skip.checked_add(first))
+        .ok_or(VolumeError::NoSuchVolume { index, volumes })?;
     Ok(DataLayout {
         dims,
         voxel_type,
         offset,
         voxel_count,
     })
+}
+
+/// How many 3D volumes the file holds: the product of dims 4..7 (1 for a 3D
+/// file), as numpy's `prod(img.shape[3:])`; saturating for absurd headers.
+fn volume_count(header: &NiftiHeader) -> u64 {
+    let ndim = header.dim[0].clamp(0, 7) as usize;
+    header.dim[4..=ndim.max(3)]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d.max(0) as u64))
+        .unwrap_or(u64::MAX)
 }
 
 fn validate_vox_offset(header: &NiftiHeader) -> Result<u64, VolumeError> {
@@ -705,16 +751,59 @@ fn scaling(header: &NiftiHeader) -> Option<(f64, f64)> {
     }
 }
 
-/// Reads a `.nii` or `.nii.gz` image from memory. Gzip is recognised by its
-/// magic bytes, not by a file name.
+/// Reads a `.nii` or `.nii.gz` image from memory: its first volume when it
+/// holds several (a 4D series), as [`read_nifti_volume`] with index 0. Gzip
+/// is recognised by its magic bytes, not by a file name.
 pub fn read_nifti(bytes: &[u8]) -> Result<Volume, VolumeError> {
+    read_nifti_volume(bytes, 0)
+}
+
+/// Reads volume `index` (from 0) of a `.nii` or `.nii.gz` image: of a 4D
+/// file, the 3D volume at that position of the 4th dimension (beyond it,
+/// dims 5–7 in storage order); of a 3D file, index 0 is the image. Only that
+/// volume is decompressed and converted.
+pub fn read_nifti_volume(bytes: &[u8], index: usize) -> Result<Volume, VolumeError> {
+    let (header, layout, data) = locate_volume(bytes, index)?;
+    build_volume(header, layout, &data)
+}
+
+/// Volume `index` of a NIfTI file as a file of its own: the same header with
+/// dims 4–7 set to 1 and its voxels' bytes as stored (same datatype and
+/// scaling), little-endian and uncompressed. The page hands this to the
+/// viewer and the engine when the user picks a volume of a 4D file, so that
+/// every room sees one 3D volume and nothing is converted.
+pub fn extract_volume(bytes: &[u8], index: usize) -> Result<Vec<u8>, VolumeError> {
+    let (mut header, layout, data) = locate_volume(bytes, index)?;
+    let mut raw = data[layout.offset as usize..layout.end() as usize].to_vec();
+    let size = layout.voxel_type.byte_size();
+    if header.endianness == Endianness::Big && size > 1 {
+        raw.chunks_exact_mut(size).for_each(<[u8]>::reverse);
+    }
+    header.endianness = Endianness::Little;
+    let ndim = header.dim[0].clamp(1, 3);
+    header.dim[0] = ndim;
+    header.dim[4..].fill(1);
+    // Extensions are not copied, so the data directly follows the header.
+    header.vox_offset = match header.version {
+        NiftiVersion::Nifti1 => NIFTI1_MIN_VOX_OFFSET as f64,
+        NiftiVersion::Nifti2 => NIFTI2_MIN_VOX_OFFSET as f64,
+    };
+    let mut file = encode_header(&header);
+    file.extend_from_slice(&raw);
+    Ok(file)
+}
+
+/// The header, the chosen volume's layout and the bytes that hold it (the
+/// file itself, or as much of its decompressed stream as reaches the volume).
+fn locate_volume(bytes: &[u8], index: usize) -> Result<(NiftiHeader, DataLayout, std::borrow::Cow<'_, [u8]>), VolumeError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        read_gzipped(bytes)
+        let (header, layout, decompressed) = read_gzipped(bytes, index)?;
+        Ok((header, layout, std::borrow::Cow::Owned(decompressed)))
     } else {
         let header = parse_header(bytes)?;
-        let layout = validate_layout(&header)?;
+        let layout = validate_layout(&header, index)?;
         check_length(&layout, bytes.len(), "file")?;
-        build_volume(header, layout, bytes)
+        Ok((header, layout, std::borrow::Cow::Borrowed(bytes)))
     }
 }
 
@@ -745,12 +834,12 @@ fn check_length(
 
 /// Decompresses only as much as the header says the file needs (plus a small
 /// margin), so a gzip bomb cannot exhaust memory.
-fn read_gzipped(compressed: &[u8]) -> Result<Volume, VolumeError> {
+fn read_gzipped(compressed: &[u8], index: usize) -> Result<(NiftiHeader, DataLayout, Vec<u8>), VolumeError> {
     let mut decoder = MultiGzDecoder::new(compressed);
     let mut decompressed = Vec::new();
     read_bounded(&mut decoder, &mut decompressed, NIFTI2_HEADER_SIZE as u64)?;
     let header = parse_header(&decompressed)?;
-    let layout = validate_layout(&header)?;
+    let layout = validate_layout(&header, index)?;
 
     let wanted = layout.end() + GZIP_TRAILING_MARGIN;
     let remaining = wanted.saturating_sub(decompressed.len() as u64);
@@ -761,7 +850,7 @@ fn read_gzipped(compressed: &[u8]) -> Result<Volume, VolumeError> {
     read_bounded(&mut decoder, &mut decompressed, remaining)?;
 
     check_length(&layout, decompressed.len(), "decompressed stream")?;
-    build_volume(header, layout, &decompressed)
+    Ok((header, layout, decompressed))
 }
 
 fn read_bounded(reader: &mut impl Read, into: &mut Vec<u8>, limit: u64) -> Result<(), VolumeError> {
@@ -1153,7 +1242,7 @@ mod tests {
     #[test]
     fn zero_vox_offset_means_data_follows_header() {
         let bytes = nifti1_bytes([2, 2, 2], |h| h.vox_offset = 0.0);
-        assert_eq!(read_nifti(&bytes).expect("offset 0").stats().max, 6.0);
+        assert_eq!(read_nifti(&bytes).expect("offset 0").stats().max, Some(6.0));
     }
 
     #[test]
@@ -1221,7 +1310,7 @@ mod tests {
         let a = read_nifti(&plain).expect("plain");
         let b = read_nifti(&gzip(&plain)).expect("gzipped");
         assert_eq!(a, b);
-        assert_eq!(a.stats().max, 6.0);
+        assert_eq!(a.stats().max, Some(6.0));
     }
 
     #[test]
@@ -1290,24 +1379,79 @@ mod tests {
         ));
     }
 
+    /// A 2×2×2×3 int16 series whose volume t holds `100·t + voxel`, big- or
+    /// little-endian.
+    fn series_bytes(big_endian: bool) -> Vec<u8> {
+        let mut header = sample_volume([2, 2, 2]).header.clone();
+        header.datatype = 4;
+        header.bitpix = 16;
+        header.dim[0] = 4;
+        header.dim[4] = 3;
+        header.pixdim[4] = 2.5;
+        header.xyzt_units = 2 | 8; // mm, sec
+        let le = encode_header(&header);
+        let mut bytes = if big_endian { encode_big_endian_nifti1(&parse_header(&le).expect("header")) } else { le };
+        for v in (0..3i16).flat_map(|t| (0..8).map(move |i| 100 * t + i)) {
+            bytes.extend_from_slice(&if big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+        }
+        bytes
+    }
+
     #[test]
-    fn rejects_multi_volume_4d() {
-        let bytes = nifti1_bytes([2, 2, 2], |h| {
-            h.dim[0] = 4;
-            h.dim[4] = 3;
-        });
-        let err = read_nifti(&bytes).unwrap_err();
-        assert!(matches!(
-            err,
-            VolumeError::MultipleVolumes {
-                ndim: 4,
-                volumes: 3
+    fn statistics_leave_nan_voxels_out() {
+        let s = crate::volume::intensity_stats(&[1.0, f32::NAN, 3.0]);
+        assert_eq!((s.min, s.max, s.mean, s.nan_voxels), (Some(1.0), Some(3.0), Some(2.0), 1));
+        let all = crate::volume::intensity_stats(&[f32::NAN; 4]);
+        assert_eq!((all.min, all.max, all.mean, all.nan_voxels), (None, None, None, 4));
+        let inf = crate::volume::intensity_stats(&[1.0, f32::INFINITY]);
+        assert_eq!((inf.min, inf.max, inf.mean), (Some(1.0), None, None));
+    }
+
+    #[test]
+    fn reads_each_volume_of_a_4d_series() {
+        for big_endian in [false, true] {
+            let plain = series_bytes(big_endian);
+            for bytes in [plain.clone(), gzip(&plain)] {
+                for t in 0..3 {
+                    let v = read_nifti_volume(&bytes, t).expect("a volume of the series");
+                    let want: Vec<f32> = (0..8).map(|i| (100 * t + i) as f32).collect();
+                    assert_eq!(v.data, want, "volume {t}, big-endian {big_endian}");
+                    assert_eq!(v.dims, [2, 2, 2]);
+                    assert_eq!(v.header.shape(), vec![2, 2, 2, 3]);
+                    assert_eq!(v.header.volume_count(), 3);
+                    assert_eq!(v.header.time_step(), Some(2.5));
+                    assert_eq!(v.header.time_unit(), "sec");
+                }
+                assert_eq!(read_nifti(&bytes).expect("the first volume").data[7], 7.0);
+                let err = read_nifti_volume(&bytes, 3).unwrap_err();
+                assert!(matches!(err, VolumeError::NoSuchVolume { index: 3, volumes: 3 }), "{err}");
+                assert_eq!(err.to_string(), "there is no volume 3 in this file: it holds 3 (numbered from 0)");
             }
-        ));
-        assert_eq!(
-            err.to_string(),
-            "this is a 4D file with 3 volumes; bedside needs a single 3D volume"
-        );
+        }
+    }
+
+    #[test]
+    fn an_extracted_volume_is_a_3d_file_with_the_same_voxels() {
+        for big_endian in [false, true] {
+            let series = series_bytes(big_endian);
+            let one = extract_volume(&gzip(&series), 2).expect("extract");
+            let v = read_nifti(&one).expect("the extracted file reads");
+            let from_series = read_nifti_volume(&series, 2).expect("volume 2");
+            assert_eq!(v.data, from_series.data);
+            assert_eq!(v.affine, from_series.affine);
+            assert_eq!(v.header.shape(), vec![2, 2, 2]);
+            assert_eq!(v.header.volume_count(), 1);
+            assert_eq!(v.datatype_name(), "int16");
+            assert_eq!(v.header.endianness, Endianness::Little);
+        }
+    }
+
+    #[test]
+    fn a_series_truncated_after_the_chosen_volume_still_reads_it() {
+        let mut bytes = series_bytes(false);
+        bytes.truncate(bytes.len() - 16); // the last volume is cut
+        assert_eq!(read_nifti_volume(&bytes, 1).expect("volume 1 is whole").data[0], 100.0);
+        assert!(matches!(read_nifti_volume(&bytes, 2), Err(VolumeError::Truncated { .. })));
     }
 
     #[test]
@@ -1434,17 +1578,17 @@ mod tests {
     #[test]
     fn scaling_rules_follow_nibabel() {
         let unscaled = nifti1_bytes([2, 2, 2], |h| h.scl_slope = 0.0);
-        assert_eq!(read_nifti(&unscaled).expect("slope 0").stats().max, 6.0);
+        assert_eq!(read_nifti(&unscaled).expect("slope 0").stats().max, Some(6.0));
         let nan_slope = nifti1_bytes([2, 2, 2], |h| {
             h.scl_slope = f64::NAN;
             h.scl_inter = 5.0;
         });
-        assert_eq!(read_nifti(&nan_slope).expect("nan slope").stats().max, 6.0);
+        assert_eq!(read_nifti(&nan_slope).expect("nan slope").stats().max, Some(6.0));
         let inf_inter = nifti1_bytes([2, 2, 2], |h| {
             h.scl_slope = 2.0;
             h.scl_inter = f64::INFINITY;
         });
-        assert_eq!(read_nifti(&inf_inter).expect("inf inter").stats().max, 12.0);
+        assert_eq!(read_nifti(&inf_inter).expect("inf inter").stats().max, Some(12.0));
     }
 
     #[test]

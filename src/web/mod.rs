@@ -49,30 +49,53 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
-/// Header facts and intensity statistics of a NIfTI file's bytes.
+/// Header facts and intensity statistics of volume `index` (default 0) of
+/// a NIfTI file's bytes. For a 4D series, `volumes` says how many it holds,
+/// and `volume_nii` is the chosen volume as a 3D NIfTI file of its own
+/// ([`volume::extract_volume`]): the page shows and segments that one.
 #[wasm_bindgen]
-pub fn inspect_volume(bytes: &[u8]) -> Result<JsValue, JsError> {
-    let v = volume::read_nifti(bytes).map_err(|e| JsError::new(&e.to_string()))?;
+pub fn inspect_volume(bytes: &[u8], index: Option<usize>) -> Result<JsValue, JsError> {
+    let index = index.unwrap_or(0);
+    let v = volume::read_nifti_volume(bytes, index).map_err(|e| JsError::new(&e.to_string()))?;
     let s = v.stats();
     #[derive(Serialize)]
     struct Info {
         dims: [usize; 3],
+        shape: Vec<i64>,
+        /// As a JS number (a header may claim more than 2^53).
+        volumes: f64,
+        volume: usize,
+        time_step: Option<f64>,
+        time_unit: &'static str,
         spacing: [f64; 3],
         orientation: String,
         datatype: &'static str,
-        min: f64,
-        max: f64,
-        mean: f64,
+        min: Option<f64>,
+        max: Option<f64>,
+        mean: Option<f64>,
+        nan_voxels: usize,
     }
-    to_js(&Info {
+    let h = &v.header;
+    let out = to_js(&Info {
         dims: v.dims,
+        shape: h.shape(),
+        volumes: h.volume_count() as f64,
+        volume: index,
+        time_step: h.time_step(),
+        time_unit: h.time_unit(),
         spacing: v.spacing,
         orientation: v.orientation(),
         datatype: v.datatype_name(),
         min: s.min,
         max: s.max,
         mean: s.mean,
-    })
+        nan_voxels: s.nan_voxels,
+    })?;
+    if h.volume_count() > 1 {
+        let one = volume::extract_volume(bytes, index).map_err(|e| JsError::new(&e.to_string()))?;
+        set_field(&out, "volume_nii", &js_sys::Uint8Array::from(one.as_slice()))?;
+    }
+    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -356,6 +379,8 @@ pub async fn segment(
         conv_ms: f64,
         /// The most helpers that fit in the memory budget (none: no budget).
         workers_memory_cap: Option<usize>,
+        /// NaN or infinite input voxels, segmented as background and labelled 0.
+        non_finite_voxels: usize,
     }
     let out = to_js(&Result {
         timings_ms: &seg.timings_ms,
@@ -376,6 +401,7 @@ pub async fn segment(
         workers: if pooled { width.min(seg.windows * model.networks().count()) } else { 1 },
         conv_ms: crate::kernels::conv_ms() - conv_start,
         workers_memory_cap: memory_cap,
+        non_finite_voxels: seg.non_finite_voxels,
     })?;
     set_field(&out, "mask_nii_gz", &js_sys::Uint8Array::from(mask.as_slice()))?;
     Ok(out)

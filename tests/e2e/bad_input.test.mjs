@@ -1,9 +1,8 @@
 // Bad input shows a clear message in [data-testid=error] and the page stays usable.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import zlib from 'node:zlib';
-import { tid, openApp, errorText, loadSample, makeNifti, EXAMPLE_4D, networkProblems } from './lib.mjs';
+import { tid, openApp, errorText, loadSample, makeNifti, networkProblems } from './lib.mjs';
 
 async function upload(page, name, bytes) {
   await page.setInputFiles(tid('volume-input'), { name, mimeType: 'application/octet-stream', buffer: Buffer.from(bytes) });
@@ -39,18 +38,6 @@ describe('bad input', { timeout: 10 * 60_000 }, () => {
     const err = await upload(app.page, 'truncated.nii.gz', full.subarray(0, Math.floor(full.length / 3)));
     assert.ok(err.length > 0, 'no error shown');
     assert.match(err, /truncat|unexpected end|incomplete|corrupt|gzip|eof/i);
-  });
-
-  test('a 4D NIfTI (synthetic)', async () => {
-    const err = await upload(app.page, 'fourd.nii.gz', zlib.gzipSync(makeNifti([16, 16, 16, 3], 5)));
-    assert.ok(err.length > 0, 'no error shown');
-    assert.match(err, /4D|4-D|four|time|volumes|dimension/i);
-  });
-
-  test('a real 4D NIfTI (nibabel example4d.nii.gz)', { skip: !fs.existsSync(EXAMPLE_4D) && 'example4d.nii.gz not present' }, async () => {
-    const err = await upload(app.page, 'example4d.nii.gz', fs.readFileSync(EXAMPLE_4D));
-    assert.ok(err.length > 0, 'no error shown');
-    assert.match(err, /4D|4-D|four|time|volumes|dimension/i);
   });
 
   test('the page stays usable: the sample loads and Run re-enables', async () => {

@@ -21,8 +21,9 @@ hand-assembled files do the same), so reruns give byte-identical files.
     big_endian_int16.nii        big-endian NIfTI-1 header and data (>i2)
     big_endian_nifti2_float32.nii  big-endian NIfTI-2 header and data (>f4)
     no_xform.nii                sform_code = qform_code = 0 (nibabel's base affine applies)
-    single_volume_4d.nii.gz     4D with dim[4] = 1 (bedside must load it)
-    three_volumes_4d.nii.gz     4D with dim[4] = 3 (bedside must refuse it)
+    single_volume_4d.nii.gz     4D with dim[4] = 1
+    three_volumes_4d.nii.gz     4D with dim[4] = 3, TR 2.5 s (bedside reads the volume asked for)
+    nan_voxels.nii.gz           float32 with a slab of NaN voxels (statistics leave them out)
 
 Requires nibabel 5.x and numpy.
 """
@@ -161,12 +162,20 @@ def make_all(out_dir):
     img.set_qform(None, code="unknown")
     img.to_filename(out("no_xform.nii"))
 
-    # 4D with a single volume (loadable) and with three (refused).
+    # 4D with a single volume and with three (a series with a repetition time).
     img = nib.Nifti1Image(smooth_image(11).astype(np.float32)[..., None], ras)
     img.to_filename(out("single_volume_4d.nii.gz"))
     vols = np.stack([smooth_image(12 + i) for i in range(3)], axis=-1).astype(np.float32)
     img = nib.Nifti1Image(vols, ras)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = 2.5
     img.to_filename(out("three_volumes_4d.nii.gz"))
+
+    # NaN voxels, as a registration's out-of-field region leaves them.
+    data = smooth_image(15).astype(np.float32)
+    data[:4] = np.nan
+    img = nib.Nifti1Image(data, ras)
+    img.to_filename(out("nan_voxels.nii.gz"))
 
     check(out_dir)
     return written
@@ -192,6 +201,8 @@ def check(out_dir):
     assert "".join(nib.aff2axcodes(nib.load(p("lps.nii.gz")).affine)) == "LPS"
     assert nib.load(p("single_volume_4d.nii.gz")).shape == SHAPE + (1,)
     assert nib.load(p("three_volumes_4d.nii.gz")).shape == SHAPE + (3,)
+    assert nib.load(p("three_volumes_4d.nii.gz")).header.get_zooms()[3] == 2.5
+    assert np.isnan(nib.load(p("nan_voxels.nii.gz")).get_fdata()).sum() == 4 * SHAPE[1] * SHAPE[2]
 
 
 def main(argv):

@@ -12,6 +12,7 @@ export function updateControls() {
   el.cancel.disabled = !state.busy;
   el.sample.disabled = !idle;
   el.input.disabled = !idle;
+  el.volumePick.disabled = !idle;
   el.model.disabled = state.busy || state.models.length === 0;
   el.weightsInput.disabled = !idle;
   el.packageInput.disabled = !idle;

@@ -17,6 +17,8 @@ export const el = {
   dropzone: $('dropzone'),
   sample: $('sample-button'),
   volumeInfo: $('volume-info'),
+  volumePick: $('volume-pick'),
+  volumePickRow: $('volume-pick-row'),
   model: $('model-select'),
   weightsInput: $('weights-input'),
   packageInput: $('package-input'),
@@ -88,7 +90,9 @@ export const state = {
   cpuLanes: null,
   engineReady: false,
   models: [], // {id, name, path} from models/index.json, or {id, name, uploaded: {json, weights}}
-  volume: null, // { name, bytes: ArrayBuffer, info }
+  // { name, bytes: ArrayBuffer, info, series }: bytes is one 3D volume; series, for a 4D file,
+  // { bytes: the whole file, volumes, index } (index: the volume picked, from 0).
+  volume: null,
   busy: false, // a run is in flight
   inspecting: false,
   nextId: 1,
@@ -97,6 +101,7 @@ export const state = {
   // What a request in flight is about, for its reply or its error message.
   pendingName: null, // the file or model being read, imported or compressed
   pendingBytes: null, // the volume being inspected
+  pendingIndex: 0, // which volume of a 4D file is being inspected
   pendingManifest: null, // the parsed model.json of a package being checked
   selection: null, // last select_backend result
   selectionPreference: null,

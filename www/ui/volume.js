@@ -41,30 +41,36 @@ async function loadSample() {
   }
 }
 
-/** Ask the worker to read a volume; it becomes the loaded volume only if it can. */
-function inspect(name, bytes) {
+/** Ask the worker to read a volume (volume `index` of a 4D file); it becomes the loaded volume
+ * only if it can. */
+function inspect(name, bytes, index = 0) {
   engine.ensureStarted();
   state.inspecting = true;
   state.inspectId = state.nextId++;
   state.pendingName = name;
   state.pendingBytes = bytes;
+  state.pendingIndex = index;
   setStatus(`Checking ${name}…`);
   setProgress(null);
   updateControls();
   const copy = bytes.slice(0);
-  engine.post({ type: 'inspect', id: state.inspectId, bytes: copy }, [copy]);
+  engine.post({ type: 'inspect', id: state.inspectId, bytes: copy, volume: index }, [copy]);
 }
 
 /** The new volume is loaded; what belonged to the previous one (results, reference, Compare,
- * Pareto) goes. */
+ * Pareto) goes. Of a 4D file, the page keeps the whole file and works on the picked volume, which
+ * the engine handed back as a 3D file of its own (`volume_nii`). */
 export async function onInspected(info) {
   state.inspecting = false;
   state.inspectId = null;
   const name = state.pendingName;
-  const bytes = state.pendingBytes;
+  const file = state.pendingBytes;
+  const { volume_nii: one, ...facts } = info;
   state.pendingName = null;
   state.pendingBytes = null;
-  state.volume = { name, bytes, info };
+  const series = facts.volumes > 1 ? { bytes: file, volumes: facts.volumes, index: facts.volume } : null;
+  const bytes = series ? one.buffer.slice(one.byteOffset, one.byteOffset + one.byteLength) : file;
+  state.volume = { name, bytes, info: facts, series };
   state.result = null;
   if (state.reference) {
     state.reference = null;
@@ -73,11 +79,22 @@ export async function onInspected(info) {
   clearPareto();
   clearResults();
   el.comparePanel.hidden = true; // a comparison belongs to the volume it was made on
-  el.volumeInfo.textContent = describeVolume(name, info);
+  el.volumeInfo.textContent = describeVolume(name, facts);
+  showVolumePicker(series);
   setStatus('Ready. Choose a model and backend, then Run.');
   setProgress(0);
   updateControls();
   await viewers.showVolume(bytes, name);
+}
+
+/** The picker of a 4D file's volumes, numbered from 1 as a reader counts them. */
+function showVolumePicker(series) {
+  el.volumePickRow.hidden = !series;
+  if (!series) return;
+  el.volumePick.replaceChildren(
+    ...Array.from({ length: series.volumes }, (_, i) => new Option(`${i + 1} of ${series.volumes}`, String(i))),
+  );
+  el.volumePick.value = String(series.index);
 }
 
 /** The worker could not read the volume: the one loaded before (if any) stays. */
@@ -86,6 +103,7 @@ export function onInspectError(msg) {
   state.inspectId = null;
   const pending = state.pendingName || 'the file';
   const keep = state.volume ? ` Still loaded: ${state.volume.name}.` : '';
+  if (state.volume?.series) el.volumePick.value = String(state.volume.series.index);
   showError(`Could not read ${pending}: ${msg.message}${keep}`);
   setIdleStatus();
   setProgress(0);
@@ -99,6 +117,12 @@ function describeVolume(name, info) {
   if (info.datatype) parts.push(info.datatype);
   if (info.orientation) parts.push(info.orientation);
   if (Number.isFinite(info.min) && Number.isFinite(info.max)) parts.push(`range ${fmt(info.min)}…${fmt(info.max)}`);
+  if (info.volumes > 1) {
+    const unit = info.time_unit === 'unknown' ? '' : ` ${info.time_unit}`;
+    const step = Number.isFinite(info.time_step) ? `, ${fmt(info.time_step)}${unit} apart` : '';
+    parts.push(`volume ${info.volume + 1} of ${info.volumes}${step}`);
+  }
+  if (info.nan_voxels > 0) parts.push(`${info.nan_voxels} NaN voxels (segmented as background, labelled 0)`);
   return parts.join(', ');
 }
 
@@ -154,6 +178,12 @@ export function wireVolume() {
     el.input.value = ''; // picking the same file again fires change again
   });
   el.sample.addEventListener('click', loadSample);
+  el.volumePick.addEventListener('change', () => {
+    const v = state.volume;
+    if (!v || !v.series || state.busy || state.inspecting) return;
+    clearError();
+    inspect(v.name, v.series.bytes, Number(el.volumePick.value));
+  });
   el.referenceInput.addEventListener('change', () => {
     loadReference(el.referenceInput.files && el.referenceInput.files[0]);
     el.referenceInput.value = '';
