@@ -33,12 +33,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Shape (with the number of volumes of a 4D series and its time step), spacing, affine,
-    /// datatype, orientation and intensity statistics of a NIfTI file.
+    /// datatype, orientation and intensity statistics of a NIfTI file, a DICOM file or a folder
+    /// of DICOM files (one series, as dcm2niix would convert it).
     Info {
         volume: PathBuf,
         /// Which volume of a 4D series the statistics describe, counting from 0.
         #[arg(long = "volume", default_value_t = 0)]
         index: usize,
+        /// Which DICOM series of a folder holding several: its number in the list the
+        /// refusal prints (from 1), or its SeriesInstanceUID.
+        #[arg(long)]
+        series: Option<String>,
     },
     /// Segment a volume and write the mask (in the input's grid) as NIfTI.
     Segment {
@@ -46,6 +51,9 @@ enum Command {
         /// Which volume of a 4D series to segment, counting from 0 (the first by default).
         #[arg(long = "volume", default_value_t = 0)]
         index: usize,
+        /// Which DICOM series of a folder holding several (its number in the list, from 1, or its UID).
+        #[arg(long)]
+        series: Option<String>,
         /// Model package folder, or the name of one under ./models.
         #[arg(long)]
         model: String,
@@ -114,6 +122,9 @@ enum Command {
         /// Which volume of each 4D image to segment, counting from 0 (the first by default).
         #[arg(long = "volume", default_value_t = 0)]
         index: usize,
+        /// Which DICOM series of each folder holding several (its number in the list, from 1, or its UID).
+        #[arg(long)]
+        series: Option<String>,
         /// A second model to compare with (e.g. the teacher).
         #[arg(long)]
         against: Option<String>,
@@ -308,22 +319,24 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Info { volume, index } => commands::info(&volume, index, cli.json),
-        Command::Segment { volume, index, model, out, backend, tta, mirror_check, whole_volume, windows, ensemble, adapter } => {
+        Command::Info { volume, index, series } => {
+            commands::info(&volume, commands::Pick { volume: index, series: series.as_deref() }, cli.json)
+        }
+        Command::Segment { volume, index, series, model, out, backend, tta, mirror_check, whole_volume, windows, ensemble, adapter } => {
             let windowing = match (whole_volume, windows) {
                 (true, _) => Windowing::WholeVolume,
                 (_, true) => Windowing::Windows,
                 _ => Windowing::Auto,
             };
             let options = SegmentOptions { mirror: tta, mirror_check, windowing, volume: index, ..SegmentOptions::default() };
-            commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, options, ensemble, cli.json)
+            commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, options, series.as_deref(), ensemble, cli.json)
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),
         Command::ImportHdbet { weights, out } => commands::import_hdbet(&weights, &out, cli.json),
         Command::Distill { config, out, cache, resume, backend } => {
             train::distill(&config, &out, cache.as_deref(), resume, &backend, cli.json)
         }
-        Command::Evaluate { model, volumes, index, against, adapter, backend, record, mirror_check } => {
+        Command::Evaluate { model, volumes, index, series, against, adapter, backend, record, mirror_check } => {
             let volumes: Vec<train::EvalVolume> = volumes
                 .iter()
                 .map(|v| match v.split_once(':') {
@@ -331,7 +344,7 @@ fn main() -> ExitCode {
                     None => train::EvalVolume { image: v.into(), reference: None },
                 })
                 .collect();
-            train::evaluate(&model, adapter.as_deref(), &volumes, index, against.as_deref(), &backend, record, mirror_check, cli.json)
+            train::evaluate(&model, adapter.as_deref(), &volumes, commands::Pick { volume: index, series: series.as_deref() }, against.as_deref(), &backend, record, mirror_check, cli.json)
         }
         Command::Catalog { models_dir, check } => commands::catalog(&models_dir, check, cli.json),
         Command::Bench { volume, model, backends, repeat } => {

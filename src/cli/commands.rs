@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde_json::json;
 
+pub use super::input::{load, Pick};
 use super::CliError;
 use crate::import::hdbet::import_hdbet_files;
-use crate::inference::pipeline::{segment_bytes, SegmentOptions, Segmentation, Windowing};
+use crate::inference::pipeline::{self, segment_bytes, SegmentOptions, Segmentation, Windowing};
 use crate::inference::backend::OpenedDevice;
 use crate::inference::{backend, Backend};
 use crate::metrics::dice as dice_score;
@@ -22,9 +23,9 @@ pub(super) fn read_volume(path: &Path) -> Result<Volume, CliError> {
     read_volume_at(path, 0)
 }
 
-/// Volume `index` of a (4D) NIfTI file.
+/// Volume `index` of a (4D) NIfTI file, or the only series of DICOM files.
 pub(super) fn read_volume_at(path: &Path, index: usize) -> Result<Volume, CliError> {
-    volume::read_nifti_volume(&read_file(path)?, index).map_err(|e| CliError(format!("{}: {e}", path.display())))
+    Ok(load(path, Pick { volume: index, series: None })?.0)
 }
 
 pub(super) fn print(value: serde_json::Value, json: bool, human: impl FnOnce() -> String) {
@@ -37,9 +38,11 @@ pub(super) fn print(value: serde_json::Value, json: bool, human: impl FnOnce() -
 
 /// What nibabel shows of a file (shape with its 4th dimension, the time
 /// step of a series, affine, datatype, orientation), and the intensity
-/// statistics of volume `index` (the one `segment --volume` would take).
-pub fn info(path: &Path, index: usize, json: bool) -> Result<(), CliError> {
-    let v = read_volume_at(path, index)?;
+/// statistics of the volume `pick` names (the one `segment` would take). Of
+/// DICOM, what nibabel shows of dcm2niix's NIfTI, and the series read.
+pub fn info(path: &Path, pick: Pick, json: bool) -> Result<(), CliError> {
+    let (v, series) = load(path, pick)?;
+    let index = pick.volume;
     let stats = v.stats();
     let h = &v.header;
     let volumes = h.volume_count();
@@ -59,16 +62,20 @@ pub fn info(path: &Path, index: usize, json: bool) -> Result<(), CliError> {
         "max": stats.max,
         "mean": stats.mean,
         "nan_voxels": stats.nan_voxels,
+        "dicom_series": series.as_ref().map(|s| json!({
+            "number": s.number, "description": s.description, "modality": s.modality, "slices": s.slices,
+        })),
     });
     let number = |x: Option<f64>| x.map_or("n/a".to_string(), |x| format!("{x}"));
     print(value, json, || {
-        let series = match h.time_step() {
+        let timing = match h.time_step() {
             Some(step) if volumes > 1 => format!("\n  {volumes} volumes, {step} {} apart; statistics of volume {index}", h.time_unit()),
             _ => String::new(),
         };
         let nan = if stats.nan_voxels > 0 { format!(" ({} NaN voxels left out)", stats.nan_voxels) } else { String::new() };
+        let dicom = series.as_ref().map_or(String::new(), |s| format!("\n  DICOM {}", s.line()));
         format!(
-            "{}\n  shape {:?}  spacing {:?} mm  {}  {}{series}\n  intensities min {} max {} mean {}{nan}\n  affine {:?}",
+            "{}\n  shape {:?}  spacing {:?} mm  {}  {}{timing}{dicom}\n  intensities min {} max {} mean {}{nan}\n  affine {:?}",
             path.display(),
             h.shape(),
             v.spacing,
@@ -108,6 +115,14 @@ pub(super) fn load_model(model: &str, ensemble: bool, device: &Device) -> Result
     Model::load_dir(&dir, ensemble, device).map_err(|e| CliError(format!("{}: {e}", dir.display())))
 }
 
+/// Segments an image already read ([`load`]).
+pub(super) fn segment_volume(volume: &Volume, model: &Model, opened: &OpenedDevice, options: SegmentOptions) -> Result<Segmentation, CliError> {
+    let mut quiet = |_: &str, _: f64| true;
+    let options = SegmentOptions { max_buffer_bytes: opened.max_buffer_bytes, ..options };
+    Ok(pollster::block_on(pipeline::segment(volume, model, &opened.device, options, &mut quiet))?)
+}
+
+/// Reads an image's bytes and segments it, the read timed (the benchmark's way).
 pub(super) fn run_segmentation(
     bytes: &[u8],
     model: &Model,
@@ -127,6 +142,7 @@ pub fn segment(
     out: &Path,
     backend: &str,
     options: SegmentOptions,
+    series: Option<&str>,
     ensemble: bool,
     json: bool,
 ) -> Result<(), CliError> {
@@ -137,8 +153,12 @@ pub fn segment(
     }
     let opened = open_device(backend)?;
     let model = super::lora::load_model_with(model, ensemble, adapter, &opened.device)?;
-    let bytes = read_file(path)?;
-    let (volume, seg) = run_segmentation(&bytes, &model, &opened, options)?;
+    let start = crate::inference::clock::now_ms();
+    let (volume, _) = load(path, Pick { volume: options.volume, series })?;
+    let read = crate::inference::clock::now_ms() - start;
+    let mut seg = segment_volume(&volume, &model, &opened, options)?;
+    seg.timings_ms.read = read;
+    seg.timings_ms.total += read;
     let backend = opened.backend;
     let mask = volume::write_label_nifti_gz(&volume, &seg.labels)?;
     std::fs::write(out, mask).map_err(|e| CliError(format!("cannot write {}: {e}", out.display())))?;

@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod compress;
+pub mod input;
 mod kernel_file;
 pub mod lora;
 pub mod teach;

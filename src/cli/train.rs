@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::commands::{load_model, open_device, print, quality_line, read_volume, run_segmentation};
+use super::commands::{load_model, open_device, print, quality_line, read_volume, segment_volume};
 use super::CliError;
 use crate::distill::run::{default_cache_dir, run, RunOptions};
 use crate::inference::pipeline::SegmentOptions;
@@ -63,7 +63,7 @@ pub fn evaluate(
     model: &str,
     adapter: Option<&Path>,
     volumes: &[EvalVolume],
-    index: usize,
+    pick: super::commands::Pick,
     against: Option<&str>,
     backend: &str,
     record: bool,
@@ -81,8 +81,8 @@ pub fn evaluate(
     let mut warnings: Vec<Option<String>> = Vec::new();
     let mut recorded = Vec::new();
     for v in volumes {
-        let bytes = std::fs::read(&v.image).map_err(|e| CliError(format!("cannot read {}: {e}", v.image.display())))?;
-        let (volume, seg) = run_segmentation(&bytes, &m, &opened, SegmentOptions { mirror_check, volume: index, ..SegmentOptions::default() })?;
+        let (volume, _) = super::commands::load(&v.image, pick)?;
+        let seg = segment_volume(&volume, &m, &opened, SegmentOptions { mirror_check, ..SegmentOptions::default() })?;
         let name = v.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut row = json!({ "volume": name, "ms": seg.timings_ms.total, "quality": seg.quality });
         warnings.push((!seg.quality.trusted()).then(|| quality_line(&seg.quality)));
@@ -103,7 +103,7 @@ pub fn evaluate(
             recorded.push(e);
         }
         if let Some(o) = &other {
-            let (_, oseg) = run_segmentation(&bytes, o, &opened, SegmentOptions { volume: index, ..SegmentOptions::default() })?;
+            let oseg = segment_volume(&volume, o, &opened, SegmentOptions::default())?;
             let e = score(&seg.labels, &oseg.labels, format!("model {}", o.manifest.id));
             row["against"] = json!({ "model": o.manifest.id, "dice": e.dice, "hd95_mm": e.hd95_mm, "ms": oseg.timings_ms.total });
         }

@@ -1,0 +1,82 @@
+//! What image a path on the command line holds: a NIfTI file (one volume of
+//! a 4D series), a DICOM file, or a folder of DICOM files (one series of
+//! those it holds). Every command that takes an image reads it here.
+
+use std::path::{Path, PathBuf};
+
+use super::CliError;
+use crate::volume::dicom::{self, SeriesSummary};
+use crate::volume::{self, Volume};
+
+/// Which image of a path: volume `volume` (from 0) of a 4D NIfTI file, and
+/// series `series` (its number in the list, from 1, or its UID) of DICOM
+/// files holding several.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pick<'a> {
+    pub volume: usize,
+    pub series: Option<&'a str>,
+}
+
+/// A folder is read to this many files, and this many bytes in all, before
+/// anything is parsed: a mistyped path (the disk's root) fails at once
+/// instead of reading the disk.
+const MAX_FILES: usize = 20_000;
+const MAX_BYTES: u64 = 8 << 30;
+
+/// The image at `path`, and the DICOM series it came from (none for NIfTI).
+pub fn load(path: &Path, pick: Pick) -> Result<(Volume, Option<SeriesSummary>), CliError> {
+    let shown = path.display();
+    if path.is_dir() {
+        let files = read_folder(path)?;
+        return from_dicom(&files, pick).map_err(|e| CliError(format!("{shown}: {e}")));
+    }
+    let bytes = super::commands::read_file(path)?;
+    if dicom::is_dicom(&bytes) {
+        let name = path.file_name().map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
+        return from_dicom(&[(name, bytes)], pick).map_err(|e| CliError(format!("{shown}: {e}")));
+    }
+    let volume = volume::read_nifti_volume(&bytes, pick.volume).map_err(|e| CliError(format!("{shown}: {e}")))?;
+    Ok((volume, None))
+}
+
+fn from_dicom(files: &[(String, Vec<u8>)], pick: Pick) -> Result<(Volume, Option<SeriesSummary>), dicom::DicomError> {
+    let volume = dicom::read_series(files, pick.series)?;
+    let list = dicom::list_series(files)?;
+    let summary = match pick.series {
+        None => list.into_iter().next(),
+        Some(c) => match c.parse::<usize>() {
+            Ok(n) => list.into_iter().nth(n - 1),
+            Err(_) => list.into_iter().find(|s| s.uid == c),
+        },
+    };
+    Ok((volume, summary))
+}
+
+/// Every file under `dir` (recursively), with a name relative to it.
+fn read_folder(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, CliError> {
+    let mut pending: Vec<PathBuf> = vec![dir.to_path_buf()];
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    while let Some(d) = pending.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| CliError(format!("cannot read {}: {e}", d.display())))?;
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths {
+            if p.is_dir() {
+                pending.push(p);
+                continue;
+            }
+            total += p.metadata().map(|m| m.len()).unwrap_or(0);
+            if files.len() >= MAX_FILES || total > MAX_BYTES {
+                return Err(CliError(format!(
+                    "{}: more than {MAX_FILES} files or {} GB: not one series; give the series' own folder",
+                    dir.display(),
+                    MAX_BYTES >> 30
+                )));
+            }
+            let name = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+            files.push((name, super::commands::read_file(&p)?));
+        }
+    }
+    Ok(files)
+}
