@@ -147,6 +147,31 @@ fn a_folder_with_two_series_names_them_and_reads_the_one_chosen() {
 }
 
 #[test]
+fn a_zip_of_a_series_reads_as_its_folder() {
+    let s = named("oblique");
+    let zip = scratch_dir("dicom_zip").join("oblique.zip");
+    run_python(&[
+        "-c".into(),
+        "import sys, os, zipfile\n\
+         with zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+         \x20   for n in sorted(os.listdir(sys.argv[1])): z.write(os.path.join(sys.argv[1], n), 'export/' + n)"
+            .into(),
+        s.folder.display().to_string(),
+        zip.display().to_string(),
+    ]);
+    let (from_zip, from_folder) = (info(&["info", "--json", zip.to_str().unwrap()]), info(&["info", "--json", s.folder.to_str().unwrap()]));
+    for key in ["shape", "affine", "min", "max", "mean", "dicom_series"] {
+        assert_eq!(from_zip[key], from_folder[key], "{key}");
+    }
+    // A truncated archive is named as one.
+    let bytes = std::fs::read(&zip).unwrap();
+    let cut = zip.with_file_name("cut.zip");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let stderr = run_fails(&["info", cut.to_str().unwrap()], None);
+    assert!(stderr.contains("not a readable zip archive"), "{stderr}");
+}
+
+#[test]
 fn broken_series_are_refused_with_the_reason() {
     let mut refused = 0;
     for s in series().iter().filter(|s| s.expect != "ok") {

@@ -1,11 +1,12 @@
 //! What image a path on the command line holds: a NIfTI file (one volume of
-//! a 4D series), a DICOM file, or a folder of DICOM files (one series of
-//! those it holds). Every command that takes an image reads it here.
+//! a 4D series), a DICOM file, or a folder or ZIP of DICOM files (one series
+//! of those it holds). Every command that takes an image reads it here.
 
 use std::path::{Path, PathBuf};
 
 use super::CliError;
 use crate::volume::dicom::{self, SeriesSummary};
+use crate::volume::archive;
 use crate::volume::{self, Volume};
 
 /// Which image of a path: volume `volume` (from 0) of a 4D NIfTI file, and
@@ -31,6 +32,10 @@ pub fn load(path: &Path, pick: Pick) -> Result<(Volume, Option<SeriesSummary>), 
         return from_dicom(&files, pick).map_err(|e| CliError(format!("{shown}: {e}")));
     }
     let bytes = super::commands::read_file(path)?;
+    if archive::is_zip(&bytes) {
+        let files = archive::unzip(&bytes).map_err(|e| CliError(format!("{shown}: {e}")))?;
+        return from_dicom(&files, pick).map_err(|e| CliError(format!("{shown}: {e}")));
+    }
     if dicom::is_dicom(&bytes) {
         let name = path.file_name().map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
         return from_dicom(&[(name, bytes)], pick).map_err(|e| CliError(format!("{shown}: {e}")));

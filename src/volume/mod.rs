@@ -4,6 +4,7 @@
 //! storage order (x fastest), plus the header it came from so that masks can be
 //! written back into exactly the same grid.
 
+pub mod archive;
 pub mod dicom;
 pub mod nifti;
 pub mod orientation;
