@@ -111,6 +111,7 @@ function onWorkerError(msg) {
   if (msg.phase === 'pareto') return onParetoError(msg);
   switch (msg.phase) {
     case 'inspect':
+    case 'inspect_dicom':
       if (msg.id !== state.inspectId) return;
       onInspectError(msg);
       break;

@@ -5,6 +5,7 @@
 //   {type:'init'}                        {type:'ready', version, cpuLanes} | {type:'error', phase:'init', ...}
 //   {type:'device'}                      {type:'device', info}
 //   {type:'inspect', id, bytes, volume?} {type:'inspected', id, info} | {type:'error', id, ...}
+//   {type:'inspect_dicom', id, names, files, series?}  the same replies (info.dicom_series: the list)
 //   {type:'import', id, bytes, name}      {type:'imported', id, card, model_json, weights} (transferred)
 //   {type:'run', id, bytes, model:{id,name,path} | {id,name,json,weights}, backend, cachedChoice, tta, mirrorCheck, ensemble, cpuConv?, gpuConv?, windows?}
 //                                        {type:'progress', id, stage, fraction|null}
@@ -358,6 +359,13 @@ async function handle(msg) {
     case 'inspect': {
       await ensureEngine();
       const info = plain(await bedside.inspect_volume(new Uint8Array(msg.bytes), msg.volume ?? undefined));
+      post({ type: 'inspected', id: msg.id, info });
+      return;
+    }
+    case 'inspect_dicom': {
+      await ensureEngine();
+      const files = msg.files.map((b) => new Uint8Array(b));
+      const info = plain(bedside.inspect_dicom(msg.names, files, msg.series ?? undefined));
       post({ type: 'inspected', id: msg.id, info });
       return;
     }

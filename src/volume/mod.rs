@@ -14,7 +14,7 @@ pub mod spline;
 #[cfg(not(target_arch = "wasm32"))]
 pub use nifti::read_nifti_file;
 pub use nifti::{
-    extract_volume, read_nifti, read_nifti_volume, write_label_nifti_gz, Endianness, NiftiHeader, NiftiVersion, MAX_VOXELS,
+    extract_volume, read_nifti, read_nifti_volume, write_float32_nifti, write_label_nifti_gz, Endianness, NiftiHeader, NiftiVersion, MAX_VOXELS,
 };
 pub use orientation::{axis_codes, flip_axis, io_orientation, left_right_axis, orientation_string, Reorientation};
 pub use resample::{centre_pad_or_crop, nearest, pad_or_crop, pad_upper, shape_for_spacing, trilinear};

@@ -98,6 +98,61 @@ pub fn inspect_volume(bytes: &[u8], index: Option<usize>) -> Result<JsValue, JsE
     Ok(out)
 }
 
+/// The DICOM series among dropped files (each a DICOM file or a ZIP of
+/// them), and series `series` (from 0) as a volume when it is given or is
+/// the only one: its facts as [`inspect_volume`] gives them, and
+/// `volume_nii`, the volume as a float32 NIfTI that the viewer and every
+/// room take. `dicom_series` lists every series (description, modality,
+/// slices, size: never a patient identifier); with several and none chosen
+/// there is no volume yet, and the page asks which.
+#[wasm_bindgen]
+pub fn inspect_dicom(names: Vec<String>, files: js_sys::Array, series: Option<usize>) -> Result<JsValue, JsError> {
+    use crate::volume::{archive, dicom};
+    let err = |e: &dyn std::fmt::Display| JsError::new(&e.to_string());
+    let mut all = Vec::new();
+    for (name, file) in names.into_iter().zip(files.iter()) {
+        let bytes = js_sys::Uint8Array::new(&file).to_vec();
+        if archive::is_zip(&bytes) {
+            all.extend(archive::unzip(&bytes).map_err(|e| JsError::new(&format!("{name}: {e}")))?);
+        } else {
+            all.push((name, bytes));
+        }
+    }
+    let list = dicom::list_series(&all).map_err(|e| err(&e))?;
+    if list.is_empty() {
+        return Err(err(&dicom::DicomError::NoImage { files: all.len() }));
+    }
+    #[derive(Serialize)]
+    struct Listed {
+        number: Option<i64>,
+        description: String,
+        modality: String,
+        slices: usize,
+        rows: usize,
+        columns: usize,
+        line: String,
+    }
+    let listed: Vec<Listed> = list
+        .iter()
+        .map(|s| Listed { number: s.number, description: s.description.clone(), modality: s.modality.clone(), slices: s.slices, rows: s.rows, columns: s.columns, line: s.line() })
+        .collect();
+    let chosen = series.or((list.len() == 1).then_some(0));
+    let Some(index) = chosen else {
+        let out = js_sys::Object::new();
+        set_field(&out, "dicom_series", &to_js(&listed)?)?;
+        return Ok(out.into());
+    };
+    let pick = (index + 1).to_string();
+    let volume = dicom::read_series(&all, Some(&pick)).map_err(|e| err(&e))?;
+    drop(all);
+    let nii = volume::write_float32_nifti(&volume).map_err(|e| err(&e))?;
+    let out = inspect_volume(&nii, None)?;
+    set_field(&out, "dicom_series", &to_js(&listed)?)?;
+    set_field(&out, "series_index", &JsValue::from_f64(index as f64))?;
+    set_field(&out, "volume_nii", &js_sys::Uint8Array::from(nii.as_slice()))?;
+    Ok(out)
+}
+
 #[derive(Serialize)]
 struct BackendChoice {
     backend: &'static str,

@@ -13,6 +13,8 @@ export function updateControls() {
   el.sample.disabled = !idle;
   el.input.disabled = !idle;
   el.volumePick.disabled = !idle;
+  el.folderInput.disabled = !idle;
+  el.seriesPick.disabled = !idle;
   el.model.disabled = state.busy || state.models.length === 0;
   el.weightsInput.disabled = !idle;
   el.packageInput.disabled = !idle;

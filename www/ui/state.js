@@ -18,6 +18,9 @@ export const el = {
   sample: $('sample-button'),
   volumeInfo: $('volume-info'),
   volumePick: $('volume-pick'),
+  folderInput: $('folder-input'),
+  seriesPick: $('series-pick'),
+  seriesPickRow: $('series-pick-row'),
   volumePickRow: $('volume-pick-row'),
   model: $('model-select'),
   weightsInput: $('weights-input'),
@@ -102,6 +105,9 @@ export const state = {
   pendingName: null, // the file or model being read, imported or compressed
   pendingBytes: null, // the volume being inspected
   pendingIndex: 0, // which volume of a 4D file is being inspected
+  // DICOM files given for the volume: { name, names, buffers, list, index } (list: the series the
+  // engine found; index: the one loaded, from 0, or null while the user has not picked one).
+  dicom: null,
   pendingManifest: null, // the parsed model.json of a package being checked
   selection: null, // last select_backend result
   selectionPreference: null,

@@ -12,6 +12,19 @@ import { updateControls } from './controls.js';
 import * as viewers from './viewers.js';
 import { clearResults } from './run.js';
 import { clearPareto } from './pareto.js';
+import { isDicomOrZip, loadDicom, showSeries, forgetDicom, droppedFiles, wireDicom } from './dicom.js';
+
+/** Files picked or dropped: a DICOM series (several files, a DICOM file or a ZIP), or a NIfTI
+ * file. `name` names a folder the files came from. */
+async function loadFiles(files, name = null) {
+  if (!files.length) return;
+  clearError();
+  if (files.length > 1 || (await isDicomOrZip(files[0]))) {
+    const folder = name || (files[0].webkitRelativePath || '').split('/')[0];
+    return loadDicom(files, folder || (files.length === 1 ? files[0].name : `${files.length} DICOM files`));
+  }
+  return loadFile(files[0]);
+}
 
 async function loadFile(file) {
   if (!file) return;
@@ -65,11 +78,21 @@ export async function onInspected(info) {
   state.inspectId = null;
   const name = state.pendingName;
   const file = state.pendingBytes;
-  const { volume_nii: one, ...facts } = info;
+  const { volume_nii: one, dicom_series: dicomList, series_index: seriesIndex, ...facts } = info;
   state.pendingName = null;
   state.pendingBytes = null;
-  const series = facts.volumes > 1 ? { bytes: file, volumes: facts.volumes, index: facts.volume } : null;
-  const bytes = series ? one.buffer.slice(one.byteOffset, one.byteOffset + one.byteLength) : file;
+  if (!dicomList) forgetDicom(); // a NIfTI file replaced the DICOM files
+  if (dicomList) {
+    showSeries(dicomList, seriesIndex ?? null);
+    if (seriesIndex == null) {
+      // Several series and none picked yet: nothing is loaded until the user says which.
+      setProgress(0);
+      updateControls();
+      return;
+    }
+  }
+  const series = !dicomList && facts.volumes > 1 ? { bytes: file, volumes: facts.volumes, index: facts.volume } : null;
+  const bytes = one ? one.buffer.slice(one.byteOffset, one.byteOffset + one.byteLength) : file;
   state.volume = { name, bytes, info: facts, series };
   state.result = null;
   if (state.reference) {
@@ -104,6 +127,9 @@ export function onInspectError(msg) {
   const pending = state.pendingName || 'the file';
   const keep = state.volume ? ` Still loaded: ${state.volume.name}.` : '';
   if (state.volume?.series) el.volumePick.value = String(state.volume.series.index);
+  // DICOM files that gave no series at all are dropped; a failed pick keeps the list.
+  if (state.dicom && !state.dicom.list) forgetDicom();
+  else if (state.dicom) el.seriesPick.value = state.dicom.index == null ? '' : String(state.dicom.index);
   showError(`Could not read ${pending}: ${msg.message}${keep}`);
   setIdleStatus();
   setProgress(0);
@@ -173,10 +199,14 @@ export function onReferenceError(msg) {
 
 export function wireVolume() {
   el.input.addEventListener('change', () => {
-    const file = el.input.files && el.input.files[0];
-    loadFile(file);
+    loadFiles([...(el.input.files || [])]);
     el.input.value = ''; // picking the same file again fires change again
   });
+  el.folderInput.addEventListener('change', () => {
+    loadFiles([...(el.folderInput.files || [])]);
+    el.folderInput.value = '';
+  });
+  wireDicom();
   el.sample.addEventListener('click', loadSample);
   el.volumePick.addEventListener('change', () => {
     const v = state.volume;
@@ -211,7 +241,7 @@ export function wireVolume() {
     ev.preventDefault();
     el.dropzone.classList.remove('dragover');
     if (state.busy || state.inspecting) return;
-    loadFile(ev.dataTransfer.files[0]);
+    droppedFiles(ev.dataTransfer).then(({ files, name }) => loadFiles(files, name));
   });
   el.dropzone.addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' || ev.key === ' ') {
