@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { ARTIFACTS, REPO, tid, openApp, errorText, niftiHeader, runAndWait, waitForVolume, networkProblems } from './lib.mjs';
+import { ARTIFACTS, REPO, tid, openApp, errorText, maskForeground, maskDice, runAndWait, waitForVolume, networkProblems } from './lib.mjs';
 
 const BIN = process.env.BEDSIDE_BIN || path.join(os.homedir(), '.cache/bedside/target/release/bedside');
 const PYTHON = process.env.BEDSIDE_PYTHON || path.join(os.homedir(), '.cache/bedside/venv/bin/python');
@@ -32,23 +32,6 @@ async function give(page, files) {
     null,
     { timeout: 120_000 },
   );
-}
-
-/** Foreground (> 0) voxels of a uint8 NIfTI mask, as 0/1. */
-function foreground(bytes) {
-  const h = niftiHeader(bytes);
-  return Uint8Array.from(h.raw.subarray(h.voxOffset), (v) => (v > 0 ? 1 : 0));
-}
-
-function dice(a, b) {
-  assert.equal(a.length, b.length, 'masks on different grids');
-  let both = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    na += a[i];
-    nb += b[i];
-    both += a[i] & b[i];
-  }
-  return (2 * both) / (na + nb);
 }
 
 describe('DICOM series in the page', { timeout: 15 * 60_000 }, () => {
@@ -76,9 +59,9 @@ describe('DICOM series in the page', { timeout: 15 * 60_000 }, () => {
     await download.saveAs(mask);
     const native = path.join(WORK, 'cli-mask.nii.gz');
     execFileSync(BIN, ['segment', path.join(WORK, 'shuffled'), '--model', 'student-s', '--out', native], { cwd: REPO });
-    const [a, b] = [foreground(fs.readFileSync(mask)), foreground(fs.readFileSync(native))];
+    const [a, b] = [maskForeground(fs.readFileSync(mask)), maskForeground(fs.readFileSync(native))];
     assert.ok(a.some((v) => v), 'an empty mask proves nothing');
-    const d = dice(a, b);
+    const d = maskDice(a, b);
     console.log(`# DICOM series, student-s: Dice page vs CLI ${d.toFixed(6)}`);
     assert.ok(d >= 0.999, `the page's mask differs from the CLI's: Dice ${d}`);
   });

@@ -268,6 +268,25 @@ export function niftiHeader(bytes) {
   };
 }
 
+/** Foreground (> 0) voxels of a uint8 NIfTI mask's bytes, as 0/1. */
+export function maskForeground(bytes) {
+  const h = niftiHeader(bytes);
+  if (h.datatype !== 2) throw new Error(`not a uint8 mask: datatype ${h.datatype}`);
+  return Uint8Array.from(h.raw.subarray(h.voxOffset), (v) => (v > 0 ? 1 : 0));
+}
+
+/** Dice of two 0/1 masks on the same grid. */
+export function maskDice(a, b) {
+  if (a.length !== b.length) throw new Error(`masks on different grids: ${a.length} and ${b.length} voxels`);
+  let both = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    na += a[i];
+    nb += b[i];
+    both += a[i] & b[i];
+  }
+  return (2 * both) / (na + nb);
+}
+
 /** A minimal NIfTI-1 (.nii) with the given dims (uint8, 1 mm), for bad-input fixtures. */
 export function makeNifti(dims, fill = 0) {
   const n = dims.reduce((a, b) => a * b, 1);

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { execFileSync } from 'node:child_process';
-import { ARTIFACTS, REPO, tid, openApp, errorText, makeNifti, niftiHeader, runAndWait, waitForVolume, EXAMPLE_4D } from './lib.mjs';
+import { ARTIFACTS, REPO, tid, openApp, errorText, makeNifti, niftiHeader, maskForeground, maskDice, runAndWait, waitForVolume, EXAMPLE_4D } from './lib.mjs';
 
 const BIN = process.env.BEDSIDE_BIN || path.join(os.homedir(), '.cache/bedside/target/release/bedside');
 
@@ -33,24 +33,6 @@ async function pick(page, index, total) {
     { timeout: 60_000 },
   );
   await waitForVolume(page);
-}
-
-/** Foreground (> 0) voxels of a uint8 NIfTI mask, as 0/1. */
-function foreground(bytes) {
-  const h = niftiHeader(bytes);
-  assert.equal(h.datatype, 2, 'a uint8 mask');
-  return Uint8Array.from(h.raw.subarray(h.voxOffset), (v) => (v > 0 ? 1 : 0));
-}
-
-function dice(a, b) {
-  assert.equal(a.length, b.length, 'masks on different grids');
-  let both = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    na += a[i];
-    nb += b[i];
-    both += a[i] & b[i];
-  }
-  return (2 * both) / (na + nb);
 }
 
 describe('a 4D series', { timeout: 15 * 60_000 }, () => {
@@ -90,9 +72,9 @@ describe('a 4D series', { timeout: 15 * 60_000 }, () => {
 
     const native = path.join(ARTIFACTS, 'e2e-series-volume2-cli.nii.gz');
     execFileSync(BIN, ['segment', EXAMPLE_4D, '--volume', '1', '--model', 'student-s', '--out', native], { cwd: REPO });
-    const [a, b] = [foreground(mask), foreground(fs.readFileSync(native))];
+    const [a, b] = [maskForeground(mask), maskForeground(fs.readFileSync(native))];
     assert.ok(a.some((v) => v), 'an empty mask proves nothing');
-    const d = dice(a, b);
+    const d = maskDice(a, b);
     console.log(`# example4d volume 2, student-s: Dice page vs CLI ${d.toFixed(6)}`);
     assert.ok(d >= 0.999, `the page's mask of volume 2 differs from the CLI's: Dice ${d}`);
   });

@@ -54,20 +54,14 @@ from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
 )
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_fixtures import rotation  # noqa: E402  (the fixtures' rotation about a world axis)
+
 ROOT = "1.2.826.0.1.3680043.10.1417"  # a private UID root for test data
 
 
 def uid(*parts):
     return ".".join([ROOT] + [str(p) for p in parts])
-
-
-def rotation(axis, degrees):
-    t = np.deg2rad(degrees)
-    c, s = np.cos(t), np.sin(t)
-    i, j = [a for a in range(3) if a != axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
 
 
 def slices(data, affine, name, series_number, stored=None, slope=1.0, intercept=0.0):
