@@ -1213,7 +1213,7 @@ mod tests {
         let reference = sample_volume([5, 4, 3]);
         let v = Volume { data: (0..60).map(|i| i as f32 * 0.5 - 3.0).collect(), ..reference.clone_without_data() };
         let back = read_nifti(&write_float32_nifti(&v).expect("write")).expect("read back");
-        assert_eq!((back.data, back.dims, back.affine, back.datatype_name()), (v.data, v.dims, v.affine, "float32"));
+        assert_eq!((&back.data, back.dims, back.affine, back.datatype_name()), (&v.data, v.dims, v.affine, "float32"));
     }
 
     #[test]
