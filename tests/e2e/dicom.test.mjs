@@ -21,15 +21,19 @@ const filesOf = (name) => fs.readdirSync(path.join(WORK, name)).sort().map((f) =
 const info = (page) => page.$eval(tid('volume-info'), (e) => e.textContent);
 const seriesOptions = (page) => page.$$eval(`${tid('series-pick')} option`, (os) => os.map((o) => o.textContent));
 
-/** Give the page these files and wait until it is no longer checking them. */
+/** Give the page these files and wait until it has answered: a new volume, a list to choose
+ * from, or an error (not just "not checking": the previous volume's status would pass that). */
 async function give(page, files) {
+  const before = await info(page);
   await page.setInputFiles(tid('volume-input'), files);
   await page.waitForFunction(
-    () => {
+    (previous) => {
       const err = document.querySelector('[data-testid="error"]');
-      return (err && !err.hidden) || !/Checking|Reading/.test(document.querySelector('[data-testid="status"]').textContent);
+      const status = document.querySelector('[data-testid="status"]').textContent;
+      const changed = document.querySelector('[data-testid="volume-info"]').textContent !== previous;
+      return (err && !err.hidden) || /choose one/.test(status) || (changed && !/Checking|Reading/.test(status));
     },
-    null,
+    before,
     { timeout: 120_000 },
   );
 }

@@ -19,6 +19,9 @@ import { isDicomOrZip, loadDicom, showSeries, forgetDicom, droppedFiles, wireDic
 async function loadFiles(files, name = null) {
   if (!files.length) return;
   clearError();
+  // Said at once, before the first await: until the files are told apart the page must not look
+  // idle with the previous status (a user, like the e2e tests, waits for "Checking" to end).
+  setStatus(`Checking ${name || files[0].name}…`);
   if (files.length > 1 || (await isDicomOrZip(files[0]))) {
     const folder = name || (files[0].webkitRelativePath || '').split('/')[0];
     return loadDicom(files, folder || (files.length === 1 ? files[0].name : `${files.length} DICOM files`));
