@@ -85,7 +85,7 @@ fn info(args: &[&str]) -> Value {
 /// folder against nibabel on dcm2niix's file.
 fn agrees(series: &Series, choice: Option<&str>, expected: &Path) {
     let name = &series.name;
-    let ours = dicom::read_series(&files_of(&series.folder), choice).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (ours, _) = dicom::read_chosen(&files_of(&series.folder), choice).unwrap_or_else(|e| panic!("{name}: {e}"));
     let theirs = read_nifti(&std::fs::read(expected).unwrap()).expect("dcm2niix's NIfTI");
     assert_eq!(ours.dims, theirs.dims, "{name}: grid");
     assert!(ours.data == theirs.data, "{name}: the voxels differ from dcm2niix's");

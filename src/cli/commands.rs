@@ -19,13 +19,10 @@ pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))
 }
 
+/// The image at `path` ([`load`]): the first volume of a 4D NIfTI file, or
+/// the only series of DICOM files.
 pub(super) fn read_volume(path: &Path) -> Result<Volume, CliError> {
-    read_volume_at(path, 0)
-}
-
-/// Volume `index` of a (4D) NIfTI file, or the only series of DICOM files.
-pub(super) fn read_volume_at(path: &Path, index: usize) -> Result<Volume, CliError> {
-    Ok(load(path, Pick { volume: index, series: None })?.0)
+    Ok(load(path, Pick::default())?.0)
 }
 
 pub(super) fn print(value: serde_json::Value, json: bool, human: impl FnOnce() -> String) {

@@ -45,16 +45,8 @@ pub fn load(path: &Path, pick: Pick) -> Result<(Volume, Option<SeriesSummary>), 
 }
 
 fn from_dicom(files: &[(String, Vec<u8>)], pick: Pick) -> Result<(Volume, Option<SeriesSummary>), dicom::DicomError> {
-    let volume = dicom::read_series(files, pick.series)?;
-    let list = dicom::list_series(files)?;
-    let summary = match pick.series {
-        None => list.into_iter().next(),
-        Some(c) => match c.parse::<usize>() {
-            Ok(n) => list.into_iter().nth(n - 1),
-            Err(_) => list.into_iter().find(|s| s.uid == c),
-        },
-    };
-    Ok((volume, summary))
+    let (volume, series) = dicom::read_chosen(files, pick.series)?;
+    Ok((volume, Some(series)))
 }
 
 /// Every file under `dir` (recursively), with a name relative to it.

@@ -39,6 +39,8 @@ use super::{checked_voxel_count, Volume, VolumeError};
 /// One series found among the files, as the user picks it (no patient data).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SeriesSummary {
+    /// Matched against, not shown: the page needs only the rest.
+    #[serde(skip_serializing)]
     pub uid: String,
     pub number: Option<i64>,
     pub description: String,
@@ -122,16 +124,22 @@ struct Slice {
     values: Vec<f32>,
 }
 
-/// The series among `files` (name, bytes): every DICOM file with pixel data,
-/// grouped by SeriesInstanceUID, ordered by series number. Files that are
-/// not DICOM (a DICOMDIR, a README) are skipped.
+/// Every DICOM file among `files` (name, bytes) that holds pixel data, parsed.
+/// Files that are not DICOM (a DICOMDIR, a README) are skipped.
+fn images(files: &[(String, Vec<u8>)]) -> impl Iterator<Item = Result<(&str, DefaultDicomObject), DicomError>> {
+    files
+        .iter()
+        .filter(|(_, b)| is_dicom(b))
+        .map(|(name, bytes)| open(name, bytes).map(|obj| (name.as_str(), obj)))
+        .filter(|parsed| parsed.as_ref().map_or(true, |(_, obj)| obj.element(tags::PIXEL_DATA).is_ok()))
+}
+
+/// The series among `files`: their images grouped by SeriesInstanceUID,
+/// ordered by series number.
 pub fn list_series(files: &[(String, Vec<u8>)]) -> Result<Vec<SeriesSummary>, DicomError> {
     let mut by_uid: BTreeMap<String, SeriesSummary> = BTreeMap::new();
-    for (name, bytes) in files.iter().filter(|(_, b)| is_dicom(b)) {
-        let obj = open(name, bytes)?;
-        if obj.element(tags::PIXEL_DATA).is_err() {
-            continue;
-        }
+    for image in images(files) {
+        let (_, obj) = image?;
         let uid = text(&obj, tags::SERIES_INSTANCE_UID);
         let entry = by_uid.entry(uid.clone()).or_insert_with(|| SeriesSummary {
             uid,
@@ -149,25 +157,35 @@ pub fn list_series(files: &[(String, Vec<u8>)]) -> Result<Vec<SeriesSummary>, Di
     Ok(list)
 }
 
-/// The series `choice` (its number in [`list_series`]'s order from 1, or its
-/// UID; none: the only one) of `files` as a volume.
-pub fn read_series(files: &[(String, Vec<u8>)], choice: Option<&str>) -> Result<Volume, DicomError> {
-    let list = list_series(files)?;
-    let chosen = match (choice, list.len()) {
-        (_, 0) => return Err(DicomError::NoImage { files: files.len() }),
-        (None, 1) => &list[0],
-        (None, count) => return Err(DicomError::SeveralSeries { count, list }),
+/// Series `choice` of `list` (of `files` files): its number in the list
+/// from 1, or its UID; none: the only one.
+pub fn choose<'a>(list: &'a [SeriesSummary], choice: Option<&str>, files: usize) -> Result<&'a SeriesSummary, DicomError> {
+    match (choice, list.len()) {
+        (_, 0) => Err(DicomError::NoImage { files }),
+        (None, 1) => Ok(&list[0]),
+        (None, count) => Err(DicomError::SeveralSeries { count, list: list.to_vec() }),
         (Some(c), count) => match c.parse::<usize>() {
-            Ok(n) if (1..=count).contains(&n) => &list[n - 1],
-            _ => list.iter().find(|s| s.uid == c).ok_or(DicomError::NoSuchSeries { choice: c.to_string(), count })?,
+            Ok(n) if (1..=count).contains(&n) => Ok(&list[n - 1]),
+            _ => list.iter().find(|s| s.uid == c).ok_or(DicomError::NoSuchSeries { choice: c.to_string(), count }),
         },
-    };
+    }
+}
+
+/// Series `choice` ([`choose`]) of `files` as a volume, and its summary.
+pub fn read_chosen(files: &[(String, Vec<u8>)], choice: Option<&str>) -> Result<(Volume, SeriesSummary), DicomError> {
+    let list = list_series(files)?;
+    let chosen = choose(&list, choice, files.len())?;
+    Ok((read_series(files, chosen)?, chosen.clone()))
+}
+
+/// The images of `series` among `files` as one volume.
+pub fn read_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> Result<Volume, DicomError> {
     // Refuse absurd sizes before decoding a single slice.
-    checked_voxel_count([chosen.columns.max(1), chosen.rows.max(1), chosen.slices])?;
-    let mut slices = Vec::with_capacity(chosen.slices);
-    for (name, bytes) in files.iter().filter(|(_, b)| is_dicom(b)) {
-        let obj = open(name, bytes)?;
-        if obj.element(tags::PIXEL_DATA).is_ok() && text(&obj, tags::SERIES_INSTANCE_UID) == chosen.uid {
+    checked_voxel_count([series.columns.max(1), series.rows.max(1), series.slices])?;
+    let mut slices = Vec::with_capacity(series.slices);
+    for image in images(files) {
+        let (name, obj) = image?;
+        if text(&obj, tags::SERIES_INSTANCE_UID) == series.uid {
             slices.push(slice(name, &obj)?);
         }
     }

@@ -783,11 +783,8 @@ pub fn extract_volume(bytes: &[u8], index: usize) -> Result<Vec<u8>, VolumeError
     let ndim = header.dim[0].clamp(1, 3);
     header.dim[0] = ndim;
     header.dim[4..].fill(1);
-    // Extensions are not copied, so the data directly follows the header.
-    header.vox_offset = match header.version {
-        NiftiVersion::Nifti1 => NIFTI1_MIN_VOX_OFFSET as f64,
-        NiftiVersion::Nifti2 => NIFTI2_MIN_VOX_OFFSET as f64,
-    };
+    // Extensions are not copied.
+    header.vox_offset = data_after_header(header.version);
     let mut file = encode_header(&header);
     file.extend_from_slice(&raw);
     Ok(file)
@@ -953,11 +950,9 @@ pub fn write_float32_nifti(volume: &Volume) -> Result<Vec<u8>, VolumeError> {
     if volume.data.len() != expected {
         return Err(VolumeError::LengthMismatch { what: "intensities", expected, actual: volume.data.len() });
     }
-    let mut header = label_header(&volume.header, volume.dims, &[]);
+    let mut header = derived_header(&volume.header, volume.dims);
     header.datatype = 16; // float32
     header.bitpix = 32;
-    header.cal_max = 0.0;
-    header.descrip = [0; 80];
     let mut file = encode_header(&header);
     file.reserve(volume.data.len() * 4);
     for v in &volume.data {
@@ -990,41 +985,56 @@ pub fn write_label_nifti_gz(reference: &Volume, labels: &[u8]) -> Result<Vec<u8>
 }
 
 fn label_header(reference: &NiftiHeader, dims: [usize; 3], labels: &[u8]) -> NiftiHeader {
+    let mut header = derived_header(reference, dims);
+    header.datatype = 2; // uint8
+    header.bitpix = 8;
+    header.cal_max = labels.iter().copied().max().unwrap_or(0) as f64;
+    let description = b"bedside segmentation mask";
+    header.descrip[..description.len()].copy_from_slice(description);
+    header
+}
+
+/// The header of an image bedside derives on `reference`'s grid (a mask, a
+/// DICOM series' intensities): the same version, pixdim and transforms,
+/// exactly 3D, unscaled, little-endian, with no statistical intent, no
+/// description and no extensions. The caller sets the datatype.
+fn derived_header(reference: &NiftiHeader, dims: [usize; 3]) -> NiftiHeader {
     let mut header = reference.clone();
     header.endianness = Endianness::Little;
     // NIfTI-1 stores dims as i16; a grid that does not fit needs NIfTI-2.
     if dims.iter().any(|&d| d > i16::MAX as usize) {
         header.version = NiftiVersion::Nifti2;
     }
-    // The mask is exactly 3D even if the source had trailing singleton dims.
+    // Exactly 3D even if the source had trailing singleton dims.
     header.dim = [1; 8];
     header.dim[0] = 3;
     for (axis, &size) in dims.iter().enumerate() {
         header.dim[axis + 1] = size as i64;
     }
-    header.datatype = 2; // uint8
-    header.bitpix = 8;
     header.scl_slope = 1.0;
     header.scl_inter = 0.0;
     header.cal_min = 0.0;
-    header.cal_max = labels.iter().copied().max().unwrap_or(0) as f64;
+    header.cal_max = 0.0;
     header.glmax = 0;
     header.glmin = 0;
-    // The source's statistical intent does not describe a label mask.
+    // The source's statistical intent does not describe a derived image.
     header.intent_code = 0;
     header.intent_p1 = 0.0;
     header.intent_p2 = 0.0;
     header.intent_p3 = 0.0;
     header.intent_name = [0; 16];
     header.descrip = [0; 80];
-    let description = b"bedside segmentation mask";
-    header.descrip[..description.len()].copy_from_slice(description);
-    // Extensions are not copied, so the data directly follows the header.
-    header.vox_offset = match header.version {
+    header.vox_offset = data_after_header(header.version);
+    header
+}
+
+/// The vox_offset of a file written without extensions: the data directly
+/// follows the header and its 4-byte extension flag.
+fn data_after_header(version: NiftiVersion) -> f64 {
+    match version {
         NiftiVersion::Nifti1 => NIFTI1_MIN_VOX_OFFSET as f64,
         NiftiVersion::Nifti2 => NIFTI2_MIN_VOX_OFFSET as f64,
-    };
-    header
+    }
 }
 
 /// Little-endian field writer for a fixed-size header block.

@@ -119,31 +119,23 @@ pub fn inspect_dicom(names: Vec<String>, files: js_sys::Array, series: Option<us
         }
     }
     let list = dicom::list_series(&all).map_err(|e| err(&e))?;
-    if list.is_empty() {
-        return Err(err(&dicom::DicomError::NoImage { files: all.len() }));
-    }
+    /// A series as the page lists it: its summary and the line to show.
     #[derive(Serialize)]
-    struct Listed {
-        number: Option<i64>,
-        description: String,
-        modality: String,
-        slices: usize,
-        rows: usize,
-        columns: usize,
+    struct Listed<'a> {
+        #[serde(flatten)]
+        summary: &'a dicom::SeriesSummary,
         line: String,
     }
-    let listed: Vec<Listed> = list
-        .iter()
-        .map(|s| Listed { number: s.number, description: s.description.clone(), modality: s.modality.clone(), slices: s.slices, rows: s.rows, columns: s.columns, line: s.line() })
-        .collect();
-    let chosen = series.or((list.len() == 1).then_some(0));
-    let Some(index) = chosen else {
+    let listed: Vec<Listed> = list.iter().map(|summary| Listed { summary, line: summary.line() }).collect();
+    // With several series and none picked there is no volume yet: the list alone.
+    if series.is_none() && list.len() > 1 {
         let out = js_sys::Object::new();
         set_field(&out, "dicom_series", &to_js(&listed)?)?;
         return Ok(out.into());
-    };
-    let pick = (index + 1).to_string();
-    let volume = dicom::read_series(&all, Some(&pick)).map_err(|e| err(&e))?;
+    }
+    let index = series.unwrap_or(0);
+    let chosen = dicom::choose(&list, Some(&(index + 1).to_string()), all.len()).map_err(|e| err(&e))?;
+    let volume = dicom::read_series(&all, chosen).map_err(|e| err(&e))?;
     drop(all);
     let nii = volume::write_float32_nifti(&volume).map_err(|e| err(&e))?;
     let out = inspect_volume(&nii, None)?;

@@ -5,9 +5,7 @@
 // hands the series back as a volume, which loads as a NIfTI does (volume.js).
 
 import { el, state } from './state.js';
-import { engine } from './engine.js';
 import { setStatus, setIdleStatus, showError, setProgress } from './progress.js';
-import { updateControls } from './controls.js';
 
 /** All the files of one series are read into the tab at once: past this, say so instead. */
 const MAX_TOTAL_BYTES = 2 ** 31;
@@ -42,18 +40,10 @@ export async function loadDicom(files, name) {
 }
 
 /** Ask the engine for series `index` (from 0), or, with null, for the list (and the volume when
- * there is only one series). */
+ * there is only one series), through volume.js's request (set by wireDicom). */
 function ask(index) {
-  engine.ensureStarted();
-  state.inspecting = true;
-  state.inspectId = state.nextId++;
-  state.pendingName = state.dicom.name;
-  state.pendingBytes = null;
-  setStatus(`Checking ${state.dicom.name}…`);
-  setProgress(null);
-  updateControls();
   const copies = state.dicom.buffers.map((b) => b.slice(0));
-  engine.post({ type: 'inspect_dicom', id: state.inspectId, names: state.dicom.names, files: copies, series: index }, copies);
+  request(state.dicom.name, null, { type: 'inspect_dicom', names: state.dicom.names, files: copies, series: index }, copies);
 }
 
 /** The engine's list of series: shown as a picker, the chosen one selected. */
@@ -95,7 +85,11 @@ export async function droppedFiles(dataTransfer) {
   return { files, name: entries.length === 1 ? entries[0].name : null };
 }
 
-export function wireDicom() {
+/** volume.js's way of asking the worker to inspect something (see wireDicom). */
+let request = null;
+
+export function wireDicom(inspectRequest) {
+  request = inspectRequest;
   el.seriesPick.addEventListener('change', () => {
     if (!state.dicom || state.busy || state.inspecting || el.seriesPick.value === '') return;
     ask(Number(el.seriesPick.value));

@@ -104,7 +104,6 @@ export const state = {
   // What a request in flight is about, for its reply or its error message.
   pendingName: null, // the file or model being read, imported or compressed
   pendingBytes: null, // the volume being inspected
-  pendingIndex: 0, // which volume of a 4D file is being inspected
   // DICOM files given for the volume: { name, names, buffers, list, index } (list: the series the
   // engine found; index: the one loaded, from 0, or null while the user has not picked one).
   dicom: null,

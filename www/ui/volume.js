@@ -60,17 +60,23 @@ async function loadSample() {
 /** Ask the worker to read a volume (volume `index` of a 4D file); it becomes the loaded volume
  * only if it can. */
 function inspect(name, bytes, index = 0) {
+  const copy = bytes.slice(0);
+  request(name, bytes, { type: 'inspect', bytes: copy, volume: index }, [copy]);
+}
+
+/** Send the worker `message` (an inspection; `transfer`: its buffers) about `name`, whose answer
+ * becomes the loaded volume (onInspected) or an error that keeps the one before. `bytes`: the
+ * file the answer belongs to (a 4D file's, for its volume picker), or null. */
+function request(name, bytes, message, transfer) {
   engine.ensureStarted();
   state.inspecting = true;
   state.inspectId = state.nextId++;
   state.pendingName = name;
   state.pendingBytes = bytes;
-  state.pendingIndex = index;
   setStatus(`Checking ${name}…`);
   setProgress(null);
   updateControls();
-  const copy = bytes.slice(0);
-  engine.post({ type: 'inspect', id: state.inspectId, bytes: copy, volume: index }, [copy]);
+  engine.post({ ...message, id: state.inspectId }, transfer);
 }
 
 /** The new volume is loaded; what belonged to the previous one (results, reference, Compare,
@@ -209,7 +215,7 @@ export function wireVolume() {
     loadFiles([...(el.folderInput.files || [])]);
     el.folderInput.value = '';
   });
-  wireDicom();
+  wireDicom(request);
   el.sample.addEventListener('click', loadSample);
   el.volumePick.addEventListener('change', () => {
     const v = state.volume;
