@@ -57,8 +57,12 @@ enum Command {
         /// Model package folder, or the name of one under ./models.
         #[arg(long)]
         model: String,
+        /// The mask as a NIfTI file (labels on the image's grid).
+        #[arg(long, required_unless_present = "out_seg")]
+        out: Option<PathBuf>,
+        /// The mask as a DICOM Segmentation object referencing the source series (DICOM input only).
         #[arg(long)]
-        out: PathBuf,
+        out_seg: Option<PathBuf>,
         /// cpu (Burn flex) or wgpu.
         #[arg(long, default_value = "cpu")]
         backend: String,
@@ -322,14 +326,14 @@ fn main() -> ExitCode {
         Command::Info { volume, index, series } => {
             commands::info(&volume, commands::Pick { volume: index, series: series.as_deref() }, cli.json)
         }
-        Command::Segment { volume, index, series, model, out, backend, tta, mirror_check, whole_volume, windows, ensemble, adapter } => {
+        Command::Segment { volume, index, series, model, out, out_seg, backend, tta, mirror_check, whole_volume, windows, ensemble, adapter } => {
             let windowing = match (whole_volume, windows) {
                 (true, _) => Windowing::WholeVolume,
                 (_, true) => Windowing::Windows,
                 _ => Windowing::Auto,
             };
             let options = SegmentOptions { mirror: tta, mirror_check, windowing, volume: index, ..SegmentOptions::default() };
-            commands::segment(&volume, &model, adapter.as_deref(), &out, &backend, options, series.as_deref(), ensemble, cli.json)
+            commands::segment(&volume, &model, adapter.as_deref(), out.as_deref(), out_seg.as_deref(), &backend, options, series.as_deref(), ensemble, cli.json)
         }
         Command::Dice { a, b } => commands::dice(&a, &b, cli.json),
         Command::ImportHdbet { weights, out } => commands::import_hdbet(&weights, &out, cli.json),

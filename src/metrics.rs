@@ -195,7 +195,7 @@ mod tests {
     use super::*;
 
     fn label(value: u8, name: &str) -> crate::model::Label {
-        crate::model::Label { value, name: name.into(), color: [0, 0, 0] }
+        crate::model::Label { value, name: name.into(), color: [0, 0, 0], code: None }
     }
 
     #[test]

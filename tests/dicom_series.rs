@@ -11,68 +11,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 
 use bedside::volume::{dicom, read_nifti};
+use common::dicom_series::{dcm2niix, files_of, named, series, Series};
 use common::*;
 use serde_json::Value;
-
-struct Series {
-    name: String,
-    folder: PathBuf,
-    expect: String,
-}
-
-/// The series, written once per test process.
-fn series() -> &'static [Series] {
-    static SERIES: OnceLock<Vec<Series>> = OnceLock::new();
-    SERIES.get_or_init(|| {
-        let out = scratch_dir("dicom_series");
-        let listed = run_python(&[reference_script("make_dicom_series.py"), "www/sample/ch2.nii.gz".into(), out.display().to_string()]);
-        listed
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let mut parts = l.trim().split('\t');
-                let mut next = || parts.next().expect("name, folder, expectation").to_string();
-                Series { name: next(), folder: PathBuf::from(next()), expect: next() }
-            })
-            .collect()
-    })
-}
-
-fn named(name: &str) -> &'static Series {
-    series().iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no series {name}"))
-}
-
-/// dcm2niix's NIfTI files of `folder` (one per series, named by series number).
-fn dcm2niix(folder: &Path, out: &Path) -> Vec<PathBuf> {
-    // dcm2niix renames rather than overwrites (1a.nii): start from an empty folder.
-    let _ = std::fs::remove_dir_all(out);
-    std::fs::create_dir_all(out).expect("dcm2niix output folder");
-    let status = Command::new("dcm2niix")
-        .args(["-z", "n", "-b", "n", "-f", "%s", "-o"])
-        .arg(out)
-        .arg(folder)
-        .output()
-        .expect("dcm2niix runs (apt package dcm2niix, installed by scripts/setup)");
-    assert!(status.status.success(), "dcm2niix failed on {}: {}", folder.display(), String::from_utf8_lossy(&status.stdout));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "nii")).collect();
-    files.sort();
-    files
-}
-
-fn files_of(folder: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(folder)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .collect();
-    files.sort();
-    files
-}
 
 fn info(args: &[&str]) -> Value {
     let (ok, stdout, stderr) = run(args);
@@ -110,14 +54,15 @@ fn agrees(series: &Series, choice: Option<&str>, expected: &Path) {
         let (g, w) = (got[stat].as_f64().unwrap(), want[stat].as_f64().unwrap());
         assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{name}: {stat} {g} vs {w}");
     }
-    assert!(got["dicom_series"]["slices"].as_u64() > Some(1), "{name}: {got}");
+    assert!(got["dicom_series"]["slices"].as_u64() >= Some(1), "{name}: {got}");
 }
 
 #[test]
 fn series_read_as_dcm2niix_converts_them() {
     let work = scratch_dir("dicom_dcm2niix");
     let mut checked = 0;
-    for s in series().iter().filter(|s| s.expect == "ok" && s.name != "two_series") {
+    // JPEG Baseline is lossy: decoders may round differently, so it has its own test below.
+    for s in series().iter().filter(|s| s.expect == "ok" && !["two_series", "jpeg_baseline"].contains(&s.name.as_str())) {
         // dcm2niix does not read deflated files ("Unsupported transfer
         // syntax"): that series holds the axial one's slices, so it is held
         // to dcm2niix's NIfTI of those.
@@ -204,4 +149,80 @@ fn a_series_segments_as_its_dcm2niix_nifti() {
     let d = bedside::metrics::dice(&mask(&a), &mask(&b));
     eprintln!("# oblique series vs its dcm2niix NIfTI, student-s: Dice {d}");
     assert!(d >= 0.999, "the series and dcm2niix's NIfTI of it segment differently: Dice {d}");
+}
+
+/// pydicom's own test files (from its wheel, in the test venv).
+fn pydicom_test_file(name: &str) -> std::path::PathBuf {
+    let dir = run_python(&["-c".into(), "import os, pydicom.data; print(os.path.dirname(pydicom.data.get_testdata_file('MR_small.dcm')))".into()]);
+    Path::new(dir.trim()).join(name)
+}
+
+#[test]
+fn pydicom_test_files_decode_as_the_uncompressed_original() {
+    let read = |name: &str| {
+        let path = pydicom_test_file(name);
+        dicom::read_chosen(&[(name.to_string(), std::fs::read(&path).unwrap())], None).unwrap_or_else(|e| panic!("{name}: {e}")).0
+    };
+    let original = read("MR_small.dcm");
+    assert_eq!(original.dims, [64, 64, 1]);
+    for name in ["MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_expb.dcm", "MR_small_RLE.dcm", "MR_small_padded.dcm"] {
+        let v = read(name);
+        assert_eq!(v.affine, original.affine, "{name}: geometry");
+        assert!(v.data == original.data, "{name}: the voxels differ from MR_small.dcm's");
+    }
+    // MR_small itself as dcm2niix converts it.
+    let folder = scratch_dir("pydicom_mr_small");
+    std::fs::copy(pydicom_test_file("MR_small.dcm"), folder.join("MR_small.dcm")).unwrap();
+    let series = Series { name: "MR_small".into(), folder: folder.clone(), expect: "ok".into() };
+    let converted = dcm2niix(&folder, &scratch_dir("pydicom_mr_small_nifti"));
+    agrees(&series, None, &converted[0]);
+}
+
+#[test]
+fn jpeg_ls_and_jpeg_2000_are_refused_by_name() {
+    for (name, expect) in [
+        ("MR_small_jpeg_ls_lossless.dcm", "transfer syntax jpeg-ls lossless image compression (1.2.840.10008.1.2.4.80) is not supported"),
+        ("MR_small_jp2klossless.dcm", "transfer syntax jpeg 2000 image compression (lossless only) (1.2.840.10008.1.2.4.90) is not supported"),
+    ] {
+        let stderr = run_fails(&["info", pydicom_test_file(name).to_str().unwrap()], None);
+        assert!(stderr.contains(expect), "{name}: {stderr}");
+        assert!(stderr.contains("rle lossless") && stderr.contains("jpeg lossless"), "the message says what is read: {stderr}");
+    }
+}
+
+/// libjpeg-turbo's decoding of a JPEG series (Pillow, through pydicom), as a
+/// NIfTI file on the grid of `like` (dcm2niix's NIfTI of it): slices sorted
+/// along their normal, rows flipped as dcm2niix stores them.
+const LIBJPEG_AS_NIFTI: &str = "import sys, os, numpy as np, nibabel as nib, pydicom\n\
+folder, like, out = sys.argv[1:]\n\
+ds = [pydicom.dcmread(os.path.join(folder, n)) for n in os.listdir(folder)]\n\
+normal = np.cross(*np.reshape([float(v) for v in ds[0].ImageOrientationPatient], (2, 3)))\n\
+ds.sort(key=lambda d: float(np.dot([float(v) for v in d.ImagePositionPatient], normal)))\n\
+data = np.stack([d.pixel_array.T[:, ::-1] for d in ds], axis=2).astype(np.float32)\n\
+nib.save(nib.Nifti1Image(data, nib.load(like).affine), out)\n";
+
+#[test]
+fn a_jpeg_baseline_series_decodes_as_libjpeg_does_within_its_rounding() {
+    let s = named("jpeg_baseline");
+    let work = scratch_dir("dicom_jpeg_baseline");
+    let converted = dcm2niix(&s.folder, &work.join("dcm2niix"));
+    let (ours, _) = dicom::read_chosen(&files_of(&s.folder), None).unwrap_or_else(|e| panic!("{e}"));
+    let theirs = read_nifti(&std::fs::read(&converted[0]).unwrap()).unwrap();
+    assert_eq!(ours.dims, theirs.dims, "grid");
+    for (r, c) in (0..4).flat_map(|r| (0..4).map(move |c| (r, c))) {
+        assert!((ours.affine[r][c] - theirs.affine[r][c]).abs() < 1e-3, "affine[{r}][{c}]: {} vs dcm2niix {}", ours.affine[r][c], theirs.affine[r][c]);
+    }
+    let libjpeg = work.join("libjpeg.nii");
+    run_python(&["-c".into(), LIBJPEG_AS_NIFTI.into(), s.folder.display().to_string(), converted[0].display().to_string(), libjpeg.display().to_string()]);
+    let reference = read_nifti(&std::fs::read(&libjpeg).unwrap()).unwrap();
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let differing = |a: &[f32], b: &[f32]| a.iter().zip(b).filter(|(x, y)| x != y).count() as f64 / a.len() as f64;
+    let (ours_vs_libjpeg, dcm2niix_vs_libjpeg) = (diff(&ours.data, &reference.data), diff(&theirs.data, &reference.data));
+    eprintln!(
+        "# JPEG Baseline, 40 slices: bedside vs libjpeg-turbo: max {ours_vs_libjpeg} ({:.2} % of voxels differ); dcm2niix vs libjpeg-turbo: max {dcm2niix_vs_libjpeg} ({:.2} %)",
+        100.0 * differing(&ours.data, &reference.data),
+        100.0 * differing(&theirs.data, &reference.data)
+    );
+    assert!(ours.data.iter().any(|&v| v > 100.0), "an empty image proves nothing");
+    assert!(ours_vs_libjpeg <= 1.0, "bedside's JPEG decoding strays {ours_vs_libjpeg} from libjpeg-turbo's");
 }

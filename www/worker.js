@@ -13,6 +13,8 @@
 //                                        {type:'model', id, info}
 //                                        {type:'result', id, result}  (mask buffer transferred)
 //                                        {type:'error', id, message, fatal}
+//   {type:'dicom-seg', id, names, files, series, mask, model}
+//                                        {type:'reply', id, result: the DICOM SEG file's bytes}
 //   {type:'agreement', id, a, b, reference?, labels, options?: {margin?, ms?: [a_ms, b_ms]}}
 //                                        {type:'agreement', id, dice, hd95_mm, per_label, reference, verdict, speedup}
 //                                        (gzip NIfTI masks; reference: each mask's Dice per label against it,
@@ -367,6 +369,14 @@ async function handle(msg) {
       const files = msg.files.map((b) => new Uint8Array(b));
       const info = plain(bedside.inspect_dicom(msg.names, files, msg.series ?? undefined));
       post({ type: 'inspected', id: msg.id, info });
+      return;
+    }
+    case 'dicom-seg': {
+      // "Save as DICOM SEG": the last mask as a Segmentation object referencing the series.
+      await ensureEngine();
+      const files = msg.files.map((b) => new Uint8Array(b));
+      const seg = ownBuffer(bedside.dicom_seg(msg.names, files, msg.series, new Uint8Array(msg.mask), msg.model));
+      post({ type: 'reply', id: msg.id, result: seg }, [seg]);
       return;
     }
     case 'agreement': {

@@ -13,6 +13,7 @@ use crate::inference::backend::OpenedDevice;
 use crate::inference::{backend, Backend};
 use crate::metrics::dice as dice_score;
 use crate::model::Model;
+use crate::volume::dicom_seg::{write_seg, Algorithm};
 use crate::volume::{self, Volume};
 
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
@@ -136,7 +137,8 @@ pub fn segment(
     path: &Path,
     model: &str,
     adapter: Option<&Path>,
-    out: &Path,
+    out: Option<&Path>,
+    out_seg: Option<&Path>,
     backend: &str,
     options: SegmentOptions,
     series: Option<&str>,
@@ -151,14 +153,27 @@ pub fn segment(
     let opened = open_device(backend)?;
     let model = super::lora::load_model_with(model, ensemble, adapter, &opened.device)?;
     let start = crate::inference::clock::now_ms();
-    let (volume, _) = load(path, Pick { volume: options.volume, series })?;
+    let pick = Pick { volume: options.volume, series };
+    let input = super::input::Input::read(path)?;
+    // A SEG needs the source series: a NIfTI input is refused before the run, not after it.
+    let reference = out_seg.map(|_| input.reference(pick)).transpose()?;
+    let (volume, _) = input.volume(pick)?;
     let read = crate::inference::clock::now_ms() - start;
     let mut seg = segment_volume(&volume, &model, &opened, options)?;
     seg.timings_ms.read = read;
     seg.timings_ms.total += read;
     let backend = opened.backend;
-    let mask = volume::write_label_nifti_gz(&volume, &seg.labels)?;
-    std::fs::write(out, mask).map_err(|e| CliError(format!("cannot write {}: {e}", out.display())))?;
+    let write = |file: &Path, bytes: Vec<u8>| std::fs::write(file, bytes).map_err(|e| CliError(format!("cannot write {}: {e}", file.display())));
+    if let Some(out) = out {
+        write(out, volume::write_label_nifti_gz(&volume, &seg.labels)?)?;
+    }
+    if let (Some(file), Some(reference)) = (out_seg, &reference) {
+        let algorithm = Algorithm { name: model.manifest.id.clone(), version: model.weights_digest()? };
+        let bytes = write_seg(reference, &seg.labels, volume.dims, &volume.affine, &model.manifest.labels, &algorithm, chrono::Utc::now())
+            .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
+        write(file, bytes)?;
+    }
+    let written: Vec<String> = out.iter().chain(out_seg.iter()).map(|p| p.display().to_string()).collect();
 
     let volumes: serde_json::Map<String, serde_json::Value> =
         seg.label_volumes.iter().map(|l| (l.name.clone(), json!(l.mm3))).collect();
@@ -166,7 +181,8 @@ pub fn segment(
         "model": model.manifest.id,
         "lora_adapter": adapter.map(|a| a.display().to_string()),
         "backend": backend.name(),
-        "out": out.display().to_string(),
+        "out": out.map(|p| p.display().to_string()),
+        "out_seg": out_seg.map(|p| p.display().to_string()),
         "adapter": opened.adapter,
         "windows": seg.windows,
         "networks": model.networks().count(),
@@ -181,7 +197,7 @@ pub fn segment(
         let t = &seg.timings_ms;
         format!(
             "wrote {}\n  backend {}  windows {}\n  ms: read {:.0}  preprocess {:.0}  inference {:.0}  postprocess {:.0}{}  total {:.0}\n  {}\n  {}",
-            out.display(),
+            written.join(" and "),
             backend.name(),
             seg.windows,
             t.read,

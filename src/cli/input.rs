@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
-use crate::volume::dicom::{self, SeriesSummary};
+use crate::volume::dicom::{self, SeriesReference, SeriesSummary};
 use crate::volume::archive;
 use crate::volume::{self, Volume};
 
@@ -26,27 +26,60 @@ const MAX_BYTES: u64 = 8 << 30;
 
 /// The image at `path`, and the DICOM series it came from (none for NIfTI).
 pub fn load(path: &Path, pick: Pick) -> Result<(Volume, Option<SeriesSummary>), CliError> {
-    let shown = path.display();
-    if path.is_dir() {
-        let files = read_folder(path)?;
-        return from_dicom(&files, pick).map_err(|e| CliError(format!("{shown}: {e}")));
-    }
-    let bytes = super::commands::read_file(path)?;
-    if archive::is_zip(&bytes) {
-        let files = archive::unzip(&bytes).map_err(|e| CliError(format!("{shown}: {e}")))?;
-        return from_dicom(&files, pick).map_err(|e| CliError(format!("{shown}: {e}")));
-    }
-    if dicom::is_dicom(&bytes) {
-        let name = path.file_name().map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
-        return from_dicom(&[(name, bytes)], pick).map_err(|e| CliError(format!("{shown}: {e}")));
-    }
-    let volume = volume::read_nifti_volume(&bytes, pick.volume).map_err(|e| CliError(format!("{shown}: {e}")))?;
-    Ok((volume, None))
+    Input::read(path)?.volume(pick)
 }
 
-fn from_dicom(files: &[(String, Vec<u8>)], pick: Pick) -> Result<(Volume, Option<SeriesSummary>), dicom::DicomError> {
-    let (volume, series) = dicom::read_chosen(files, pick.series)?;
-    Ok((volume, Some(series)))
+/// What a path holds, read from disk once: DICOM files, or one NIfTI file.
+pub enum Input {
+    Dicom { shown: String, files: Vec<(String, Vec<u8>)> },
+    Nifti { shown: String, bytes: Vec<u8> },
+}
+
+impl Input {
+    pub fn read(path: &Path) -> Result<Input, CliError> {
+        let shown = path.display().to_string();
+        if path.is_dir() {
+            return Ok(Input::Dicom { files: read_folder(path)?, shown });
+        }
+        let bytes = super::commands::read_file(path)?;
+        if archive::is_zip(&bytes) {
+            let files = archive::unzip(&bytes).map_err(|e| CliError(format!("{shown}: {e}")))?;
+            return Ok(Input::Dicom { shown, files });
+        }
+        if dicom::is_dicom(&bytes) {
+            let name = path.file_name().map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
+            return Ok(Input::Dicom { shown, files: vec![(name, bytes)] });
+        }
+        Ok(Input::Nifti { shown, bytes })
+    }
+
+    /// The picked image, and the DICOM series it came from (none for NIfTI).
+    pub fn volume(&self, pick: Pick) -> Result<(Volume, Option<SeriesSummary>), CliError> {
+        match self {
+            Input::Dicom { shown, files } => {
+                let (volume, series) = dicom::read_chosen(files, pick.series).map_err(|e| CliError(format!("{shown}: {e}")))?;
+                Ok((volume, Some(series)))
+            }
+            Input::Nifti { shown, bytes } => {
+                let volume = volume::read_nifti_volume(bytes, pick.volume).map_err(|e| CliError(format!("{shown}: {e}")))?;
+                Ok((volume, None))
+            }
+        }
+    }
+
+    /// What a DICOM SEG of the picked series points back to.
+    pub fn reference(&self, pick: Pick) -> Result<SeriesReference, CliError> {
+        match self {
+            Input::Dicom { shown, files } => {
+                let list = dicom::list_series(files).map_err(|e| CliError(format!("{shown}: {e}")))?;
+                let chosen = dicom::choose(&list, pick.series, files.len()).map_err(|e| CliError(format!("{shown}: {e}")))?;
+                dicom::reference_series(files, chosen).map_err(|e| CliError(format!("{shown}: {e}")))
+            }
+            Input::Nifti { shown, .. } => Err(CliError(format!(
+                "{shown}: a DICOM SEG points back to the DICOM series it was made from; this is a NIfTI file, so save the mask with --out"
+            ))),
+        }
+    }
 }
 
 /// Every file under `dir` (recursively), with a name relative to it.

@@ -616,7 +616,7 @@ mod tests {
         let device = Device::flex();
         let mut teacher = toy_teacher(&device);
         let mut three = teacher.manifest.labels.clone();
-        three.push(crate::model::Label { value: 2, name: "skull".into(), color: [0, 0, 255] });
+        three.push(crate::model::Label { value: 2, name: "skull".into(), color: [0, 0, 255], code: None });
         let two = std::mem::replace(&mut teacher.manifest.labels, three);
         let err = pollster::block_on(prepare_volume(&toy_head(), &teacher, None, &device)).err().expect("refused").to_string();
         assert!(err.contains("the teacher gives 2 channels for 3 labels"), "{err}");

@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use sha2::{Digest, Sha256};
 
 use crate::model::hdbet::HdBetConfig;
-use crate::model::manifest::{Label, Manifest, Postprocessing, Preprocessing, Provenance, FORMAT};
+use crate::model::manifest::{Label, LabelCode, Manifest, Postprocessing, Preprocessing, Provenance, FORMAT};
 use crate::model::package::{f32_safetensors, ModelError};
 use super::pytorch::{read_checkpoint, Checkpoint};
 use crate::model::{Model, Network};
@@ -44,8 +44,8 @@ pub fn hdbet_manifest(folds: &[u8], source: &str, sha256: &str, params: u64) -> 
         preprocessing: pre,
         postprocessing: Postprocessing { largest_component: true, fill_holes_in_z_slices: false },
         labels: vec![
-            Label { value: 0, name: "background".into(), color: [0, 0, 0] },
-            Label { value: 1, name: "brain".into(), color: [255, 80, 60] },
+            Label { value: 0, name: "background".into(), color: [0, 0, 0], code: None },
+            Label { value: 1, name: "brain".into(), color: [255, 80, 60], code: Some(LabelCode::brain()) },
         ],
         provenance: Provenance {
             source: source.into(),

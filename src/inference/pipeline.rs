@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn label_volumes_count_voxels_and_the_foreground_adds_them() {
-        let label = |value: u8, name: &str| Label { value, name: name.into(), color: [0; 3] };
+        let label = |value: u8, name: &str| Label { value, name: name.into(), color: [0; 3], code: None };
         let names = [label(0, "background"), label(1, "a"), label(2, "b")];
         let v = measure_labels(&[0, 1, 1, 2, 0, 1], 2.5, &names);
         assert_eq!(v.iter().map(|l| (l.value, l.voxels)).collect::<Vec<_>>(), [(1, 3), (2, 1)]);

@@ -169,6 +169,45 @@ pub struct Label {
     pub value: u8,
     pub name: String,
     pub color: [u8; 3],
+    /// What the label is, in the coded terms a DICOM SEG carries
+    /// (SegmentedPropertyCategory and Type, e.g. SNOMED CT "Brain").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<LabelCode>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LabelCode {
+    pub category: Code,
+    #[serde(rename = "type")]
+    pub kind: Code,
+}
+
+/// One coded concept: (CodeValue, CodingSchemeDesignator, CodeMeaning).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Code {
+    pub value: String,
+    pub scheme: String,
+    pub meaning: String,
+}
+
+impl Code {
+    pub fn new(value: &str, scheme: &str, meaning: &str) -> Code {
+        Code { value: value.into(), scheme: scheme.into(), meaning: meaning.into() }
+    }
+}
+
+impl LabelCode {
+    /// SNOMED CT's "Anatomical Structure" / "Brain": HD-BET's and its students' foreground.
+    pub fn brain() -> LabelCode {
+        LabelCode { category: Code::new("123037004", "SCT", "Anatomical Structure"), kind: Code::new("12738006", "SCT", "Brain") }
+    }
+
+    /// A label whose package says nothing more: SNOMED CT's "Tissue", as
+    /// category and type, which claims no more than a segmented region.
+    pub fn unspecified() -> LabelCode {
+        let tissue = Code::new("85756007", "SCT", "Tissue");
+        LabelCode { category: tissue.clone(), kind: tissue }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -14,5 +14,5 @@ pub mod transfer;
 pub mod unet3d;
 pub mod upsample;
 
-pub use manifest::{Label, Manifest};
+pub use manifest::{Code, Label, LabelCode, Manifest};
 pub use package::{Model, ModelError, Network};

@@ -318,6 +318,19 @@ impl Model {
         Ok(())
     }
 
+    /// The identity of the weights in use (merged adapters and ensemble
+    /// members included): the first 16 hex digits of the sha256 of each
+    /// network's weights as `to_safetensors` writes them, one after another.
+    /// A DICOM SEG names it as the algorithm's version.
+    pub fn weights_digest(&self) -> Result<String, ModelError> {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for network in self.networks() {
+            hash.update(network.to_safetensors()?);
+        }
+        Ok(hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+    }
+
     /// The networks whose predictions are averaged: the main one, then the members.
     pub fn networks(&self) -> impl Iterator<Item = &Network> {
         std::iter::once(&self.network).chain(&self.members)

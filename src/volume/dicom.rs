@@ -2,10 +2,12 @@
 //! series) becomes one [`Volume`], in the voxel order and with the affine
 //! that dcm2niix writes and nibabel reads.
 //!
-//! Parsing is dicom-rs's (`dicom-object`: implicit and explicit VR, little
-//! and big endian, deflate). What is written here is what no library does
-//! for us: grouping files into series, checking that the slices make one
-//! regular grid, and the geometry.
+//! Parsing and decoding are dicom-rs's (`dicom-object`: implicit and
+//! explicit VR, little and big endian, deflate; the transfer-syntax
+//! registry's pure-Rust codecs: RLE Lossless, JPEG baseline, extended and
+//! lossless). What is written here is what no library does for us: grouping
+//! files into series, checking that the slices make one regular grid, and
+//! the geometry.
 //!
 //! **Geometry, as dcm2niix builds it** (checked against dcm2niix in
 //! `tests/dicom_series.rs`): slices are sorted by their position along the
@@ -21,9 +23,14 @@
 //! **Refused with a message that says why:** several images at one position
 //! (4D or multi-echo), multi-frame images, slices with different
 //! orientations or sizes, a sheared stack (gantry tilt), missing slices and
-//! irregular spacing, colour images, compressed transfer syntaxes (named),
-//! and a folder with no image at all. Patient identifiers are never read
-//! into a message.
+//! irregular spacing, colour images, JPEG-LS and JPEG 2000 (named: their
+//! decoders are C libraries, which a browser's wasm cannot link), and a
+//! folder with no image at all. Patient identifiers are never read into a
+//! message.
+//!
+//! A series read here can also be *referenced* ([`reference_series`]): its
+//! study, frame of reference and slices' instance UIDs in volume order, which
+//! a derived object (`dicom_seg`) points back to.
 
 use std::collections::BTreeMap;
 
@@ -79,7 +86,8 @@ pub enum DicomError {
     UnsupportedPixels { file: String, what: String },
     #[error(
         "{file}: transfer syntax {name} ({uid}) is not supported; bedside reads uncompressed DICOM \
-         (implicit or explicit VR, little or big endian) and deflated DICOM"
+         (implicit or explicit VR, little or big endian), deflated, RLE Lossless, JPEG baseline and \
+         extended (8 bits), and JPEG lossless"
     )]
     UnsupportedTransferSyntax { file: String, uid: String, name: String },
     #[error("{file}: {tag} is missing or unreadable")]
@@ -99,6 +107,8 @@ pub enum DicomError {
          bedside reads stacks whose slices lie along their normal"
     )]
     GantryTilt { shift: f64 },
+    #[error("{file}: the {syntax} pixel data cannot be decoded: {reason}")]
+    Undecodable { file: String, syntax: String, reason: String },
     #[error(transparent)]
     Volume(#[from] VolumeError),
 }
@@ -109,20 +119,73 @@ pub fn is_dicom(bytes: &[u8]) -> bool {
     bytes.get(128..132) == Some(b"DICM")
 }
 
-/// One parsed image slice: what the geometry and the voxels need.
-struct Slice {
+/// What one image slice says of its place in the stack (no pixels yet).
+struct SliceHeader {
     file: String,
-    series: String,
     orientation: [f64; 6],
     position: [f64; 3],
+    /// PixelSpacing: between rows, between columns (mm).
     spacing: [f64; 2],
     rows: usize,
     columns: usize,
-    /// The NIfTI datatype code and bits of the stored samples, as dcm2niix
-    /// writes them (the statistics and info's datatype follow it).
-    stored: (i16, i16),
-    values: Vec<f32>,
+    sop_class: String,
+    sop_instance: String,
+    /// SliceThickness: the spacing of a single slice, as dcm2niix takes it.
+    thickness: Option<f64>,
 }
+
+/// What a derived object (a DICOM SEG) needs of the series it was made
+/// from: the elements it shares (patient, study, frame of reference: copied
+/// as they are, never shown) and each slice's instance in volume order.
+#[derive(Debug, Clone)]
+pub struct SeriesReference {
+    /// Patient, study and frame-of-reference elements of the first slice.
+    pub shared: Vec<dicom_object::mem::InMemElement>,
+    pub series_uid: String,
+    pub series_number: Option<i64>,
+    pub orientation: [f64; 6],
+    /// PixelSpacing: between rows, between columns (mm).
+    pub pixel_spacing: [f64; 2],
+    /// Distance between neighbouring slices (mm).
+    pub slice_gap: f64,
+    pub rows: usize,
+    pub columns: usize,
+    /// Slice k of the volume: its SOP class and instance UIDs and its
+    /// ImagePositionPatient.
+    pub slices: Vec<SliceReference>,
+    /// The volume's affine (as [`read_series`] gives it), to check that a
+    /// mask was made on this grid.
+    pub affine: [[f64; 4]; 4],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceReference {
+    pub sop_class: String,
+    pub sop_instance: String,
+    pub position: [f64; 3],
+}
+
+/// The elements a derived object copies from its source: Patient, General
+/// Study and Frame of Reference modules (and the character set they are in).
+const SHARED: [Tag; 17] = [
+    tags::SPECIFIC_CHARACTER_SET,
+    tags::PATIENT_NAME,
+    tags::PATIENT_ID,
+    tags::ISSUER_OF_PATIENT_ID,
+    tags::PATIENT_BIRTH_DATE,
+    tags::PATIENT_SEX,
+    tags::PATIENT_AGE,
+    tags::STUDY_INSTANCE_UID,
+    tags::STUDY_DATE,
+    tags::STUDY_TIME,
+    tags::REFERRING_PHYSICIAN_NAME,
+    tags::STUDY_ID,
+    tags::ACCESSION_NUMBER,
+    tags::STUDY_DESCRIPTION,
+    tags::FRAME_OF_REFERENCE_UID,
+    tags::POSITION_REFERENCE_INDICATOR,
+    tags::BODY_PART_EXAMINED,
+];
 
 /// Every DICOM file among `files` (name, bytes) that holds pixel data, parsed.
 /// Files that are not DICOM (a DICOMDIR, a README) are skipped.
@@ -182,14 +245,68 @@ pub fn read_chosen(files: &[(String, Vec<u8>)], choice: Option<&str>) -> Result<
 pub fn read_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> Result<Volume, DicomError> {
     // Refuse absurd sizes before decoding a single slice.
     checked_voxel_count([series.columns.max(1), series.rows.max(1), series.slices])?;
-    let mut slices = Vec::with_capacity(series.slices);
+    let mut headers = Vec::with_capacity(series.slices);
+    let mut pixels = Vec::with_capacity(series.slices);
     for image in images(files) {
         let (name, obj) = image?;
         if text(&obj, tags::SERIES_INSTANCE_UID) == series.uid {
-            slices.push(slice(name, &obj)?);
+            let h = header(name, &obj)?;
+            pixels.push(samples(&h, &obj)?);
+            headers.push(h);
         }
     }
-    stack(slices)
+    let grid = arrange(&headers)?;
+    let (columns, rows) = (grid.dims[0], grid.dims[1]);
+    let mut data = vec![0.0f32; checked_voxel_count(grid.dims)?];
+    for (k, &i) in grid.order.iter().enumerate() {
+        let (values, _) = &pixels[i];
+        for r in 0..rows {
+            let j = rows - 1 - r;
+            data[columns * (j + rows * k)..][..columns].copy_from_slice(&values[r * columns..][..columns]);
+        }
+    }
+    let mut volume = Volume::from_array(grid.dims, grid.spacing, grid.affine, data)?;
+    // The voxels are already rescaled; the header only says how they were stored.
+    (volume.header.datatype, volume.header.bitpix) = pixels[grid.order[0]].1;
+    Ok(volume)
+}
+
+/// What a derived object needs of `series` among `files`: the same checks
+/// and slice order as [`read_series`], without decoding a pixel.
+pub fn reference_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> Result<SeriesReference, DicomError> {
+    let mut headers = Vec::with_capacity(series.slices);
+    let mut shared = Vec::new();
+    for image in images(files) {
+        let (name, obj) = image?;
+        if text(&obj, tags::SERIES_INSTANCE_UID) == series.uid {
+            if headers.is_empty() {
+                shared = SHARED.iter().filter_map(|&t| obj.element(t).ok().cloned()).collect();
+            }
+            headers.push(header(name, &obj)?);
+        }
+    }
+    let grid = arrange(&headers)?;
+    let first = &headers[grid.order[0]];
+    Ok(SeriesReference {
+        shared,
+        series_uid: series.uid.clone(),
+        series_number: series.number,
+        orientation: first.orientation,
+        pixel_spacing: first.spacing,
+        slice_gap: grid.spacing[2],
+        rows: first.rows,
+        columns: first.columns,
+        slices: grid
+            .order
+            .iter()
+            .map(|&i| SliceReference {
+                sop_class: headers[i].sop_class.clone(),
+                sop_instance: headers[i].sop_instance.clone(),
+                position: headers[i].position,
+            })
+            .collect(),
+        affine: grid.affine,
+    })
 }
 
 fn open(name: &str, bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
@@ -221,49 +338,69 @@ fn required<const N: usize>(obj: &DefaultDicomObject, file: &str, tag: Tag, name
 /// The transfer syntaxes whose pixel data is stored as plain samples.
 const NATIVE: [&str; 4] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"];
 
-fn slice(file: &str, obj: &DefaultDicomObject) -> Result<Slice, DicomError> {
-    let unsupported = |what: String| DicomError::UnsupportedPixels { file: file.to_string(), what };
+fn header(file: &str, obj: &DefaultDicomObject) -> Result<SliceHeader, DicomError> {
     let frames = integer(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1);
     if frames > 1 {
         return Err(DicomError::MultiFrame { file: file.to_string(), frames });
     }
-    let syntax = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
-    if !NATIVE.contains(&syntax.as_str()) {
-        let name = TransferSyntaxRegistry.get(&syntax).map_or("unknown to dicom-rs", |ts| ts.name()).to_string();
-        return Err(DicomError::UnsupportedTransferSyntax { file: file.to_string(), uid: syntax, name });
-    }
     let samples = integer(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     if samples != 1 {
-        return Err(unsupported(format!("{samples} samples per pixel (colour)")));
+        return Err(DicomError::UnsupportedPixels { file: file.to_string(), what: format!("{samples} samples per pixel (colour)") });
     }
-    let rows = integer(obj, tags::ROWS).filter(|&r| r > 0).ok_or(DicomError::MissingTag { file: file.to_string(), tag: "Rows" })? as usize;
-    let columns = integer(obj, tags::COLUMNS).filter(|&c| c > 0).ok_or(DicomError::MissingTag { file: file.to_string(), tag: "Columns" })? as usize;
-    let bits = integer(obj, tags::BITS_ALLOCATED).unwrap_or(0);
-    let signed = integer(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
-    let slope = floats(obj, tags::RESCALE_SLOPE).and_then(|v| v.first().copied()).filter(|s| s.is_finite() && *s != 0.0).unwrap_or(1.0);
-    let intercept = floats(obj, tags::RESCALE_INTERCEPT).and_then(|v| v.first().copied()).filter(|i| i.is_finite()).unwrap_or(0.0);
-    let count = rows * columns;
-    let element = obj.element(tags::PIXEL_DATA).map_err(|_| DicomError::MissingTag { file: file.to_string(), tag: "PixelData" })?;
-    let DicomValue::Primitive(pixels) = element.value() else {
-        return Err(unsupported("encapsulated pixel data in a native transfer syntax".into()));
-    };
-    let big_endian = syntax == "1.2.840.10008.1.2.2";
-    let raw: Vec<f64> = samples_of(pixels, bits, signed, big_endian).ok_or_else(|| unsupported(format!("{bits} bits allocated")))?;
-    if raw.len() < count {
-        return Err(DicomError::Unreadable(format!("{file}: the pixel data holds {} samples for {rows}×{columns} pixels", raw.len())));
-    }
-    let values = raw[..count].iter().map(|&v| (v * slope + intercept) as f32).collect();
-    Ok(Slice {
+    let missing = |tag| DicomError::MissingTag { file: file.to_string(), tag };
+    let rows = integer(obj, tags::ROWS).filter(|&r| r > 0).ok_or(missing("Rows"))? as usize;
+    let columns = integer(obj, tags::COLUMNS).filter(|&c| c > 0).ok_or(missing("Columns"))? as usize;
+    let uid = |tag, name| Some(text(obj, tag)).filter(|u| !u.is_empty()).ok_or(missing(name));
+    Ok(SliceHeader {
         file: file.to_string(),
-        series: text(obj, tags::SERIES_INSTANCE_UID),
         orientation: required::<6>(obj, file, tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient")?,
         position: required::<3>(obj, file, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient")?,
         spacing: required::<2>(obj, file, tags::PIXEL_SPACING, "PixelSpacing")?,
         rows,
         columns,
-        stored: nifti_type(bits, signed),
-        values,
+        sop_class: uid(tags::SOP_CLASS_UID, "SOPClassUID")?,
+        sop_instance: uid(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+        thickness: floats(obj, tags::SLICE_THICKNESS).and_then(|v| v.first().copied()).filter(|t| t.is_finite() && *t > 0.0),
     })
+}
+
+/// A slice's rescaled values (rows × columns, row by row) and the NIfTI
+/// datatype its samples were stored as.
+fn samples(h: &SliceHeader, obj: &DefaultDicomObject) -> Result<(Vec<f32>, (i16, i16)), DicomError> {
+    let file = h.file.as_str();
+    let unsupported = |what: String| DicomError::UnsupportedPixels { file: file.to_string(), what };
+    let syntax = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let ts = TransferSyntaxRegistry.get(&syntax);
+    let bits = integer(obj, tags::BITS_ALLOCATED).unwrap_or(0);
+    let signed = integer(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
+    let raw: Vec<f64> = if NATIVE.contains(&syntax.as_str()) {
+        let element = obj.element(tags::PIXEL_DATA).map_err(|_| DicomError::MissingTag { file: file.to_string(), tag: "PixelData" })?;
+        let DicomValue::Primitive(pixels) = element.value() else {
+            return Err(unsupported("encapsulated pixel data in a native transfer syntax".into()));
+        };
+        let big_endian = syntax == "1.2.840.10008.1.2.2";
+        samples_of(pixels, bits, signed, big_endian).ok_or_else(|| unsupported(format!("{bits} bits allocated")))?
+    } else if let Some(reader) = ts.and_then(|ts| ts.pixel_data_reader()) {
+        // The registry's codecs write the samples little-endian, whatever the machine.
+        let mut decoded = Vec::new();
+        reader.decode_frame(obj, 0, &mut decoded).map_err(|e| DicomError::Undecodable {
+            file: file.to_string(),
+            syntax: ts.map_or("", |t| t.name()).to_string(),
+            reason: e.to_string(),
+        })?;
+        samples_of(&PrimitiveValue::U8(decoded.into()), bits, signed, false).ok_or_else(|| unsupported(format!("{bits} bits allocated")))?
+    } else {
+        let name = ts.map_or("unknown to dicom-rs", |ts| ts.name()).to_string();
+        return Err(DicomError::UnsupportedTransferSyntax { file: file.to_string(), uid: syntax, name });
+    };
+    let count = h.rows * h.columns;
+    if raw.len() < count {
+        return Err(DicomError::Unreadable(format!("{file}: the pixel data holds {} samples for {}×{} pixels", raw.len(), h.rows, h.columns)));
+    }
+    let slope = floats(obj, tags::RESCALE_SLOPE).and_then(|v| v.first().copied()).filter(|s| s.is_finite() && *s != 0.0).unwrap_or(1.0);
+    let intercept = floats(obj, tags::RESCALE_INTERCEPT).and_then(|v| v.first().copied()).filter(|i| i.is_finite()).unwrap_or(0.0);
+    let values = raw[..count].iter().map(|&v| (v * slope + intercept) as f32).collect();
+    Ok((values, nifti_type(bits, signed)))
 }
 
 /// The NIfTI datatype code and bitpix of DICOM samples.
@@ -318,8 +455,17 @@ fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
 const ORIENTATION_TOLERANCE: f64 = 1e-4;
 const SPACING_TOLERANCE: f64 = 0.01;
 
-/// Slices of one series → one volume, checked to be one regular stack.
-fn stack(mut slices: Vec<Slice>) -> Result<Volume, DicomError> {
+/// Where each slice goes: the volume's grid, and the files' order along it.
+struct Grid {
+    /// Index into the headers of slice k of the volume.
+    order: Vec<usize>,
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    affine: [[f64; 4]; 4],
+}
+
+/// Slices of one series → one grid, checked to be one regular stack.
+fn arrange(slices: &[SliceHeader]) -> Result<Grid, DicomError> {
     let first = &slices[0];
     for s in &slices[1..] {
         if s.orientation.iter().zip(&first.orientation).any(|(a, b)| (a - b).abs() > ORIENTATION_TOLERANCE) {
@@ -329,53 +475,55 @@ fn stack(mut slices: Vec<Slice>) -> Result<Volume, DicomError> {
             return Err(DicomError::MixedSize { a: first.file.clone(), b: s.file.clone() });
         }
     }
-    debug_assert!(slices.iter().all(|s| s.series == first.series));
     let o = first.orientation;
     let (row_dir, col_dir) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
     let normal = cross(row_dir, col_dir);
-    slices.sort_by(|a, b| dot(a.position, normal).total_cmp(&dot(b.position, normal)));
-    let along: Vec<f64> = slices.iter().map(|s| dot(s.position, normal)).collect();
+    let mut order: Vec<usize> = (0..slices.len()).collect();
+    order.sort_by(|&a, &b| dot(slices[a].position, normal).total_cmp(&dot(slices[b].position, normal)));
+    let sorted: Vec<&SliceHeader> = order.iter().map(|&i| &slices[i]).collect();
+    let along: Vec<f64> = sorted.iter().map(|s| dot(s.position, normal)).collect();
     let gaps: Vec<f64> = along.windows(2).map(|w| w[1] - w[0]).collect();
-    let (rows, columns, n) = (slices[0].rows, slices[0].columns, slices.len());
+    let (rows, columns, n) = (first.rows, first.columns, slices.len());
     let step = if n > 1 { (along[n - 1] - along[0]) / (n - 1) as f64 } else { 1.0 };
     if let Some(i) = gaps.iter().position(|&g| g.abs() < 1e-3 * step.abs().max(1e-3)) {
         let count = along.iter().filter(|&&a| (a - along[i]).abs() < 1e-3 * step.abs().max(1e-3)).count();
-        return Err(DicomError::SamePosition { count, file: slices[i].file.clone() });
+        return Err(DicomError::SamePosition { count, file: sorted[i].file.clone() });
     }
     if n > 2 {
-        let mut sorted = gaps.clone();
-        sorted.sort_by(f64::total_cmp);
-        let spacing = sorted[sorted.len() / 2];
+        let mut by_size = gaps.clone();
+        by_size.sort_by(f64::total_cmp);
+        let spacing = by_size[by_size.len() / 2];
         for (i, &g) in gaps.iter().enumerate() {
             let ratio = g / spacing;
             if (ratio - 1.0).abs() <= SPACING_TOLERANCE {
                 continue;
             }
             if ratio >= 1.5 && (ratio - ratio.round()).abs() <= SPACING_TOLERANCE * ratio.round() {
-                return Err(DicomError::MissingSlices { gap: g, spacing, file: slices[i].file.clone() });
+                return Err(DicomError::MissingSlices { gap: g, spacing, file: sorted[i].file.clone() });
             }
-            return Err(DicomError::IrregularSpacing { min: sorted[0], max: sorted[sorted.len() - 1] });
+            return Err(DicomError::IrregularSpacing { min: by_size[0], max: by_size[by_size.len() - 1] });
         }
         // Every slice must lie on the line from the first along the normal:
         // an in-plane drift is a sheared (gantry-tilted) stack.
-        let drift = |s: &Slice| {
-            let d: [f64; 3] = std::array::from_fn(|a| s.position[a] - slices[0].position[a]);
+        let drift = |s: &&SliceHeader| {
+            let d: [f64; 3] = std::array::from_fn(|a| s.position[a] - sorted[0].position[a]);
             let off = dot(d, normal);
             ((0..3).map(|a| (d[a] - off * normal[a]).powi(2)).sum::<f64>()).sqrt()
         };
-        let worst = slices.iter().map(drift).fold(0.0, f64::max);
+        let worst = sorted.iter().map(drift).fold(0.0, f64::max);
         if worst > 0.01 * spacing {
             return Err(DicomError::GantryTilt { shift: worst / (n - 1) as f64 });
         }
     }
-    // The step between slices as dcm2niix takes it: first to last position.
+    // The step between slices as dcm2niix takes it: first to last position
+    // (a single slice: its thickness along the normal).
     let z_step: [f64; 3] = if n > 1 {
-        std::array::from_fn(|a| (slices[n - 1].position[a] - slices[0].position[a]) / (n - 1) as f64)
+        std::array::from_fn(|a| (sorted[n - 1].position[a] - sorted[0].position[a]) / (n - 1) as f64)
     } else {
-        std::array::from_fn(|a| normal[a])
+        std::array::from_fn(|a| normal[a] * first.thickness.unwrap_or(1.0))
     };
-    let [row_spacing, column_spacing] = slices[0].spacing;
-    let origin_lps: [f64; 3] = std::array::from_fn(|a| slices[0].position[a] + (rows - 1) as f64 * row_spacing * col_dir[a]);
+    let [row_spacing, column_spacing] = first.spacing;
+    let origin_lps: [f64; 3] = std::array::from_fn(|a| sorted[0].position[a] + (rows - 1) as f64 * row_spacing * col_dir[a]);
     let ras = [-1.0, -1.0, 1.0];
     let mut affine = [[0.0; 4]; 4];
     for a in 0..3 {
@@ -385,27 +533,18 @@ fn stack(mut slices: Vec<Slice>) -> Result<Volume, DicomError> {
         affine[a][3] = ras[a] * origin_lps[a];
     }
     affine[3][3] = 1.0;
-    let dims = [columns, rows, n];
-    let voxels = checked_voxel_count(dims)?;
-    let mut data = vec![0.0f32; voxels];
-    for (k, s) in slices.iter().enumerate() {
-        for r in 0..rows {
-            let j = rows - 1 - r;
-            data[columns * (j + rows * k)..][..columns].copy_from_slice(&s.values[r * columns..][..columns]);
-        }
-    }
     // The voxel size is PixelSpacing and the distance between slices, as
     // dcm2niix's pixdim; both, and the affine, pass through f32 as a NIfTI
     // header stores them, so that a series and dcm2niix's NIfTI of it give
     // the pipeline the same numbers (a spacing of 1.99999999 instead of 2
     // would resample where the NIfTI does not).
     let slice_gap = dot(z_step, z_step).sqrt();
-    let spacing = [column_spacing, row_spacing, slice_gap].map(|v| v as f32 as f64);
-    let affine = affine.map(|row| row.map(|v| v as f32 as f64));
-    let mut volume = Volume::from_array(dims, spacing, affine, data)?;
-    // The voxels are already rescaled; the header only says how they were stored.
-    (volume.header.datatype, volume.header.bitpix) = slices[0].stored;
-    Ok(volume)
+    Ok(Grid {
+        order,
+        dims: [columns, rows, n],
+        spacing: [column_spacing, row_spacing, slice_gap].map(|v| v as f32 as f64),
+        affine: affine.map(|row| row.map(|v| v as f32 as f64)),
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod dicom;
+pub mod dicom_seg;
 pub mod nifti;
 pub mod orientation;
 pub mod resample;

@@ -107,17 +107,9 @@ pub fn inspect_volume(bytes: &[u8], index: Option<usize>) -> Result<JsValue, JsE
 /// there is no volume yet, and the page asks which.
 #[wasm_bindgen]
 pub fn inspect_dicom(names: Vec<String>, files: js_sys::Array, series: Option<usize>) -> Result<JsValue, JsError> {
-    use crate::volume::{archive, dicom};
+    use crate::volume::dicom;
     let err = |e: &dyn std::fmt::Display| JsError::new(&e.to_string());
-    let mut all = Vec::new();
-    for (name, file) in names.into_iter().zip(files.iter()) {
-        let bytes = js_sys::Uint8Array::new(&file).to_vec();
-        if archive::is_zip(&bytes) {
-            all.extend(archive::unzip(&bytes).map_err(|e| JsError::new(&format!("{name}: {e}")))?);
-        } else {
-            all.push((name, bytes));
-        }
-    }
+    let all = dicom_files(names, files)?;
     let list = dicom::list_series(&all).map_err(|e| err(&e))?;
     /// A series as the page lists it: its summary and the line to show.
     #[derive(Serialize)]
@@ -143,6 +135,44 @@ pub fn inspect_dicom(names: Vec<String>, files: js_sys::Array, series: Option<us
     set_field(&out, "series_index", &JsValue::from_f64(index as f64))?;
     set_field(&out, "volume_nii", &js_sys::Uint8Array::from(nii.as_slice()))?;
     Ok(out)
+}
+
+/// The DICOM files the page was given (ZIPs opened), named.
+fn dicom_files(names: Vec<String>, files: js_sys::Array) -> Result<Vec<(String, Vec<u8>)>, JsError> {
+    let mut all = Vec::new();
+    for (name, file) in names.into_iter().zip(files.iter()) {
+        let bytes = js_sys::Uint8Array::new(&file).to_vec();
+        if crate::volume::archive::is_zip(&bytes) {
+            all.extend(crate::volume::archive::unzip(&bytes).map_err(|e| JsError::new(&format!("{name}: {e}")))?);
+        } else {
+            all.push((name, bytes));
+        }
+    }
+    Ok(all)
+}
+
+/// "Save as DICOM SEG": the mask of the last run (gzip NIfTI bytes, on the
+/// series' grid) as a DICOM Segmentation object referencing series `series`
+/// (from 0) of the DICOM files, with the loaded model's labels and identity.
+/// `model_id` is the model that made the mask: if another is loaded since,
+/// the SEG would name the wrong algorithm, so it is refused.
+#[wasm_bindgen]
+pub fn dicom_seg(names: Vec<String>, files: js_sys::Array, series: usize, mask_nii_gz: Vec<u8>, model_id: String) -> Result<js_sys::Uint8Array, JsError> {
+    use crate::volume::{dicom, dicom_seg};
+    let err = |e: &dyn std::fmt::Display| JsError::new(&e.to_string());
+    let model = STATE.with(|s| s.borrow().model.clone()).filter(|m| m.manifest.id == model_id).ok_or_else(|| {
+        JsError::new(&format!("the model that made this mask ({model_id}) is no longer the loaded one: run it again to save its DICOM SEG"))
+    })?;
+    let all = dicom_files(names, files)?;
+    let list = dicom::list_series(&all).map_err(|e| err(&e))?;
+    let chosen = dicom::choose(&list, Some(&(series + 1).to_string()), all.len()).map_err(|e| err(&e))?;
+    let reference = dicom::reference_series(&all, chosen).map_err(|e| err(&e))?;
+    drop(all);
+    let mask = volume::read_nifti(&mask_nii_gz).map_err(|e| err(&e))?;
+    let labels: Vec<u8> = mask.data.iter().map(|&v| v as u8).collect();
+    let algorithm = dicom_seg::Algorithm { name: model.manifest.id.clone(), version: model.weights_digest().map_err(|e| err(&e))? };
+    let bytes = dicom_seg::write_seg(&reference, &labels, mask.dims, &mask.affine, &model.manifest.labels, &algorithm, chrono::Utc::now()).map_err(|e| err(&e))?;
+    Ok(js_sys::Uint8Array::from(bytes.as_slice()))
 }
 
 #[derive(Serialize)]

@@ -2,6 +2,8 @@
 //! and running the real `bedside` binary.
 #![allow(dead_code)]
 
+pub mod dicom_series;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -3,14 +3,15 @@
 // (tests/reference/make_dicom_series.py, the same as tests/dicom_series.rs checks against dcm2niix).
 // One series loads at once and segments as `bedside segment FOLDER` does natively; two series are
 // listed (description, modality, slices, size) and nothing loads until one is picked; a ZIP loads
-// as its folder; a series with a missing slice is refused with the reason.
+// as its folder; a series with a missing slice is refused with the reason. "Save as DICOM SEG"
+// gives a Segmentation object that references the series and holds the page's mask.
 //   node --test --test-concurrency=1 tests/e2e/dicom.test.mjs
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { ARTIFACTS, REPO, tid, openApp, errorText, maskForeground, maskDice, runAndWait, waitForVolume, networkProblems } from './lib.mjs';
 
 const BIN = process.env.BEDSIDE_BIN || path.join(os.homedir(), '.cache/bedside/target/release/bedside');
@@ -68,6 +69,26 @@ describe('DICOM series in the page', { timeout: 15 * 60_000 }, () => {
     const d = maskDice(a, b);
     console.log(`# DICOM series, student-s: Dice page vs CLI ${d.toFixed(6)}`);
     assert.ok(d >= 0.999, `the page's mask differs from the CLI's: Dice ${d}`);
+
+    // "Save as DICOM SEG": the same mask as a Segmentation object referencing the series, as
+    // highdicom reads it (pixel for pixel through world coordinates) and dciodvfy passes it.
+    const [segDownload] = await Promise.all([app.page.waitForEvent('download'), app.page.click(tid('save-seg'))]);
+    assert.equal(segDownload.suggestedFilename(), 'shuffled_seg.dcm');
+    const seg = path.join(WORK, 'page-seg.dcm');
+    await segDownload.saveAs(seg);
+    const checked = JSON.parse(execFileSync(PYTHON, ['tests/reference/check_seg.py', seg, path.join(WORK, 'shuffled'), mask], { cwd: REPO, encoding: 'utf8' }));
+    assert.equal(checked.series_ok, true, JSON.stringify(checked));
+    assert.equal(checked.mismatched, 0, JSON.stringify(checked));
+    assert.ok(checked.foreground > 10_000, JSON.stringify(checked));
+    assert.equal(checked.segments[0].algorithm_name, 'student-s');
+    // The same weights give the same algorithm version in the page and the CLI.
+    const cliSeg = path.join(WORK, 'cli-seg.dcm');
+    execFileSync(BIN, ['segment', path.join(WORK, 'shuffled'), '--model', 'student-s', '--out-seg', cliSeg], { cwd: REPO });
+    const cli = JSON.parse(execFileSync(PYTHON, ['tests/reference/check_seg.py', cliSeg, path.join(WORK, 'shuffled'), native], { cwd: REPO, encoding: 'utf8' }));
+    assert.equal(checked.segments[0].algorithm_version, cli.segments[0].algorithm_version);
+    const verify = spawnSync('dciodvfy', [seg], { encoding: 'utf8' });
+    const errors = (verify.stderr + verify.stdout).split('\n').filter((l) => l.startsWith('Error'));
+    assert.deepEqual(errors, [], 'dciodvfy errors on the page\'s SEG');
   });
 
   test('two series: listed, nothing loaded until one is picked', async () => {

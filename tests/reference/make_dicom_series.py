@@ -25,6 +25,10 @@ The series:
     implicit_vr    Implicit VR Little Endian
     big_endian     Explicit VR Big Endian
     deflated       Deflated Explicit VR Little Endian
+    rle            RLE Lossless (dcmtk's dcmcrle on the axial files)
+    jpeg_lossless  JPEG Lossless, first-order prediction (dcmtk's dcmcjpeg +e1)
+    jpeg_baseline  8-bit samples, JPEG Baseline quality 90 (dcmtk's dcmcjpeg +eb +q 90)
+    jpeg_ls        JPEG-LS Lossless (dcmtk's dcmcjpls)                  -> "jpeg-ls ... is not supported"
     two_series     axial and oblique mixed in one folder (two SeriesInstanceUIDs)
     missing_slice  a slice in the middle left out                      -> "missing"
     irregular      one slice moved by half a slice                     -> "irregular"
@@ -34,11 +38,12 @@ The series:
     not_an_image   a folder of objects without pixel data              -> "no image"
 
 Deterministic: fixed UIDs derived from the series name, fixed random seed.
-Requires nibabel, numpy and pydicom 3.
+Requires nibabel, numpy, pydicom 3 and dcmtk (Debian) for the compressed series.
 """
 
 import os
 import shutil
+import subprocess
 import sys
 
 import nibabel as nib
@@ -64,8 +69,9 @@ def uid(*parts):
     return ".".join([ROOT] + [str(p) for p in parts])
 
 
-def slices(data, affine, name, series_number, stored=None, slope=1.0, intercept=0.0):
-    """One pydicom dataset per slice k of `data` (x, y, z), geometry from `affine` (RAS)."""
+def slices(data, affine, name, series_number, stored=None, slope=1.0, intercept=0.0, bits=16):
+    """One pydicom dataset per slice k of `data` (x, y, z), geometry from `affine` (RAS);
+    samples of `bits` bits: 16 signed, or 8 unsigned."""
     lps = np.diag([-1.0, -1.0, 1.0])
     linear = lps @ affine[:3, :3]
     spacing = np.linalg.norm(linear, axis=0)
@@ -101,14 +107,14 @@ def slices(data, affine, name, series_number, stored=None, slope=1.0, intercept=
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows, ds.Columns = data.shape[1], data.shape[0]
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
+        ds.BitsAllocated = bits
+        ds.BitsStored = bits
+        ds.HighBit = bits - 1
+        ds.PixelRepresentation = 1 if bits == 16 else 0
         ds.RescaleSlope = f"{slope}"
         ds.RescaleIntercept = f"{intercept}"
         # pixel (row r, column c) = voxel (i = c, j = r)
-        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).astype("<i2").tobytes()
+        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).astype("<i2" if bits == 16 else "u1").tobytes()
         out.append(ds)
     return out
 
@@ -130,6 +136,13 @@ def write(folder, datasets, syntax=ExplicitVRLittleEndian, names=None):
             pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
         else:
             ds.save_as(path, enforce_file_format=True)
+
+
+def compress(source, folder, command):
+    """Each file of folder `source` through a dcmtk `command` (its options) into `folder`."""
+    os.makedirs(folder, exist_ok=True)
+    for name in sorted(os.listdir(source)):
+        subprocess.run(command + [os.path.join(source, name), os.path.join(folder, name)], check=True)
 
 
 def main(argv):
@@ -169,6 +182,18 @@ def main(argv):
     series("implicit_vr", slices(data, affine, "implicit_vr", 5), syntax=ImplicitVRLittleEndian)
     series("big_endian", slices(data, affine, "big_endian", 6), syntax=ExplicitVRBigEndian)
     series("deflated", slices(data, affine, "deflated", 7), syntax=DeflatedExplicitVRLittleEndian)
+    axial_folder = os.path.join(out_dir, "axial")
+    for name, command, expect in [
+        ("rle", ["dcmcrle"], "ok"),
+        ("jpeg_lossless", ["dcmcjpeg", "+e1"], "ok"),
+        ("jpeg_ls", ["dcmcjpls"], "jpeg-ls lossless image compression (1.2.840.10008.1.2.4.80) is not supported"),
+    ]:
+        compress(axial_folder, os.path.join(out_dir, name), command)
+        listed.append((name, os.path.join(out_dir, name), expect))
+    grey = np.round((data - data.min()) * 255.0 / max(data.max() - data.min(), 1)).astype(np.uint8)
+    write(os.path.join(out_dir, "axial8"), slices(grey, affine, "axial8", 17, bits=8))
+    compress(os.path.join(out_dir, "axial8"), os.path.join(out_dir, "jpeg_baseline"), ["dcmcjpeg", "+eb", "+q", "90"])
+    listed.append(("jpeg_baseline", os.path.join(out_dir, "jpeg_baseline"), "ok"))
     mixed = slices(data, affine, "two_series_a", 8) + slices(data[:, :, :12], oblique, "two_series_b", 9)
     series("two_series", mixed)
 

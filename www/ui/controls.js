@@ -25,6 +25,8 @@ export function updateControls() {
   el.ensemble.disabled = state.busy || !(members > 0);
   if (!(members > 0)) el.ensemble.checked = false;
   el.save.disabled = !(state.result && state.result.maskBytes);
+  // A SEG points back to the series the mask was made on: DICOM input only.
+  el.saveSeg.disabled = !(idle && state.result && state.result.maskBytes && state.dicom && state.dicom.index != null);
   el.compressButton.disabled = !(idle && state.engineReady && selectedModel() && !selectedModel().compressedFrom);
   el.compressRun.disabled = !(idle && state.engineReady && state.volume && state.compressed);
   el.compressDownload.disabled = !state.compressed;

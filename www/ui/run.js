@@ -1,12 +1,12 @@
 // Run panel: run the selected model on the loaded volume, Cancel, and the Results panel (timings,
-// label volumes, Save mask). runModel() is also how Compare and "Run original and compressed"
+// label volumes, Save mask, Save as DICOM SEG). runModel() is also how Compare and "Run original and compressed"
 // run each of their two models.
 
 import { el, state, selectedModel } from './state.js';
 import { engine } from './engine.js';
 import { backendName } from './format.js';
 import { saveBlob } from './files.js';
-import { setStatus, clearError, setProgress, showError } from './progress.js';
+import { setStatus, setIdleStatus, clearError, setProgress, showError } from './progress.js';
 import { updateControls } from './controls.js';
 import * as viewers from './viewers.js';
 import { modelMessage, cachedAutoChoice } from './model.js';
@@ -186,9 +186,29 @@ function saveMask() {
   saveBlob(`${base}_mask.nii.gz`, blob);
 }
 
+/** "Save as DICOM SEG": the engine writes the mask as a Segmentation object that references the
+ * DICOM series it was made on (Rust `dicom_seg`); the files go to the worker again, nowhere else. */
+async function saveSeg() {
+  if (!state.result?.maskBytes || state.dicom?.index == null) return;
+  const { names, buffers, index, name } = state.dicom;
+  const files = buffers.map((b) => b.slice(0));
+  const mask = state.result.maskBytes.slice(0);
+  clearError();
+  setStatus('Writing the DICOM SEG…');
+  try {
+    const seg = await engine.call('dicom-seg', { names, files, series: index, mask, model: state.result.modelId }, [...files, mask]);
+    saveBlob(`${name.replace(/\.zip$/i, '')}_seg.dcm`, new Blob([seg], { type: 'application/dicom' }));
+    setStatus('Saved the DICOM SEG.');
+  } catch (e) {
+    showError(`Could not write the DICOM SEG: ${e.message || e}`);
+    setIdleStatus();
+  }
+}
+
 export function wireRun() {
   el.run.addEventListener('click', run);
   el.cancel.addEventListener('click', cancel);
   el.save.addEventListener('click', saveMask);
+  el.saveSeg.addEventListener('click', saveSeg);
   el.qualityRunHdbet.addEventListener('click', runHdbet);
 }

@@ -50,6 +50,7 @@ export const el = {
   opacityValue: $('opacity-value'),
   viewerInfo: $('viewer-info'),
   save: $('save-mask'),
+  saveSeg: $('save-seg'),
   copyDiag: $('copy-diagnostics'),
   diagDetails: $('diagnostics-details'),
   diagOutput: $('diagnostics-output'),
