@@ -47,8 +47,8 @@ impl Input {
             return Ok(Input::Dicom { shown, files });
         }
         if dicom::is_dicom(&bytes) {
-            let name = path.file_name().map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
-            return Ok(Input::Dicom { shown, files: vec![(name, bytes)] });
+            // Named as given, so that a message about the file names it once.
+            return Ok(Input::Dicom { files: vec![(shown.clone(), bytes)], shown });
         }
         Ok(Input::Nifti { shown, bytes })
     }
@@ -57,7 +57,7 @@ impl Input {
     pub fn volume(&self, pick: Pick) -> Result<(Volume, Option<SeriesSummary>), CliError> {
         match self {
             Input::Dicom { shown, files } => {
-                let (volume, series) = dicom::read_chosen(files, pick.series).map_err(|e| CliError(format!("{shown}: {e}")))?;
+                let (volume, series) = dicom::read_chosen(files, pick.series).map_err(|e| located(shown, e))?;
                 Ok((volume, Some(series)))
             }
             Input::Nifti { shown, bytes } => {
@@ -71,14 +71,25 @@ impl Input {
     pub fn reference(&self, pick: Pick) -> Result<SeriesReference, CliError> {
         match self {
             Input::Dicom { shown, files } => {
-                let list = dicom::list_series(files).map_err(|e| CliError(format!("{shown}: {e}")))?;
-                let chosen = dicom::choose(&list, pick.series, files.len()).map_err(|e| CliError(format!("{shown}: {e}")))?;
-                dicom::reference_series(files, chosen).map_err(|e| CliError(format!("{shown}: {e}")))
+                let list = dicom::list_series(files).map_err(|e| located(shown, e))?;
+                let chosen = dicom::choose(&list, pick.series, files.len()).map_err(|e| located(shown, e))?;
+                dicom::reference_series(files, chosen).map_err(|e| located(shown, e))
             }
             Input::Nifti { shown, .. } => Err(CliError(format!(
                 "{shown}: a DICOM SEG points back to the DICOM series it was made from; this is a NIfTI file, so save the mask with --out"
             ))),
         }
+    }
+}
+
+/// A DICOM error about `shown` (a folder, a ZIP or one file): prefixed with
+/// it, unless the message already begins with it (one file, named by itself).
+fn located(shown: &str, e: dicom::DicomError) -> CliError {
+    let message = e.to_string();
+    if message.starts_with(&format!("{shown}: ")) {
+        CliError(message)
+    } else {
+        CliError(format!("{shown}: {message}"))
     }
 }
 

@@ -51,7 +51,7 @@ pub fn toy_teacher(device: &Device) -> Model {
     device.seed(3);
     let network = Network::Unet3d(cfg.init(device));
     manifest.params = network.num_params() as u64;
-    Model { manifest, network, members: Vec::new() }
+    Model { manifest, network, members: Vec::new(), weights_sha256: None }
 }
 
 /// The room's data for the toy head and teacher, on `device`.

@@ -102,7 +102,7 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunReport, Di
         train_seconds,
         teacher_seconds,
     };
-    let model = Model { manifest, network, members: Vec::new() };
+    let model = Model { manifest, network, members: Vec::new(), weights_sha256: None };
     model.save_dir(&opts.out).map_err(|e| DistillError::Model(e.to_string()))?;
     Ok(report)
 }

@@ -72,13 +72,13 @@ pub fn import_hdbet_bytes(bytes: &[u8], file_name: &str, source: &str, device: &
     let (network, sha256) = convert(bytes, file_name, device)?;
     let folds: Vec<u8> = fold_number(file_name).into_iter().collect();
     let manifest = hdbet_manifest(&folds, source, &sha256, network.num_params() as u64);
-    Ok(Model { manifest, network, members: Vec::new() })
+    Ok(Model { manifest, network, members: Vec::new(), weights_sha256: None })
 }
 
 /// The fold file's network and the sha256 of the file.
 fn convert(bytes: &[u8], file_name: &str, device: &Device) -> Result<(Network, String), ModelError> {
     let sha256 = format!("{:x}", Sha256::digest(bytes));
-    let checkpoint = read_checkpoint(bytes).map_err(|e| ModelError::Weights(format!("{file_name}: {e}")))?;
+    let checkpoint = read_checkpoint(bytes).map_err(|e| ModelError::Checkpoint(format!("{file_name}: {e}")))?;
     let weights = to_safetensors(&checkpoint)?;
     let mut network = Network::HdBet(HdBetConfig::new().init(device));
     network

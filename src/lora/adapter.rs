@@ -258,7 +258,7 @@ pub fn merged_model(base: &Manifest, base_weights: &[u8], adapter: &Adapter, dev
         format!("{} + LoRA adapter (r = {}, merged)", base.name, adapter.config.r),
         serde_json::json!({ "merged_lora_adapter": adapter.config }),
     );
-    Ok(crate::model::Model { manifest, network, members: Vec::new() })
+    Ok(crate::model::Model { manifest, network, members: Vec::new(), weights_sha256: None })
 }
 
 /// The manifest of a model adapted from `base`: its own id, name and

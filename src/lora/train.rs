@@ -227,7 +227,7 @@ impl Adaptation {
 
     /// The adapted model as it stands (for inference: no autodiff).
     pub fn model(&self) -> Model {
-        Model { manifest: self.base.clone(), network: self.engine.student(), members: Vec::new() }
+        Model { manifest: self.base.clone(), network: self.engine.student(), members: Vec::new(), weights_sha256: None }
     }
 
     /// Dice of the adapted model's mask (through the inference pipeline, as

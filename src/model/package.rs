@@ -13,6 +13,10 @@ use super::taps::Taps;
 use super::unet3d::{Unet3d, Unet3dConfig};
 use super::manifest::{Manifest, FORMAT};
 
+/// The most convolution weights a package may describe: 1 GiB of f32, 16
+/// times HD-BET's.
+pub const MAX_CONV_WEIGHTS: u128 = 1 << 28;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("model.json is not valid: {0}")]
@@ -21,6 +25,9 @@ pub enum ModelError {
     UnknownFamily(String),
     #[error("the weights do not fit the network: {0}")]
     Weights(String),
+    /// A PyTorch checkpoint that cannot be read (its own message, named by file).
+    #[error("{0}")]
+    Checkpoint(String),
     #[error("I/O error on {path}: {message}")]
     Io { path: String, message: String },
 }
@@ -78,6 +85,14 @@ impl Network {
             other => return Err(ModelError::UnknownFamily(other.to_string())),
         };
         let layers = layers.into_inner();
+        // Burn initialises lazily, so an absurd model.json costs nothing until
+        // its weights are loaded or run: it is refused here, by its size.
+        let weights: u128 = layers.iter().map(|l| l.spec.in_channels as u128 * l.spec.out_channels as u128 * (l.spec.kernel as u128).pow(3)).sum();
+        if weights > MAX_CONV_WEIGHTS {
+            return Err(ModelError::Manifest(format!(
+                "the hyperparameters describe {weights} convolution weights, more than the {MAX_CONV_WEIGHTS} bedside builds"
+            )));
+        }
         check_factorisation(&factorisation, &layers)?;
         if let Some(name) = adapters.keys().find(|name| !layers.iter().any(|l| l.runs && &l.name == *name)) {
             return Err(ModelError::Manifest(format!("the adapter names \"{name}\", which is not a convolution this network runs")));
@@ -152,7 +167,7 @@ impl Network {
     pub fn load_base_safetensors(&mut self, mut bytes: Vec<u8>) -> Result<(), ModelError> {
         check_and_flush_weights(&mut bytes)?;
         let mut store = SafetensorsStore::from_bytes(Some(bytes))
-            .validate(true)
+            .validate(false)
             .skip_enum_variants(true)
             .with_predicate(|path, _| !is_adapter_tensor(path))
             .allow_partial(true);
@@ -181,7 +196,12 @@ pub fn module_to_safetensors<M: Module>(module: &M) -> Result<Vec<u8>, ModelErro
 /// Loads what [`module_to_safetensors`] wrote into `module`: every tensor
 /// must be there, with its shape.
 pub fn load_module_safetensors<M: Module>(module: &mut M, bytes: Vec<u8>) -> Result<(), ModelError> {
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true).skip_enum_variants(true);
+    // validate(false): a tensor of the wrong shape comes back in the result
+    // (and is refused below, by name and shapes) instead of as burn-store's
+    // debug dump.
+    // allow_partial: a missing tensor comes back in the result (named below)
+    // instead of as burn-store's multi-line summary; it is still refused.
+    let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(false).allow_partial(true).skip_enum_variants(true);
     let result = module.load_from(&mut store).map_err(|e| ModelError::Weights(e.to_string()))?;
     describe_apply_problems(&result.missing.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), &result.errors)
 }
@@ -220,8 +240,16 @@ fn check_factorisation(factorisation: &Factorisation, layers: &[ConvLayer]) -> R
 /// Turns what burn-store reports into one clear error, or Ok when complete.
 fn describe_apply_problems(
     missing: &[String],
-    errors: &[impl std::fmt::Display],
+    errors: &[burn_store::ApplyError],
 ) -> Result<(), ModelError> {
+    if let [burn_store::ApplyError::ShapeMismatch { path, expected, found }, ..] = errors {
+        return Err(ModelError::Weights(format!(
+            "tensor {path} has shape {:?} but the network needs {:?}{}",
+            found.as_slice(),
+            expected.as_slice(),
+            if errors.len() > 1 { format!(" ({} tensors do not fit)", errors.len()) } else { String::new() }
+        )));
+    }
     if !errors.is_empty() {
         let first: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
         return Err(ModelError::Weights(format!(
@@ -233,7 +261,7 @@ fn describe_apply_problems(
     if !missing.is_empty() {
         let first: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
         return Err(ModelError::Weights(format!(
-            "{} tensor(s) missing, e.g. {}",
+            "the file lacks {} tensor(s) the network needs, e.g. {}",
             missing.len(),
             first.join(", ")
         )));
@@ -287,6 +315,19 @@ pub struct Model {
     /// The ensemble members' networks (`manifest.ensemble`), when they were
     /// asked for: predictions average `network` and all of these.
     pub members: Vec<Network>,
+    /// sha256 (hex) of the weights files it was loaded from (with its
+    /// members', folded in); none for a model made in memory (trained,
+    /// merged with an adapter). See [`Model::weights_digest`].
+    pub weights_sha256: Option<String>,
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Model {
@@ -306,29 +347,36 @@ impl Model {
     /// Builds a model from a manifest already parsed (a package made in memory).
     pub fn from_manifest(manifest: Manifest, weights: Vec<u8>, device: &Device) -> Result<Self, ModelError> {
         let mut network = Network::build(&manifest, device)?;
+        let digest = sha256_hex(&[weights.as_slice()]);
         network.load_safetensors(weights)?;
-        Ok(Self { manifest, network, members: Vec::new() })
+        Ok(Self { manifest, network, members: Vec::new(), weights_sha256: Some(digest) })
     }
 
     /// Adds one ensemble member from its weights (the file the manifest names).
     pub fn add_member(&mut self, weights: Vec<u8>, device: &Device) -> Result<(), ModelError> {
         let mut network = Network::build(&self.manifest, device)?;
+        let member = sha256_hex(&[weights.as_slice()]);
+        self.weights_sha256 = self.weights_sha256.take().map(|d| sha256_hex(&[d.as_bytes(), member.as_bytes()]));
         network.load_safetensors(weights)?;
         self.members.push(network);
         Ok(())
     }
 
-    /// The identity of the weights in use (merged adapters and ensemble
-    /// members included): the first 16 hex digits of the sha256 of each
-    /// network's weights as `to_safetensors` writes them, one after another.
-    /// A DICOM SEG names it as the algorithm's version.
+    /// The identity of the weights in use, as a DICOM SEG names the
+    /// algorithm's version: the first 16 hex digits of the sha256 of the
+    /// weights file (ensemble members folded in), the same in the CLI and the
+    /// page. A model made in memory (trained, merged with an adapter) has no
+    /// file: its weights are serialised and hashed (native only: on WebGPU in
+    /// a browser they cannot be read back synchronously).
     pub fn weights_digest(&self) -> Result<String, ModelError> {
-        use sha2::{Digest, Sha256};
-        let mut hash = Sha256::new();
-        for network in self.networks() {
-            hash.update(network.to_safetensors()?);
-        }
-        Ok(hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+        let full = match &self.weights_sha256 {
+            Some(digest) => digest.clone(),
+            None => {
+                let files = self.networks().map(Network::to_safetensors).collect::<Result<Vec<_>, _>>()?;
+                sha256_hex(&files.iter().map(Vec::as_slice).collect::<Vec<_>>())
+            }
+        };
+        Ok(full[..16].to_string())
     }
 
     /// The networks whose predictions are averaged: the main one, then the members.

@@ -92,6 +92,8 @@ pub enum DicomError {
     UnsupportedTransferSyntax { file: String, uid: String, name: String },
     #[error("{file}: {tag} is missing or unreadable")]
     MissingTag { file: String, tag: &'static str },
+    #[error("{file}: PixelSpacing is {rows}\\{columns}; the distance between pixels must be positive")]
+    BadPixelSpacing { file: String, rows: f64, columns: f64 },
     #[error("the slices have different orientations (ImageOrientationPatient differs between {a} and {b}); bedside needs one stack")]
     MixedOrientation { a: String, b: String },
     #[error("the slices have different sizes ({a} and {b}); bedside needs one stack")]
@@ -351,11 +353,15 @@ fn header(file: &str, obj: &DefaultDicomObject) -> Result<SliceHeader, DicomErro
     let rows = integer(obj, tags::ROWS).filter(|&r| r > 0).ok_or(missing("Rows"))? as usize;
     let columns = integer(obj, tags::COLUMNS).filter(|&c| c > 0).ok_or(missing("Columns"))? as usize;
     let uid = |tag, name| Some(text(obj, tag)).filter(|u| !u.is_empty()).ok_or(missing(name));
+    let spacing = required::<2>(obj, file, tags::PIXEL_SPACING, "PixelSpacing")?;
+    if spacing.iter().any(|&s| s <= 0.0) {
+        return Err(DicomError::BadPixelSpacing { file: file.to_string(), rows: spacing[0], columns: spacing[1] });
+    }
     Ok(SliceHeader {
         file: file.to_string(),
         orientation: required::<6>(obj, file, tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient")?,
         position: required::<3>(obj, file, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient")?,
-        spacing: required::<2>(obj, file, tags::PIXEL_SPACING, "PixelSpacing")?,
+        spacing,
         rows,
         columns,
         sop_class: uid(tags::SOP_CLASS_UID, "SOPClassUID")?,

@@ -179,6 +179,9 @@ pub enum VolumeError {
     #[error("invalid image dimensions: {0}")]
     InvalidDimensions(String),
 
+    #[error("invalid voxel size in header: {0}")]
+    InvalidSpacing(String),
+
     #[error("image has {voxels} voxels, more than the {max} bedside can hold in memory")]
     TooManyVoxels { voxels: u128, max: usize },
 

@@ -653,6 +653,15 @@ fn validate_layout(header: &NiftiHeader, index: usize) -> Result<DataLayout, Vol
             )));
         }
     }
+    // A voxel size that is not a number cannot be resampled: refused here
+    // rather than passed on as NaN (negative and zero are nibabel's fix-ups,
+    // see `fixed_pixdim`).
+    for axis in 1..=ndim.min(3) {
+        let size = header.pixdim[axis];
+        if !size.is_finite() {
+            return Err(VolumeError::InvalidSpacing(format!("pixdim[{axis}] is {size}; a voxel size must be a finite number of mm")));
+        }
+    }
     // Dimensions 4..7 (time, components) hold the volumes; `index` picks one.
     // Only the chosen volume's bytes are located, so a header that claims an
     // absurd number of them costs nothing until one is asked for.

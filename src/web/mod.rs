@@ -171,7 +171,9 @@ pub fn dicom_seg(names: Vec<String>, files: js_sys::Array, series: usize, mask_n
     let mask = volume::read_nifti(&mask_nii_gz).map_err(|e| err(&e))?;
     let labels: Vec<u8> = mask.data.iter().map(|&v| v as u8).collect();
     let algorithm = dicom_seg::Algorithm { name: model.manifest.id.clone(), version: model.weights_digest().map_err(|e| err(&e))? };
-    let bytes = dicom_seg::write_seg(&reference, &labels, mask.dims, &mask.affine, &model.manifest.labels, &algorithm, chrono::Utc::now()).map_err(|e| err(&e))?;
+    // The browser's clock (chrono's own needs its wasm-bindgen feature).
+    let now = chrono::DateTime::from_timestamp_millis(js_sys::Date::now() as i64).unwrap_or_default();
+    let bytes = dicom_seg::write_seg(&reference, &labels, mask.dims, &mask.affine, &model.manifest.labels, &algorithm, now).map_err(|e| err(&e))?;
     Ok(js_sys::Uint8Array::from(bytes.as_slice()))
 }
 

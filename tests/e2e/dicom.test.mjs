@@ -73,7 +73,7 @@ describe('DICOM series in the page', { timeout: 15 * 60_000 }, () => {
     // "Save as DICOM SEG": the same mask as a Segmentation object referencing the series, as
     // highdicom reads it (pixel for pixel through world coordinates) and dciodvfy passes it.
     const [segDownload] = await Promise.all([app.page.waitForEvent('download'), app.page.click(tid('save-seg'))]);
-    assert.equal(segDownload.suggestedFilename(), 'shuffled_seg.dcm');
+    assert.equal(segDownload.suggestedFilename(), 'series_2_seg.dcm', 'loose files: named after their series number');
     const seg = path.join(WORK, 'page-seg.dcm');
     await segDownload.saveAs(seg);
     const checked = JSON.parse(execFileSync(PYTHON, ['tests/reference/check_seg.py', seg, path.join(WORK, 'shuffled'), mask], { cwd: REPO, encoding: 'utf8' }));

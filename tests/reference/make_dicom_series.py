@@ -142,7 +142,10 @@ def compress(source, folder, command):
     """Each file of folder `source` through a dcmtk `command` (its options) into `folder`."""
     os.makedirs(folder, exist_ok=True)
     for name in sorted(os.listdir(source)):
-        subprocess.run(command + [os.path.join(source, name), os.path.join(folder, name)], check=True)
+        # dcmtk warns on stderr that a modality LUT may change the values; it does not (no LUT).
+        done = subprocess.run(command + [os.path.join(source, name), os.path.join(folder, name)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed on {name}: {done.stderr}")
 
 
 def main(argv):

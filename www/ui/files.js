@@ -5,8 +5,9 @@ import { setIdleStatus, showError } from './progress.js';
 
 /**
  * The bytes of a file the user picked, or null after saying why not ("Could not <verb> <name>: …")
- * and returning the status line to idle: empty, larger than `maxBytes` (`tooLarge` says so), or
- * unreadable.
+ * and returning the status line to idle: larger than `maxBytes` (`tooLarge` says so: what this tab
+ * can hold), or unreadable. Whether the bytes make sense (an empty file too) is the engine's to
+ * say, with the CLI's message.
  */
 export async function readPickedFile(file, verb, maxBytes, tooLarge) {
   const fail = (why) => {
@@ -14,7 +15,6 @@ export async function readPickedFile(file, verb, maxBytes, tooLarge) {
     setIdleStatus();
     return null;
   };
-  if (file.size === 0) return fail('the file is empty.');
   if (file.size > maxBytes) return fail(tooLarge);
   try {
     return await file.arrayBuffer();

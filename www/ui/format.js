@@ -18,3 +18,10 @@ export function formatLimit(k, v) {
   if (/Size$/.test(k) && v >= 1024 * 1024) return `${v.toLocaleString('en-US')} (${(v / 2 ** 20).toFixed(0)} MiB)`;
   return Number(v).toLocaleString('en-US');
 }
+
+/** An engine message about the file `name`, without the name when it begins with it (the page
+ * names the file already: "Could not read x.dcm: x.dcm: …" would say it twice). */
+export function unprefixed(message, name) {
+  const text = String(message ?? '');
+  return text.startsWith(`${name}: `) ? text.slice(name.length + 2) : text;
+}

@@ -5,7 +5,7 @@
 
 import { el, state, selectedModel, teacherOf } from './state.js';
 import { engine } from './engine.js';
-import { fmt, backendName } from './format.js';
+import { fmt, backendName, unprefixed } from './format.js';
 import { readPickedFile } from './files.js';
 import { setStatus, setIdleStatus, showError, clearError, setProgress } from './progress.js';
 import { updateControls } from './controls.js';
@@ -101,20 +101,12 @@ async function importPackage(files) {
   const jsonBytes = await readPickedFile(json[0], 'open', 2 ** 20, 'a model.json over 1 MiB is not one bedside wrote.');
   const weightBytes = jsonBytes && (await readPickedFile(weights[0], 'open', 2 ** 30, 'more than 1 GiB is not a model this page can hold.'));
   if (!weightBytes) return;
+  // The engine checks model.json (bedside's one parser for it, as the CLI's): not this page.
   const text = new TextDecoder().decode(jsonBytes);
-  let manifest;
-  try {
-    manifest = JSON.parse(text);
-  } catch (e) {
-    showError(`Could not open ${json[0].name}: it is not JSON (${e.message}).`);
-    setIdleStatus();
-    return;
-  }
   engine.ensureStarted();
   state.busy = true;
   state.runId = state.nextId++;
   state.pendingName = json[0].name;
-  state.pendingManifest = manifest;
   setStatus(`Checking the package ${json[0].name}…`);
   setProgress(null);
   updateControls();
@@ -145,8 +137,8 @@ export function onImported(msg) {
   const card = msg.card;
   const id = `uploaded-${state.nextId++}`;
   // A package knows its source (compressed) or teacher (distilled): Compare and Compress use them.
-  const manifest = state.pendingManifest;
-  state.pendingManifest = null;
+  // Its model.json is the one the engine has just accepted.
+  const manifest = JSON.parse(msg.model_json);
   const compressedFrom = manifest?.compression?.source_id;
   const teacher = compressedFrom ?? manifest?.training?.teacher;
   state.models.push(packagedModel(id, `${card.name}, from ${state.pendingName}`, msg, {
@@ -164,10 +156,10 @@ export function onImported(msg) {
 
 /** Importing a PyTorch file or checking a package failed. */
 export function onImportError(msg) {
-  state.pendingManifest = null;
   state.busy = false;
   state.runId = null;
-  showError(`Could not import ${state.pendingName || 'the weights'}: ${msg.message} The model list is unchanged.`);
+  const name = state.pendingName || 'the weights';
+  showError(`Could not import ${name}: ${unprefixed(msg.message, name)} The model list is unchanged.`);
   setIdleStatus();
   setProgress(0);
 }

@@ -190,14 +190,16 @@ function saveMask() {
  * DICOM series it was made on (Rust `dicom_seg`); the files go to the worker again, nowhere else. */
 async function saveSeg() {
   if (!state.result?.maskBytes || state.dicom?.index == null) return;
-  const { names, buffers, index, name } = state.dicom;
+  const { names, buffers, index, name, list } = state.dicom;
   const files = buffers.map((b) => b.slice(0));
   const mask = state.result.maskBytes.slice(0);
   clearError();
   setStatus('Writing the DICOM SEG…');
   try {
     const seg = await engine.call('dicom-seg', { names, files, series: index, mask, model: state.result.modelId }, [...files, mask]);
-    saveBlob(`${name.replace(/\.zip$/i, '')}_seg.dcm`, new Blob([seg], { type: 'application/dicom' }));
+    // Named after the folder or ZIP given; loose files after their series' number.
+    const base = /^\d+ DICOM files$/.test(name) ? `series_${list[index]?.number ?? index + 1}` : name.replace(/\.(zip|dcm)$/i, '');
+    saveBlob(`${base}_seg.dcm`, new Blob([seg], { type: 'application/dicom' }));
     setStatus('Saved the DICOM SEG.');
   } catch (e) {
     showError(`Could not write the DICOM SEG: ${e.message || e}`);

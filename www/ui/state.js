@@ -108,7 +108,6 @@ export const state = {
   // DICOM files given for the volume: { name, names, buffers, list, index } (list: the series the
   // engine found; index: the one loaded, from 0, or null while the user has not picked one).
   dicom: null,
-  pendingManifest: null, // the parsed model.json of a package being checked
   selection: null, // last select_backend result
   selectionPreference: null,
   modelInfo: null,

@@ -5,7 +5,7 @@
 
 import { el, state } from './state.js';
 import { engine } from './engine.js';
-import { fmt } from './format.js';
+import { fmt, unprefixed } from './format.js';
 import { readPickedFile } from './files.js';
 import { setStatus, setIdleStatus, showError, clearError, setProgress } from './progress.js';
 import { updateControls } from './controls.js';
@@ -139,7 +139,7 @@ export function onInspectError(msg) {
   // DICOM files that gave no series at all are dropped; a failed pick keeps the list.
   if (state.dicom && !state.dicom.list) forgetDicom();
   else if (state.dicom) el.seriesPick.value = state.dicom.index == null ? '' : String(state.dicom.index);
-  showError(`Could not read ${pending}: ${msg.message}${keep}`);
+  showError(`Could not read ${pending}: ${unprefixed(msg.message, pending)}${keep}`);
   setIdleStatus();
   setProgress(0);
 }
