@@ -22,13 +22,14 @@ import tempfile
 import zipfile
 
 import numpy as np
-import pydicom
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SEEDS = os.path.join(HERE, "seeds")
+
+sys.path.insert(0, os.path.join(REPO, "tests", "malformed"))
+from make_corpus import dicom  # noqa: E402  (one writer of small DICOM slices)
 
 
 def put(target, name, data):
@@ -186,35 +187,21 @@ def package_seeds():
 # ------------------------------------------------------------------------------------------
 
 def slice_file(k=0, syntax=ExplicitVRLittleEndian):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.10.1417.98.{k + 1}"
-    meta.TransferSyntaxUID = syntax
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.10.1417.98"
-    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.1417.98.0"
-    ds.Modality = "MR"
-    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-    ds.ImagePositionPatient = ["0", "0", str(2 * k)]
-    ds.PixelSpacing = ["1.5", "1.5"]
-    ds.SliceThickness = "2"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = 4, 6
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleSlope, ds.RescaleIntercept = "2", "-10"
-    pixels = (np.arange(24, dtype="<i2") * (k + 1)).tobytes()
-    ds.PixelData = pixels if syntax != ExplicitVRBigEndian else np.frombuffer(pixels, "<i2").astype(">i2").tobytes()
-    out = io.BytesIO()
-    if syntax == ExplicitVRBigEndian:
-        ds.file_meta.FileMetaInformationGroupLength = 0
-        ds.file_meta.FileMetaInformationVersion = b"\x00\x01"
-        pydicom.dcmwrite(out, ds, implicit_vr=False, little_endian=False, force_encoding=True)
-    else:
-        ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    """Slice k of a small signed, rescaled series (4 x 6 pixels, 2 mm apart)."""
+    return dicom(
+        syntax=syntax,
+        SOPInstanceUID=f"1.2.826.0.1.3680043.10.1417.98.{k + 1}",
+        SeriesInstanceUID="1.2.826.0.1.3680043.10.1417.98.0",
+        ImagePositionPatient=["0", "0", str(2 * k)],
+        PixelSpacing=["1.5", "1.5"],
+        SliceThickness="2",
+        Rows=4,
+        Columns=6,
+        PixelRepresentation=1,
+        RescaleSlope="2",
+        RescaleIntercept="-10",
+        PixelData=(np.arange(24, dtype="<i2") * (k + 1)).tobytes(),
+    )
 
 
 def dicom_seeds():

@@ -26,7 +26,7 @@ import zlib
 
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, MRImageStorage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -123,12 +123,13 @@ def nifti_files():
 # ------------------------------------------------------------------------------------------
 # DICOM
 
-def dicom(**changes):
-    """One 16x16 MR slice written by pydicom; `changes` set (value) or delete (None) elements."""
+def dicom(syntax=ExplicitVRLittleEndian, **changes):
+    """One 16x16 MR slice written by pydicom in transfer syntax `syntax` (any uncompressed one or
+    deflate); `changes` set (value) or delete (None) elements. fuzz/make_seeds.py uses it too."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.10.1417.99.1"
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPInstanceUID = changes.get("SOPInstanceUID", "1.2.826.0.1.3680043.10.1417.99.1")
+    meta.TransferSyntaxUID = syntax
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID = MRImageStorage
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
@@ -152,8 +153,22 @@ def dicom(**changes):
         else:
             setattr(ds, key, value)
     out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
+    if syntax == ExplicitVRBigEndian:
+        # pydicom leaves the pixel bytes to the caller (swapped here); the file meta group stays
+        # little endian, with its group length and version, as Part 10 wants.
+        bits = int(ds.BitsAllocated)
+        if "PixelData" in ds and bits > 8:
+            ds.PixelData = swap_bytes(ds.PixelData, bits // 8)
+        ds.file_meta.FileMetaInformationGroupLength = 0
+        ds.file_meta.FileMetaInformationVersion = b"\x00\x01"
+        pydicom.dcmwrite(out, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    else:
+        ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def swap_bytes(data, width):
+    return b"".join(data[i : i + width][::-1] for i in range(0, len(data), width))
 
 
 def dicom_files():
