@@ -239,6 +239,23 @@ struct Machine<'a> {
     /// Storage key → (element count, element type), from the persistent ids.
     declared: HashMap<String, (usize, Dtype)>,
     storages_allowed: bool,
+    /// Every list and dict the pickles made. A hostile pickle can put a
+    /// container inside itself (APPEND after MEMOIZE and GET), a cycle that
+    /// reference counting never frees: they are emptied when the machine
+    /// goes (found by the `checkpoint` fuzz target's leak check).
+    containers: Vec<Value>,
+}
+
+impl Drop for Machine<'_> {
+    fn drop(&mut self) {
+        for container in self.containers.drain(..) {
+            match container {
+                Value::List(items) => items.borrow_mut().clear(),
+                Value::Dict(pairs) => pairs.borrow_mut().clear(),
+                _ => {}
+            }
+        }
+    }
 }
 
 impl From<String> for CheckpointError {
@@ -249,7 +266,7 @@ impl From<String> for CheckpointError {
 
 impl<'a> Machine<'a> {
     fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, pos: 0, declared: HashMap::new(), storages_allowed: false }
+        Self { bytes, pos: 0, declared: HashMap::new(), storages_allowed: false, containers: Vec::new() }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], CheckpointError> {
@@ -301,6 +318,14 @@ impl<'a> Machine<'a> {
         // Python 2 `str` (SHORT_BINSTRING) holds bytes; the names in checkpoints are ASCII.
         let s = String::from_utf8_lossy(b);
         Ok(Value::Str(Rc::from(s.as_ref())))
+    }
+
+    /// `value`, recorded if it is a container (see `containers`).
+    fn kept(&mut self, value: Value) -> Value {
+        if matches!(value, Value::List(_) | Value::Dict(_)) {
+            self.containers.push(value.clone());
+        }
+        value
     }
 
     /// Runs one pickle to its STOP and returns its value.
@@ -417,8 +442,8 @@ impl<'a> Machine<'a> {
                     self.take(n)?;
                     stack.push(Value::Bytes);
                 }
-                b'}' => stack.push(Value::Dict(Rc::default())),
-                b']' => stack.push(Value::List(Rc::default())),
+                b'}' => stack.push(self.kept(Value::Dict(Rc::default()))),
+                b']' => stack.push(self.kept(Value::List(Rc::default()))),
                 b')' => stack.push(Value::Tuple(Rc::default())),
                 b't' => {
                     let items = pop_mark(&mut stack, &mut marks)?;
@@ -434,11 +459,12 @@ impl<'a> Machine<'a> {
                 }
                 b'l' => {
                     let items = pop_mark(&mut stack, &mut marks)?;
-                    stack.push(Value::List(Rc::new(RefCell::new(items))));
+                    stack.push(self.kept(Value::List(Rc::new(RefCell::new(items)))));
                 }
                 b'd' => {
                     let items = pop_mark(&mut stack, &mut marks)?;
-                    stack.push(Value::Dict(Rc::new(RefCell::new(pairs(items).ok_or_else(|| malformed("odd DICT"))?))));
+                    let dict = Value::Dict(Rc::new(RefCell::new(pairs(items).ok_or_else(|| malformed("odd DICT"))?)));
+                    stack.push(self.kept(dict));
                 }
                 b'a' => {
                     let item = pop(&mut stack)?;
@@ -504,7 +530,8 @@ impl<'a> Machine<'a> {
                 b'R' => {
                     let args = pop(&mut stack)?;
                     let callable = pop(&mut stack)?;
-                    stack.push(reduce(&callable, &args).map_err(|e| malformed(&e))?);
+                    let made = reduce(&callable, &args).map_err(|e| malformed(&e))?;
+                    stack.push(self.kept(made));
                 }
                 0x81 => {
                     let _args = pop(&mut stack)?;

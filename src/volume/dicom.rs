@@ -311,7 +311,51 @@ pub fn reference_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> 
     })
 }
 
+/// dicom-rs reserves and zeroes an element's declared length before reading
+/// it, so a 300-byte file declaring a 3.6 GB value made it allocate 3.6 GB
+/// (found by the `dicom` fuzz target). This walks the element headers first,
+/// values skipped and nothing allocated, and refuses a length the file
+/// cannot hold. (A deflated data set cannot be walked without inflating it:
+/// it is not checked here.)
+fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> {
+    use dicom_parser::dataset::lazy_read::LazyDataSetReader;
+    use dicom_parser::dataset::LazyDataToken;
+    let bad = |what: String| DicomError::Unreadable(format!("{name}: not a readable DICOM file: {what}"));
+    // (from the "DICM" magic, which the meta table reader checks)
+    let mut cursor = std::io::Cursor::new(bytes.get(128..).unwrap_or_default());
+    let Ok(meta) = dicom_object::meta::FileMetaTable::from_reader(&mut cursor) else {
+        return Ok(()); // dicom-rs says why when it opens it
+    };
+    let Some(ts) = TransferSyntaxRegistry.get(meta.transfer_syntax().trim_end_matches('\0')) else {
+        return Ok(());
+    };
+    if matches!(ts.codec(), dicom_encoding::transfer_syntax::Codec::Dataset(_)) {
+        return Ok(());
+    }
+    let file = bytes.len() as u64;
+    let Ok(mut reader) = LazyDataSetReader::new_with_ts(cursor, ts) else {
+        return Ok(());
+    };
+    while let Some(token) = reader.advance() {
+        let Ok(token) = token else { return Ok(()) }; // dicom-rs says why when it opens it
+        let declared = match &token {
+            LazyDataToken::ElementHeader(h) | LazyDataToken::LazyValue { header: h, .. } => h.len.get(),
+            LazyDataToken::SequenceStart { len, .. } | LazyDataToken::ItemStart { len } => len.get(),
+            LazyDataToken::LazyItemValue { len, .. } => Some(*len),
+            _ => None,
+        };
+        if let Some(length) = declared.filter(|&l| l as u64 > file) {
+            return Err(bad(format!("an element declares {length} bytes, more than the file's {file}")));
+        }
+        if matches!(token, LazyDataToken::LazyValue { .. } | LazyDataToken::LazyItemValue { .. }) && token.skip().is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 fn open(name: &str, bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
+    check_lengths(name, bytes)?;
     OpenFileOptions::new()
         .read_preamble(ReadPreamble::Auto)
         .from_reader(bytes)

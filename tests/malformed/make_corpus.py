@@ -183,6 +183,12 @@ def dicom_files():
     put("dicom_12_bits_allocated.dcm", dicom(BitsAllocated=12, BitsStored=12, HighBit=11))
     put("dicom_zero_spacing.dcm", dicom(PixelSpacing=["0", "0"]))
     put("dicom_no_pixel_data.dcm", dicom(PixelData=None))
+    # BitsStored re-declared as an OB value of 0xdadadada bytes in a 700-byte file: dicom-rs
+    # reserved and zeroed the declared length (3.6 GB) before reading it (the dicom fuzz target
+    # found it).
+    raw = dicom()
+    at = raw.index(b"\x28\x00\x01\x01US")
+    put("dicom_declared_length.dcm", raw[: at + 4] + b"OB\0\0" + struct.pack("<I", 0xDADADADA) + raw[at + 8 :])
     whole = dicom()
     put("dicom_truncated.dcm", whole[: len(whole) - 300])
     # A ZIP cut in half, and one whose entry inflates far past the size it declares.
