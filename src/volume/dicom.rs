@@ -312,8 +312,9 @@ pub fn reference_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> 
 }
 
 /// dicom-rs reserves and zeroes an element's declared length before reading
-/// it, so a 300-byte file declaring a 3.6 GB value made it allocate 3.6 GB
-/// (found by the `dicom` fuzz target). This walks the element headers first,
+/// it, so a 700-byte file declaring a 3.6 GB value made it allocate 3.6 GB
+/// (found by the `dicom` fuzz target, in the data set and in the file meta
+/// group). This walks the element headers first,
 /// values skipped and nothing allocated, and refuses a length the file
 /// cannot hold. (A deflated data set cannot be walked without inflating it:
 /// it is not checked here.)
@@ -321,6 +322,28 @@ fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> {
     use dicom_parser::dataset::lazy_read::LazyDataSetReader;
     use dicom_parser::dataset::LazyDataToken;
     let bad = |what: String| DicomError::Unreadable(format!("{name}: not a readable DICOM file: {what}"));
+    let file = bytes.len() as u64;
+    // The file meta group (always explicit VR little endian, group 0002, from
+    // byte 132): walked by hand, since dicom-rs's reader of it reserves the
+    // declared lengths too and the lazy reader starts after it.
+    let mut at = 132usize;
+    while let Some(head) = bytes.get(at..at + 8).filter(|h| h[0] == 2 && h[1] == 0) {
+        // The VRs with a 2-byte length; any other (an unknown one too, as UN) has 4.
+        const SHORT: [&[u8; 2]; 20] = [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL"];
+        let long = !SHORT.iter().any(|vr| &head[4..6] == *vr) && &head[4..6] != b"US";
+        let (length, header) = if long {
+            match bytes.get(at + 8..at + 12) {
+                Some(l) => (u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as u64, 12),
+                None => break,
+            }
+        } else {
+            (u16::from_le_bytes([head[6], head[7]]) as u64, 8)
+        };
+        if length > file {
+            return Err(bad(format!("an element declares {length} bytes, more than the file's {file}")));
+        }
+        at += header + length as usize;
+    }
     // (from the "DICM" magic, which the meta table reader checks)
     let mut cursor = std::io::Cursor::new(bytes.get(128..).unwrap_or_default());
     let Ok(meta) = dicom_object::meta::FileMetaTable::from_reader(&mut cursor) else {
@@ -332,7 +355,6 @@ fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> {
     if matches!(ts.codec(), dicom_encoding::transfer_syntax::Codec::Dataset(_)) {
         return Ok(());
     }
-    let file = bytes.len() as u64;
     let Ok(mut reader) = LazyDataSetReader::new_with_ts(cursor, ts) else {
         return Ok(());
     };
