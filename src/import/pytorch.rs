@@ -69,7 +69,13 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     }
     let protocol = machine.run()?;
     if !matches!(protocol, Value::Int(1001)) {
-        return Err(CheckpointError::NotCheckpoint(format!("legacy protocol {protocol:?}, expected 1001")));
+        // Named, not Debug-printed: a hostile pickle's value can contain itself, and printing
+        // it recursed until the stack overflowed (found by the `checkpoint` fuzz target).
+        let shown = match protocol {
+            Value::Int(n) => n.to_string(),
+            _ => "not a number".to_string(),
+        };
+        return Err(CheckpointError::NotCheckpoint(format!("legacy protocol {shown}, expected 1001")));
     }
     let sys_info = machine.run()?;
     if let Some(Value::Bool(false)) = sys_info.get("little_endian") {
