@@ -19,7 +19,7 @@ import { onCompareResult, onAgreement, wireCompare } from './ui/compare.js';
 import { onCompressed, onCompressError, wireCompress } from './ui/compress.js';
 import { wireRecover } from './ui/recover.js';
 import { wireAdapt } from './ui/adapt.js';
-import { onResult, onRunError, wireRun } from './ui/run.js';
+import { onResult, onRunError, retryOnCpu, wireRun } from './ui/run.js';
 import { onParetoPoint, onParetoDone, onParetoError, wirePareto } from './ui/pareto.js';
 import { loadModels, onImported, onImportError, onBackend, wireModel } from './ui/model.js';
 import { onDevice, onDeviceError, renderWorkers, wireDevice } from './ui/device.js';
@@ -118,6 +118,12 @@ function onWorkerError(msg) {
     case 'run':
     case 'agreement':
       if (msg.id !== state.runId) return;
+      if (msg.deviceLost) {
+        engine.restart(); // this worker's WebGPU is gone (and a wgpu call may never return)
+        retryOnCpu(msg);
+        updateControls();
+        return;
+      }
       onRunError(msg);
       break;
     case 'compress':
@@ -155,6 +161,11 @@ wirePareto();
 wireDevice();
 setStatus('Starting…');
 engine.start();
+// Fault hooks for tests/e2e/faults.test.mjs (a page's own tab only: nothing here reaches a server).
+// Lose the engine's GPU device (GPUDevice.destroy()), or crash the engine: 'mid-run' panics the
+// running segmentation, 'uncaught' throws in the worker outside any request.
+window.bedsideLoseDevice = () => engine.post({ type: 'lose-device' });
+window.bedsideCrashEngine = (how) => engine.post({ type: 'crash', how });
 updateControls();
 await Promise.all([loadModels(), viewers.initViewer()]);
 updateControls();

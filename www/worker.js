@@ -31,16 +31,22 @@
 //   {type:'teach-…' | 'recover-…', id, …}  {type:'reply', id, result}: training (worker_train.js)
 //   {type:'pool-load' | 'pool-pass', …}  a pool helper's work (www/pool.js): 'run' with workers > 1
 //                                        on the CPU starts that many helpers, each this same script.
+//   Faults (answered at once, even mid-run; test hooks for e2e's faults test):
+//   {type:'lose-device'}                 destroys every GPUDevice this worker made (GPUDevice.destroy())
+//   {type:'crash', how:'mid-run'|'uncaught'}  the running segmentation panics at its next progress
+//                                        report | an error is thrown outside any request
+//   A GPUDevice lost during a request ends it at once: {type:'error', id, phase, message, fatal:true,
+//   deviceLost:true}; the page restarts the worker and runs again on the CPU.
 // Image bytes arrive here by transfer and are never sent anywhere else. The only network requests
 // made here are same-origin GETs of the wasm and the model package.
 
 import { handleTraining } from './worker_train.js';
 import { Pool } from './pool.js';
+import { gpuInfo, deviceLost, whenDeviceLost, onDeviceLost, destroyDevices, lostMessage } from './worker_gpu.js';
 
 let bedside = null;
 let initPromise = null;
 let lastPanic = null;
-let gpuInfoPromise = null;
 
 // Selected backend and loaded model in this wasm instance.
 const engine = { preference: null, cachedChoice: undefined, selection: null, modelKey: null, modelInfo: null };
@@ -54,19 +60,24 @@ console.error = (...args) => {
   consoleError(...args);
 };
 
-const LIMIT_KEYS = [
-  'maxBufferSize',
-  'maxStorageBufferBindingSize',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupSizeY',
-  'maxComputeWorkgroupSizeZ',
-  'maxComputeWorkgroupsPerDimension',
-  'maxStorageBuffersPerShaderStage',
-  'maxUniformBufferBindingSize',
-  'maxBindGroups',
-];
+/** The request being handled (the worker takes one at a time), and whether it has been answered. */
+let current = null;
+
+/** Requests of the main page that a lost device ends (the teach room keeps its own path: it
+ * resumes on the CPU from weights this worker holds, src/web/teach.rs). */
+const ENDED_BY_LOSS = new Set(['run', 'pareto']);
+
+function onWebGpu(request) {
+  return request && ENDED_BY_LOSS.has(request.type) && engine.selection?.backend === 'webgpu';
+}
+
+/** A device lost during a WebGPU run ends that run now: the page restarts this worker. */
+function endOnDeviceLoss() {
+  if (!onWebGpu(current) || current.answered) return;
+  current.answered = true;
+  post({ type: 'error', id: current.id, phase: current.type, message: lostMessage(), fatal: true, deviceLost: true });
+}
+onDeviceLost(endOnDeviceLoss);
 
 class UserError extends Error {}
 
@@ -76,7 +87,8 @@ function post(msg, transfer) {
 
 function errorMessage(e) {
   if (e instanceof WebAssembly.RuntimeError || (e && e.name === 'RuntimeError')) {
-    const detail = lastPanic ? lastPanic.replace(/\s+/g, ' ').slice(0, 600) : e.message;
+    // The panic's message, without the JS stack console_error_panic_hook appends.
+    const detail = lastPanic ? lastPanic.split(/\n\s*Stack:/)[0].replace(/\s+/g, ' ').trim().slice(0, 600) : e.message;
     return `The engine crashed (${detail}). It has been restarted; you can try again.`;
   }
   if (e && typeof e.message === 'string' && e.message) return e.message;
@@ -163,77 +175,6 @@ async function ensureEngine() {
     });
   }
   return initPromise;
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms / 1000} s`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** WebGPU adapter facts, queried from JS (independent of the engine). */
-async function queryGpu() {
-  const t0 = performance.now();
-  const gpu = self.navigator && self.navigator.gpu;
-  if (!gpu) {
-    return {
-      available: false,
-      reason: 'navigator.gpu is not defined (this browser or context has no WebGPU)',
-      query_ms: 0,
-    };
-  }
-  let adapter;
-  try {
-    adapter = await withTimeout(gpu.requestAdapter(), 15000, 'navigator.gpu.requestAdapter()');
-  } catch (e) {
-    return { available: false, reason: `requestAdapter() failed: ${errorMessage(e)}`, query_ms: performance.now() - t0 };
-  }
-  if (!adapter) {
-    return {
-      available: false,
-      reason:
-        'navigator.gpu.requestAdapter() returned no adapter (no usable GPU, WebGPU disabled, or a ' +
-        'blocklisted driver; Chromium on Linux may need --enable-unsafe-webgpu)',
-      query_ms: performance.now() - t0,
-    };
-  }
-  let info = adapter.info;
-  if (!info && typeof adapter.requestAdapterInfo === 'function') {
-    try {
-      info = await adapter.requestAdapterInfo();
-    } catch {
-      info = {};
-    }
-  }
-  info = info || {};
-  const limits = {};
-  for (const k of LIMIT_KEYS) if (adapter.limits && k in adapter.limits) limits[k] = adapter.limits[k];
-  const allLimits = {};
-  for (const k in adapter.limits) {
-    const v = adapter.limits[k];
-    if (typeof v === 'number') allLimits[k] = v;
-  }
-  return {
-    available: true,
-    vendor: info.vendor || '',
-    architecture: info.architecture || '',
-    device: info.device || '',
-    description: info.description || '',
-    isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false),
-    features: adapter.features ? [...adapter.features].sort() : [],
-    limits,
-    allLimits,
-    query_ms: performance.now() - t0,
-  };
-}
-
-function gpuInfo() {
-  if (!gpuInfoPromise) gpuInfoPromise = queryGpu();
-  return gpuInfoPromise;
 }
 
 async function fetchBytes(url, id, stage) {
@@ -490,22 +431,63 @@ async function handle(msg) {
   }
 }
 
+// A panic inside a future the engine polls later (an async export's next step, run from a
+// microtask) traps outside any call this worker awaits: the request would never settle. Answer it
+// with the panic's own message instead; the page restarts the worker as for any crash. An error
+// outside any request still reaches the page's Worker.onerror (www/ui/rpc.js).
+function answerCrash(event, error) {
+  if (!isFatal(error) || !current || current.answered) return;
+  event.preventDefault();
+  current.answered = true;
+  post({ type: 'error', id: current.id, phase: current.type, message: errorMessage(error), fatal: true });
+}
+self.addEventListener('error', (event) => answerCrash(event, event.error));
+self.addEventListener('unhandledrejection', (event) => answerCrash(event, event.reason));
+
+/** The fault hooks: answered at once, not queued behind the request they interrupt. */
+function fault(msg) {
+  if (msg.type === 'lose-device') {
+    destroyDevices();
+  } else if (msg.how === 'mid-run') {
+    bedside?.crash_next_progress();
+  } else {
+    setTimeout(() => {
+      throw new Error('the engine worker failed outside any request (test hook)');
+    });
+  }
+}
+
 // Handle one message at a time: the wasm engine is not re-entrant.
 let queue = Promise.resolve();
 self.onmessage = (event) => {
   const msg = event.data || {};
+  if (msg.type === 'lose-device' || msg.type === 'crash') return fault(msg);
   queue = queue.then(async () => {
     lastPanic = null;
+    current = { id: msg.id ?? null, type: msg.type, answered: false };
     try {
+      // A device lost while idle: this instance's WebGPU is gone, so the run ends before it starts.
+      if (deviceLost() && onWebGpu(current)) throw new Error('device lost');
       await handle(msg);
     } catch (e) {
-      post({
-        type: 'error',
-        id: msg.id ?? null,
-        phase: msg.type,
-        message: errorMessage(e),
-        fatal: isFatal(e),
-      });
+      // A lost device may surface first as the engine's own error (or a panic): wait for the loss
+      // itself a moment, so that the page hears "device lost" and retries on the CPU.
+      if (onWebGpu(current) && !deviceLost()) {
+        await Promise.race([whenDeviceLost(), new Promise((r) => setTimeout(r, 250))]);
+      }
+      if (!current.answered) {
+        const lost = Boolean(deviceLost()) && onWebGpu(current);
+        post({
+          type: 'error',
+          id: msg.id ?? null,
+          phase: msg.type,
+          message: lost ? lostMessage() : errorMessage(e),
+          fatal: lost || isFatal(e),
+          deviceLost: lost,
+        });
+      }
+    } finally {
+      current.answered = true;
     }
   });
 };

@@ -323,29 +323,44 @@ fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> {
     use dicom_parser::dataset::LazyDataToken;
     let bad = |what: String| DicomError::Unreadable(format!("{name}: not a readable DICOM file: {what}"));
     let file = bytes.len() as u64;
-    // The file meta group (always explicit VR little endian, group 0002, from
-    // byte 132): walked by hand, since dicom-rs's reader of it reserves the
-    // declared lengths too and the lazy reader starts after it.
-    let mut at = 132usize;
-    while let Some(head) = bytes.get(at..at + 8).filter(|h| h[0] == 2 && h[1] == 0) {
-        // The VRs with a 2-byte length; any other (an unknown one too, as UN) has 4.
-        const SHORT: [&[u8; 2]; 20] = [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL"];
-        let long = !SHORT.iter().any(|vr| &head[4..6] == *vr) && &head[4..6] != b"US";
-        let (length, header) = if long {
-            match bytes.get(at + 8..at + 12) {
-                Some(l) => (u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as u64, 12),
-                None => break,
+    // The file meta group (always explicit VR little endian, after the magic):
+    // dicom-rs's reader of it reserves each declared length before reading,
+    // and the lazy reader starts after it. So its walk is repeated here with
+    // the same header decoder and the same rule (elements until the group
+    // length (0002,0000) is used up, whatever their group), values skipped.
+    // A stray byte or an off-group element then lands this walk where it
+    // lands dicom-rs's (found by the `dicom` fuzz target).
+    // Where the "DICM" magic is, as dicom-rs finds it: after a 128-byte
+    // preamble, or at the start of a file without one.
+    let magic = if bytes.get(128..132) == Some(b"DICM".as_slice()) { 128 } else { 0 };
+    {
+        use dicom_encoding::decode::{explicit_le::ExplicitVRLittleEndianDecoder, Decode};
+        let decoder = ExplicitVRLittleEndianDecoder::default();
+        let mut meta = std::io::Cursor::new(bytes.get(magic + 4..).unwrap_or_default());
+        let group_length = match decoder.decode_header(&mut meta) {
+            Ok((h, _)) if h.tag == Tag(0x0002, 0x0000) && h.len.get() == Some(4) => {
+                let at = meta.position() as usize;
+                meta.get_ref().get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
             }
-        } else {
-            (u16::from_le_bytes([head[6], head[7]]) as u64, 8)
+            _ => None, // dicom-rs refuses it, and says why
         };
-        if length > file {
-            return Err(bad(format!("an element declares {length} bytes, more than the file's {file}")));
+        if let Some(group_length) = group_length {
+            meta.set_position(meta.position() + 4);
+            let end = meta.get_ref().len() as u64;
+            let mut read = 0u64;
+            while read < group_length && meta.position() < end {
+                let Ok((header, header_bytes)) = decoder.decode_header(&mut meta) else { break };
+                let Some(length) = header.len.get().map(u64::from) else { break };
+                if length > file {
+                    return Err(bad(format!("an element declares {length} bytes, more than the file's {file}")));
+                }
+                meta.set_position(meta.position() + length);
+                read = read.saturating_add(header_bytes as u64 + length);
+            }
         }
-        at += header + length as usize;
     }
     // (from the "DICM" magic, which the meta table reader checks)
-    let mut cursor = std::io::Cursor::new(bytes.get(128..).unwrap_or_default());
+    let mut cursor = std::io::Cursor::new(bytes.get(magic..).unwrap_or_default());
     let Ok(meta) = dicom_object::meta::FileMetaTable::from_reader(&mut cursor) else {
         return Ok(()); // dicom-rs says why when it opens it
     };

@@ -30,6 +30,17 @@ struct State {
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
+    /// Test hook (`crash_next_progress`): the run's next progress report panics.
+    static CRASH_NEXT_PROGRESS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Test hook for the page's crash path: the running segmentation's next
+/// progress report panics, as a defect deep in the engine would. The wasm
+/// traps mid-run with the engine's own stack under it, which is what the
+/// page must survive (report it, restart the worker, run again).
+#[wasm_bindgen]
+pub fn crash_next_progress() {
+    CRASH_NEXT_PROGRESS.with(|c| c.set(true));
 }
 
 #[wasm_bindgen(start)]
@@ -411,6 +422,9 @@ pub async fn segment(
         serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad options: {e}")))?
     };
     let mut progress = |stage: &str, fraction: f64| {
+        if CRASH_NEXT_PROGRESS.with(|c| c.replace(false)) {
+            panic!("the engine crashed at \"{stage}\" on purpose (test hook crash_next_progress)");
+        }
         let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(fraction));
         true
     };

@@ -189,6 +189,15 @@ def dicom_files():
     raw = dicom()
     at = raw.index(b"\x28\x00\x01\x01US")
     put("dicom_declared_length.dcm", raw[: at + 4] + b"OB\0\0" + struct.pack("<I", 0xDADADADA) + raw[at + 8 :])
+    # The dicom fuzz target's third out-of-memory input, as it found it: two stray bytes after the
+    # file meta group's (0002,0001), which dicom-rs reads past, then (0002,0012) with the
+    # unknown VR "Ub" declaring 4.1 GB.
+    put("dicom_meta_declared_length.dcm", bytes(128) + bytes.fromhex(
+        "4449434d02000000554c0400b0000000020001004f420000020000000001ff04020055491a00312e322e3834"
+        "302e31303030382e352e312e342e312e312e34000200030055492000312e322e3832362e302e312e333638"
+        "303034332e31302e313431372e39382e310200100055491600312e322e3834302e31303030382e312e322e"
+        "312e3939020012005562fbbf5f9f02f601f4ac1e876d1a4cdb61ce2ecf7c0ffb3840c03369d14bb0c3094e"
+        "718673ded725be0100"))
     whole = dicom()
     put("dicom_truncated.dcm", whole[: len(whole) - 300])
     # A ZIP cut in half, and one whose entry inflates far past the size it declares.

@@ -113,6 +113,7 @@ export function renderWorkers() {
   const peak = last ? ` Last run: ${last.workers} worker${last.workers > 1 ? 's' : ''}, peak wasm memory ${last.memory_mb.map((m) => `${m.toFixed(0)}`).join(' / ')} MB (engine${last.workers > 1 ? ' / each helper' : ''}).` : '';
   const capped = last && last.memory_cap != null && last.memory_cap < state.workers ? ` This model fits ${last.memory_cap} in half of the memory the browser reports.` : '';
   const lanes = { 'relaxed-simd': ' CPU engine: relaxed SIMD (fused multiply-add).', simd128: ' CPU engine: SIMD128 (this browser has no relaxed SIMD, so convolutions run without fused multiply-add).' }[state.cpuLanes] ?? '';
+  el.workersNote.dataset.memoryMb = last ? JSON.stringify(last.memory_mb) : '';
   el.workersNote.textContent = `This machine reports ${cores} core${cores > 1 ? 's' : ''}; CPU runs use ${state.workers}.${peak}${capped}${lanes}`;
 }
 

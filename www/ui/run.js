@@ -20,10 +20,12 @@ function run() {
   runModel(selectedModel());
 }
 
-/** Run `model` on the loaded volume, with the backend and options the panel shows. */
-export function runModel(model) {
+/** Run `model` on the loaded volume, with the backend and options the panel shows (or on
+ * `backend`, when a lost GPU device sends the run to the CPU). */
+export function runModel(model, backend = null) {
   if (!state.volume || !model || state.busy) return;
   clearError();
+  state.runModel = model;
   state.busy = true;
   state.runId = state.nextId++;
   state.runStartedAt = performance.now();
@@ -33,7 +35,7 @@ export function runModel(model) {
   setStatus('Starting…');
   setProgress(null);
   updateControls();
-  const preference = el.backend.value;
+  const preference = backend || el.backend.value;
   const cached = preference === 'auto' ? cachedAutoChoice() : null;
   const copy = state.volume.bytes.slice(0);
   const modelMsg = modelMessage(model);
@@ -119,6 +121,16 @@ function runHdbet() {
   el.model.dispatchEvent(new Event('change'));
   el.qualityWarning.hidden = true;
   run();
+}
+
+/** The GPU device was lost mid-run (the worker has been restarted): the same run again on the
+ * CPU, with the reason left on screen so the user knows why this one ran there. */
+export function retryOnCpu(msg) {
+  state.busy = false;
+  state.runId = null;
+  runModel(state.runModel, 'cpu');
+  showError(`${msg.message} The run was stopped and is running again on the CPU.`);
+  setStatus('Running again on the CPU after the GPU device was lost…');
 }
 
 /** A run failed, or the agreement of Compare's two masks. */

@@ -101,6 +101,7 @@ export const state = {
   inspecting: false,
   nextId: 1,
   runId: null,
+  runModel: null, // the model of the current run (a lost GPU device runs it again on the CPU)
   inspectId: null,
   // What a request in flight is about, for its reply or its error message.
   pendingName: null, // the file or model being read, imported or compressed
