@@ -321,8 +321,9 @@ pub fn reference_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> 
 fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> {
     use dicom_parser::dataset::lazy_read::LazyDataSetReader;
     use dicom_parser::dataset::LazyDataToken;
-    let bad = |what: String| DicomError::Unreadable(format!("{name}: not a readable DICOM file: {what}"));
     let file = bytes.len() as u64;
+    // One refusal for both walks (the meta group's and the data set's).
+    let too_long = |length: u64| DicomError::Unreadable(format!("{name}: not a readable DICOM file: an element declares {length} bytes, more than the file's {file}"));
     // The file meta group (always explicit VR little endian, after the magic):
     // dicom-rs's reader of it reserves each declared length before reading,
     // and the lazy reader starts after it. So its walk is repeated here with
@@ -352,7 +353,7 @@ fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> {
                 let Ok((header, header_bytes)) = decoder.decode_header(&mut meta) else { break };
                 let Some(length) = header.len.get().map(u64::from) else { break };
                 if length > file {
-                    return Err(bad(format!("an element declares {length} bytes, more than the file's {file}")));
+                    return Err(too_long(length));
                 }
                 meta.set_position(meta.position() + length);
                 read = read.saturating_add(header_bytes as u64 + length);
@@ -382,7 +383,7 @@ fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> {
             _ => None,
         };
         if let Some(length) = declared.filter(|&l| l as u64 > file) {
-            return Err(bad(format!("an element declares {length} bytes, more than the file's {file}")));
+            return Err(too_long(length as u64));
         }
         if matches!(token, LazyDataToken::LazyValue { .. } | LazyDataToken::LazyItemValue { .. }) && token.skip().is_err() {
             return Ok(());
