@@ -41,7 +41,7 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{DefaultDicomObject, Tag};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use super::{checked_voxel_count, Volume, VolumeError};
+use super::{checked_voxel_count, dicom_guard, Volume, VolumeError};
 
 /// One series found among the files, as the user picks it (no patient data).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -311,89 +311,8 @@ pub fn reference_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> 
     })
 }
 
-/// dicom-rs reserves and zeroes an element's declared length before reading
-/// it, so a 700-byte file declaring a 3.6 GB value made it allocate 3.6 GB
-/// (found by the `dicom` fuzz target, in the data set and in the file meta
-/// group). This walks the element headers first,
-/// values skipped and nothing allocated, and refuses a length the file
-/// cannot hold. (A deflated data set cannot be walked without inflating it:
-/// it is not checked here.)
-fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> {
-    use dicom_parser::dataset::lazy_read::LazyDataSetReader;
-    use dicom_parser::dataset::LazyDataToken;
-    let file = bytes.len() as u64;
-    // One refusal for both walks (the meta group's and the data set's).
-    let too_long = |length: u64| DicomError::Unreadable(format!("{name}: not a readable DICOM file: an element declares {length} bytes, more than the file's {file}"));
-    // The file meta group (always explicit VR little endian, after the magic):
-    // dicom-rs's reader of it reserves each declared length before reading,
-    // and the lazy reader starts after it. So its walk is repeated here with
-    // the same header decoder and the same rule (elements until the group
-    // length (0002,0000) is used up, whatever their group), values skipped.
-    // A stray byte or an off-group element then lands this walk where it
-    // lands dicom-rs's (found by the `dicom` fuzz target).
-    // Where the "DICM" magic is, as dicom-rs finds it: after a 128-byte
-    // preamble, or at the start of a file without one.
-    let magic = if bytes.get(128..132) == Some(b"DICM".as_slice()) { 128 } else { 0 };
-    {
-        use dicom_encoding::decode::{explicit_le::ExplicitVRLittleEndianDecoder, Decode};
-        let decoder = ExplicitVRLittleEndianDecoder::default();
-        let mut meta = std::io::Cursor::new(bytes.get(magic + 4..).unwrap_or_default());
-        let group_length = match decoder.decode_header(&mut meta) {
-            Ok((h, _)) if h.tag == Tag(0x0002, 0x0000) && h.len.get() == Some(4) => {
-                let at = meta.position() as usize;
-                meta.get_ref().get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
-            }
-            _ => None, // dicom-rs refuses it, and says why
-        };
-        if let Some(group_length) = group_length {
-            meta.set_position(meta.position() + 4);
-            let end = meta.get_ref().len() as u64;
-            let mut read = 0u64;
-            while read < group_length && meta.position() < end {
-                let Ok((header, header_bytes)) = decoder.decode_header(&mut meta) else { break };
-                let Some(length) = header.len.get().map(u64::from) else { break };
-                if length > file {
-                    return Err(too_long(length));
-                }
-                meta.set_position(meta.position() + length);
-                read = read.saturating_add(header_bytes as u64 + length);
-            }
-        }
-    }
-    // (from the "DICM" magic, which the meta table reader checks)
-    let mut cursor = std::io::Cursor::new(bytes.get(magic..).unwrap_or_default());
-    let Ok(meta) = dicom_object::meta::FileMetaTable::from_reader(&mut cursor) else {
-        return Ok(()); // dicom-rs says why when it opens it
-    };
-    let Some(ts) = TransferSyntaxRegistry.get(meta.transfer_syntax().trim_end_matches('\0')) else {
-        return Ok(());
-    };
-    if matches!(ts.codec(), dicom_encoding::transfer_syntax::Codec::Dataset(_)) {
-        return Ok(());
-    }
-    let Ok(mut reader) = LazyDataSetReader::new_with_ts(cursor, ts) else {
-        return Ok(());
-    };
-    while let Some(token) = reader.advance() {
-        let Ok(token) = token else { return Ok(()) }; // dicom-rs says why when it opens it
-        let declared = match &token {
-            LazyDataToken::ElementHeader(h) | LazyDataToken::LazyValue { header: h, .. } => h.len.get(),
-            LazyDataToken::SequenceStart { len, .. } | LazyDataToken::ItemStart { len } => len.get(),
-            LazyDataToken::LazyItemValue { len, .. } => Some(*len),
-            _ => None,
-        };
-        if let Some(length) = declared.filter(|&l| l as u64 > file) {
-            return Err(too_long(length as u64));
-        }
-        if matches!(token, LazyDataToken::LazyValue { .. } | LazyDataToken::LazyItemValue { .. }) && token.skip().is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
 fn open(name: &str, bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
-    check_lengths(name, bytes)?;
+    dicom_guard::check_lengths(name, bytes)?;
     OpenFileOptions::new()
         .read_preamble(ReadPreamble::Auto)
         .from_reader(bytes)
@@ -470,12 +389,12 @@ fn samples(h: &SliceHeader, obj: &DefaultDicomObject) -> Result<(Vec<f32>, (i16,
         samples_of(pixels, bits, signed, big_endian).ok_or_else(|| unsupported(format!("{bits} bits allocated")))?
     } else if let Some(reader) = ts.and_then(|ts| ts.pixel_data_reader()) {
         // The registry's codecs write the samples little-endian, whatever the machine.
+        let undecodable = |reason: String| DicomError::Undecodable { file: file.to_string(), syntax: ts.map_or("", |t| t.name()).to_string(), reason };
+        if syntax == dicom_guard::RLE_LOSSLESS {
+            dicom_guard::check_rle(obj).map_err(undecodable)?;
+        }
         let mut decoded = Vec::new();
-        reader.decode_frame(obj, 0, &mut decoded).map_err(|e| DicomError::Undecodable {
-            file: file.to_string(),
-            syntax: ts.map_or("", |t| t.name()).to_string(),
-            reason: e.to_string(),
-        })?;
+        reader.decode_frame(obj, 0, &mut decoded).map_err(|e| undecodable(e.to_string()))?;
         samples_of(&PrimitiveValue::U8(decoded.into()), bits, signed, false).ok_or_else(|| unsupported(format!("{bits} bits allocated")))?
     } else {
         let name = ts.map_or("unknown to dicom-rs", |ts| ts.name()).to_string();

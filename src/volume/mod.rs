@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod dicom;
+mod dicom_guard;
 pub mod dicom_seg;
 pub mod nifti;
 pub mod orientation;

@@ -26,7 +26,8 @@ import zlib
 
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, MRImageStorage
+from pydicom.encaps import encapsulate
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage, RLELossless
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -124,8 +125,8 @@ def nifti_files():
 # DICOM
 
 def dicom(syntax=ExplicitVRLittleEndian, **changes):
-    """One 16x16 MR slice written by pydicom in transfer syntax `syntax` (any uncompressed one or
-    deflate); `changes` set (value) or delete (None) elements. fuzz/make_seeds.py uses it too."""
+    """One 16x16 MR slice written by pydicom in transfer syntax `syntax` (any uncompressed one,
+    deflate, or an encapsulated one given its PixelData); `changes` set (value) or delete (None) elements. fuzz/make_seeds.py uses it too."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
     meta.MediaStorageSOPInstanceUID = changes.get("SOPInstanceUID", "1.2.826.0.1.3680043.10.1417.99.1")
@@ -167,6 +168,12 @@ def dicom(syntax=ExplicitVRLittleEndian, **changes):
     return out.getvalue()
 
 
+def raw_deflate(data):
+    """Deflate without a zlib header, as DICOM's deflated transfer syntax stores its data set."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return squeeze.compress(data) + squeeze.flush()
+
+
 def swap_bytes(data, width):
     return b"".join(data[i : i + width][::-1] for i in range(0, len(data), width))
 
@@ -198,6 +205,38 @@ def dicom_files():
         "303034332e31302e313431372e39382e310200100055491600312e322e3834302e31303030382e312e322e"
         "312e3939020012005562fbbf5f9f02f601f4ac1e876d1a4cdb61ce2ecf7c0ffb3840c03369d14bb0c3094e"
         "718673ded725be0100"))
+    # An odd length for a UL value, which dicom-rs reads as its whole words (44 of 47 bytes), so
+    # the next header it reads starts inside the value; that header declares 3.6 GB. (The dicom
+    # fuzz target found it: a walk that skipped the 47 bytes, as dicom-parser's lazy reader does,
+    # missed that header.) For such a walk the bytes from the 47th make a harmless element of 218
+    # bytes (3 zeros, then 218 bytes of filler), after which the real data set follows.
+    implicit = dicom(ImplicitVRLittleEndian)
+    begin = 144 + struct.unpack("<I", implicit[140:144])[0]
+    odd = struct.pack("<HHI", 0, 0, 47) + bytes(44) + struct.pack("<HHI", 0x0008, 0x0001, 0xDADADADA) + bytes(3 + 218)
+    put("dicom_odd_length_ul.dcm", implicit[:begin] + odd + implicit[begin:])
+    # The same declared length inside a deflated data set: dicom-rs inflates as it reads, so the
+    # lengths are checked on the inflated bytes (the dicom fuzz target's small deflated inputs
+    # made it reserve hundreds of megabytes).
+    deflated = dicom(DeflatedExplicitVRLittleEndian)
+    start = 144 + struct.unpack("<I", deflated[140:144])[0]
+    inner = zlib.decompress(deflated[start:], -15)
+    at = inner.index(b"\x28\x00\x01\x01US")
+    inner = inner[: at + 4] + b"OB\0\0" + struct.pack("<I", 0xDADADADA) + inner[at + 8 :]
+    put("dicom_deflated_declared_length.dcm", deflated[:start] + raw_deflate(inner))
+    # A deflate bomb: a data set whose pixel data, 300 MiB of zeros, deflates to 300 KB.
+    huge = 300 << 20
+    body = inner[:at] + b"\xe0\x7f\x10\x00OB\0\0" + struct.pack("<I", huge)
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = squeeze.compress(body) + b"".join(squeeze.compress(bytes(1 << 20)) for _ in range(huge >> 20)) + squeeze.flush()
+    put("dicom_deflate_bomb.dcm", deflated[:start] + bomb)
+    # RLE fragments that dicom-rs 0.10.1's decoder indexed as they say, and panicked on (the dicom
+    # fuzz target found the first): a segment of 10 bytes for 16 x 16 pixels, and a header
+    # declaring 2^32 - 1 segments.
+    rle8 = dict(BitsAllocated=8, BitsStored=8, HighBit=7)
+    short = struct.pack("<16I", 1, 64, *[0] * 14) + bytes([9]) + bytes(range(10))
+    put("dicom_rle_short_segment.dcm", dicom(RLELossless, PixelData=encapsulate([short]), **rle8))
+    many = struct.pack("<16I", 0xFFFFFFFF, 64, *[0] * 14) + bytes([0x81, 0])
+    put("dicom_rle_segment_count.dcm", dicom(RLELossless, PixelData=encapsulate([many]), **rle8))
     whole = dicom()
     put("dicom_truncated.dcm", whole[: len(whole) - 300])
     # A ZIP cut in half, and one whose entry inflates far past the size it declares.
