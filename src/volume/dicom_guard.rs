@@ -75,13 +75,12 @@ pub(super) fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> 
         // limit, so a deflate bomb ends in a message too.
         let Some(adapter) = adapter else { return Ok(()) }; // dicom-rs names what it cannot read
         let rest = &bytes[(magic + cursor.position() as usize).min(bytes.len())..];
-        let inflated = inflate_data_set(adapter.as_ref(), rest);
-        if inflated.len() as u64 > MAX_INFLATED_DATA_SET {
+        let Some(inflated) = inflate_data_set(adapter.as_ref(), rest) else {
             return Err(DicomError::Unreadable(format!(
                 "{name}: not a readable DICOM file: its deflated data set inflates to more than {} MiB",
                 MAX_INFLATED_DATA_SET >> 20
             )));
-        }
+        };
         let size = inflated.len() as u64;
         // Read with the deflated syntax itself over the inflated bytes, as
         // dicom-rs reads it over its inflating reader.
@@ -94,50 +93,60 @@ pub(super) fn check_lengths(name: &str, bytes: &[u8]) -> Result<(), DicomError> 
     walk_lengths(cursor, ts, file, too_long)
 }
 
-/// What a deflated data set inflates to (up to one byte over the limit), as
-/// far as dicom-rs can read it. A stream broken part way still gives dicom-rs
-/// what inflates before the break, as it reads a few bytes at a time; but a
-/// large read that meets the break loses what it inflated (flate2 returns the
-/// error, not the bytes). So the stretch before a break is inflated again a
-/// byte at a time: otherwise an element header there, which dicom-rs reads,
-/// would go unchecked (found by the `dicom` fuzz target).
-fn inflate_data_set(adapter: &dyn dicom_encoding::transfer_syntax::DataRWAdapter, deflated: &[u8]) -> Vec<u8> {
+/// What a deflated data set inflates to, as far as dicom-rs can read it;
+/// `None` past the limit (nothing past it is kept). A stream broken part way
+/// still gives dicom-rs what inflates before the break, as it reads a few
+/// bytes at a time; but a large read that meets the break loses what it
+/// inflated (flate2 returns the error, not the bytes). So the stretch before
+/// a break is inflated again a byte at a time: otherwise an element header
+/// there, which dicom-rs reads, would go unchecked (found by the `dicom`
+/// fuzz target).
+fn inflate_data_set(adapter: &dyn dicom_encoding::transfer_syntax::DataRWAdapter, deflated: &[u8]) -> Option<Vec<u8>> {
     use std::io::Read;
     const CHUNK: usize = 64 << 10;
-    let limit = MAX_INFLATED_DATA_SET as usize + 1;
+    let limit = MAX_INFLATED_DATA_SET as usize;
     let mut inflated = Vec::new();
     let mut chunk = vec![0u8; CHUNK];
     let mut reader = adapter.adapt_reader(Box::new(deflated));
+    let mut broken = false;
     while inflated.len() < limit {
         let want = CHUNK.min(limit - inflated.len());
         match reader.read(&mut chunk[..want]) {
-            Ok(0) => return inflated,
+            Ok(0) => return Some(inflated),
             Ok(n) => inflated.extend_from_slice(&chunk[..n]),
-            Err(_) => break,
+            Err(_) => {
+                broken = true;
+                break;
+            }
         }
     }
-    if inflated.len() >= limit {
-        return inflated;
+    if !broken {
+        // At the limit: one byte more is one too many.
+        return match reader.read(&mut chunk[..1]) {
+            Ok(1) => None,
+            _ => Some(inflated),
+        };
     }
     // Broken: inflate again up to where the large reads got, then byte by byte.
     let mut reader = adapter.adapt_reader(Box::new(deflated));
     let good = inflated.len() as u64;
     if std::io::copy(&mut (&mut reader).take(good), &mut std::io::sink()).ok() != Some(good) {
-        return inflated;
+        return Some(inflated);
     }
     let mut byte = [0u8; 1];
-    for _ in 0..CHUNK {
+    for _ in 0..CHUNK.min(limit - inflated.len()) {
         match reader.read(&mut byte) {
             Ok(1) => inflated.push(byte[0]),
             _ => break,
         }
     }
-    inflated
+    Some(inflated)
 }
 
 /// The most a deflated data set (one slice) may inflate to: far above any
 /// single-frame image (a 4096 × 4096 slice of 32-bit samples is 64 MiB), and
-/// small enough to hold twice, as the check and dicom-rs both inflate it.
+/// the bound on the check's own copy, dropped before dicom-rs inflates the
+/// data set again.
 const MAX_INFLATED_DATA_SET: u64 = 256 << 20;
 
 /// Reads a data set with dicom-rs's own reader, as `open` will (the same
