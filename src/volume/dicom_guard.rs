@@ -217,12 +217,15 @@ pub(super) fn check_rle(obj: &DefaultDicomObject) -> Result<(), String> {
     offsets.push(fragment.len());
     let pixels = rows as usize * columns as usize;
     let needed = samples as usize * (bits / 8) as usize;
+    // Every segment the decoder reads, whatever the others hold: it reads a
+    // sample's bytes from the last segment to the first, so a short segment
+    // can panic before a bad one is refused (found by the `dicom` fuzz target).
     for (i, ends) in offsets.windows(2).enumerate().take(needed) {
         let Some(segment) = fragment.get(ends[0]..ends[1]) else {
-            return Ok(()); // the decoder refuses the range
+            continue; // the decoder refuses the range
         };
         let Some(decoded) = packbits_length(segment) else {
-            return Ok(()); // a run cut short: the decoder refuses it
+            continue; // a run cut short: the decoder refuses it
         };
         if decoded < pixels {
             return Err(format!("RLE segment {} decodes to {decoded} bytes for {rows}×{columns} pixels", i + 1));

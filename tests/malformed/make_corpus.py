@@ -235,6 +235,11 @@ def dicom_files():
     rle8 = dict(BitsAllocated=8, BitsStored=8, HighBit=7)
     short = struct.pack("<16I", 1, 64, *[0] * 14) + bytes([9]) + bytes(range(10))
     put("dicom_rle_short_segment.dcm", dicom(RLELossless, PixelData=encapsulate([short]), **rle8))
+    # 16-bit samples: two segments, the first out of the fragment, the second short. The decoder
+    # reads the second first (a sample's low byte), so the short one panicked before the bad
+    # range was refused (the dicom fuzz target found it).
+    out_then_short = struct.pack("<16I", 2, 0x7000, 64, *[0] * 13) + bytes([9]) + bytes(range(10))
+    put("dicom_rle_bad_then_short.dcm", dicom(RLELossless, PixelData=encapsulate([out_then_short])))
     many = struct.pack("<16I", 0xFFFFFFFF, 64, *[0] * 14) + bytes([0x81, 0])
     put("dicom_rle_segment_count.dcm", dicom(RLELossless, PixelData=encapsulate([many]), **rle8))
     whole = dicom()
