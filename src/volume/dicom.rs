@@ -199,6 +199,18 @@ fn images(files: &[(String, Vec<u8>)]) -> impl Iterator<Item = Result<(&str, Def
         .filter(|parsed| parsed.as_ref().map_or(true, |(_, obj)| obj.element(tags::PIXEL_DATA).is_ok()))
 }
 
+/// The images of `series` among `files`, each with its checked header: what
+/// [`read_series`] and [`reference_series`] both walk.
+fn slices_of<'a>(
+    files: &'a [(String, Vec<u8>)],
+    series: &'a SeriesSummary,
+) -> impl Iterator<Item = Result<(SliceHeader, DefaultDicomObject), DicomError>> + 'a {
+    images(files).filter_map(move |image| match image {
+        Err(e) => Some(Err(e)),
+        Ok((name, obj)) => (text(&obj, tags::SERIES_INSTANCE_UID) == series.uid).then(|| header(name, &obj).map(|h| (h, obj))),
+    })
+}
+
 /// The series among `files`: their images grouped by SeriesInstanceUID,
 /// ordered by series number.
 pub fn list_series(files: &[(String, Vec<u8>)]) -> Result<Vec<SeriesSummary>, DicomError> {
@@ -249,13 +261,10 @@ pub fn read_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> Resul
     checked_voxel_count([series.columns.max(1), series.rows.max(1), series.slices])?;
     let mut headers = Vec::with_capacity(series.slices);
     let mut pixels = Vec::with_capacity(series.slices);
-    for image in images(files) {
-        let (name, obj) = image?;
-        if text(&obj, tags::SERIES_INSTANCE_UID) == series.uid {
-            let h = header(name, &obj)?;
-            pixels.push(samples(&h, &obj)?);
-            headers.push(h);
-        }
+    for slice in slices_of(files, series) {
+        let (h, obj) = slice?;
+        pixels.push(samples(&h, &obj)?);
+        headers.push(h);
     }
     let grid = arrange(&headers)?;
     let (columns, rows) = (grid.dims[0], grid.dims[1]);
@@ -278,14 +287,12 @@ pub fn read_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> Resul
 pub fn reference_series(files: &[(String, Vec<u8>)], series: &SeriesSummary) -> Result<SeriesReference, DicomError> {
     let mut headers = Vec::with_capacity(series.slices);
     let mut shared = Vec::new();
-    for image in images(files) {
-        let (name, obj) = image?;
-        if text(&obj, tags::SERIES_INSTANCE_UID) == series.uid {
-            if headers.is_empty() {
-                shared = SHARED.iter().filter_map(|&t| obj.element(t).ok().cloned()).collect();
-            }
-            headers.push(header(name, &obj)?);
+    for slice in slices_of(files, series) {
+        let (h, obj) = slice?;
+        if headers.is_empty() {
+            shared = SHARED.iter().filter_map(|&t| obj.element(t).ok().cloned()).collect();
         }
+        headers.push(h);
     }
     let grid = arrange(&headers)?;
     let first = &headers[grid.order[0]];
