@@ -71,13 +71,25 @@ function onWebGpu(request) {
   return request && ENDED_BY_LOSS.has(request.type) && engine.selection?.backend === 'webgpu';
 }
 
-/** A device lost during a WebGPU run ends that run now: the page restarts this worker. */
-function endOnDeviceLoss() {
-  if (!onWebGpu(current) || current.answered) return;
+/** Answers the request being handled with an error, once: the lost device's message when `lost`
+ * (the page then restarts this worker and runs again on the CPU), else `error`'s. */
+function answerError(error, lost = false) {
+  if (!current || current.answered) return;
   current.answered = true;
-  post({ type: 'error', id: current.id, phase: current.type, message: lostMessage(), fatal: true, deviceLost: true });
+  post({
+    type: 'error',
+    id: current.id,
+    phase: current.type,
+    message: lost ? lostMessage() : errorMessage(error),
+    fatal: lost || isFatal(error),
+    deviceLost: lost,
+  });
 }
-onDeviceLost(endOnDeviceLoss);
+
+/** A device lost during a WebGPU run ends that run now. */
+onDeviceLost(() => {
+  if (onWebGpu(current)) answerError(null, true);
+});
 
 class UserError extends Error {}
 
@@ -438,8 +450,7 @@ async function handle(msg) {
 function answerCrash(event, error) {
   if (!isFatal(error) || !current || current.answered) return;
   event.preventDefault();
-  current.answered = true;
-  post({ type: 'error', id: current.id, phase: current.type, message: errorMessage(error), fatal: true });
+  answerError(error);
 }
 self.addEventListener('error', (event) => answerCrash(event, event.error));
 self.addEventListener('unhandledrejection', (event) => answerCrash(event, event.reason));
@@ -475,17 +486,7 @@ self.onmessage = (event) => {
       if (onWebGpu(current) && !deviceLost()) {
         await Promise.race([whenDeviceLost(), new Promise((r) => setTimeout(r, 250))]);
       }
-      if (!current.answered) {
-        const lost = Boolean(deviceLost()) && onWebGpu(current);
-        post({
-          type: 'error',
-          id: msg.id ?? null,
-          phase: msg.type,
-          message: lost ? lostMessage() : errorMessage(e),
-          fatal: lost || isFatal(e),
-          deviceLost: lost,
-        });
-      }
+      answerError(e, Boolean(deviceLost()) && onWebGpu(current));
     } finally {
       current.answered = true;
     }
