@@ -399,6 +399,8 @@ fn samples(h: &SliceHeader, obj: &DefaultDicomObject) -> Result<(Vec<f32>, (i16,
         let undecodable = |reason: String| DicomError::Undecodable { file: file.to_string(), syntax: ts.map_or("", |t| t.name()).to_string(), reason };
         if syntax == dicom_guard::RLE_LOSSLESS {
             dicom_guard::check_rle(obj).map_err(undecodable)?;
+        } else if dicom_guard::JPEG.contains(&syntax.as_str()) {
+            dicom_guard::check_jpeg(obj).map_err(undecodable)?;
         }
         let mut decoded = Vec::new();
         reader.decode_frame(obj, 0, &mut decoded).map_err(|e| undecodable(e.to_string()))?;

@@ -235,6 +235,61 @@ pub(super) fn check_rle(obj: &DefaultDicomObject) -> Result<(), String> {
     Ok(())
 }
 
+/// The JPEG transfer syntaxes whose frames dicom-rs decodes with jpeg-decoder
+/// (baseline, extended, lossless and its first-order prediction).
+pub(super) const JPEG: [&str; 4] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"];
+
+/// The check dicom-rs 0.10.1's JPEG adapter leaves out: it sizes its output
+/// by the DICOM header (Rows × Columns × samples × bytes) and copies the
+/// decoded image in, whatever size the JPEG's own frame header gave it: a
+/// larger JPEG panicked (range out of bounds; found by the `dicom` fuzz
+/// target). The frame is gathered from the fragments as that adapter does,
+/// and jpeg-decoder reads its header (nothing decoded) to give the size.
+pub(super) fn check_jpeg(obj: &DefaultDicomObject) -> Result<(), String> {
+    use dicom_encoding::adapters::PixelDataObject;
+    let (Some(rows), Some(columns), Some(samples), Some(bits)) = (obj.rows(), obj.cols(), obj.samples_per_pixel(), obj.bits_allocated()) else {
+        return Ok(()); // the adapter names what is missing
+    };
+    let Some(raw) = obj.raw_pixel_data() else { return Ok(()) };
+    let frames = obj.number_of_frames().unwrap_or(1) as usize;
+    // Frame 0, as the adapter finds it: the first fragment when there is one
+    // per frame, else the fragments from the offset table's first offset to
+    // its second (8 bytes of item header between fragments).
+    let frame: std::borrow::Cow<[u8]> = if raw.fragments.len() == 1 || raw.fragments.len() == frames {
+        match raw.fragments.first() {
+            Some(fragment) => fragment.as_slice().into(),
+            None => return Ok(()),
+        }
+    } else {
+        let start = raw.offset_table.first().copied().unwrap_or(0) as usize;
+        let next = raw.offset_table.get(1).map(|&n| n as usize);
+        let (mut offset, mut gathered) = (0usize, Vec::new());
+        for fragment in &raw.fragments {
+            if offset >= start {
+                gathered.extend_from_slice(fragment);
+            }
+            offset += fragment.len() + 8;
+            if next.is_some_and(|n| offset >= n) {
+                break;
+            }
+        }
+        gathered.into()
+    };
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(&*frame));
+    let Some(info) = decoder.read_info().ok().and_then(|_| decoder.info()) else {
+        return Ok(()); // the adapter's decoder refuses it, and says why
+    };
+    let room = samples as usize * (bits as usize / 8) * rows as usize * columns as usize;
+    let decoded = info.width as usize * info.height as usize * info.pixel_format.pixel_bytes();
+    if decoded > room {
+        return Err(format!(
+            "the JPEG image holds {} × {} pixels ({:?}), more than the {columns} × {rows} (Columns × Rows) of {bits} bits the DICOM header declares",
+            info.width, info.height, info.pixel_format
+        ));
+    }
+    Ok(())
+}
+
 /// How many bytes a PackBits segment decodes to, counted as dicom-rs's
 /// decoder reads it (a literal run may end with the segment); `None` where
 /// a repeat run has no byte to repeat, which that decoder refuses.

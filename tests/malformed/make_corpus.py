@@ -8,7 +8,8 @@ Writes the files beside this script (replacing them). Deterministic: the same by
 What each file is and the exact message bedside must give for it are in corpus.json; the
 tests (tests/malformed_corpus.rs for the CLI, tests/e2e/malformed.test.mjs for the page) read
 that list. HD_BET_FOLD.model (a fold file of HD-BET as it ships, fetched by scripts/fetch-data)
-gives the truncated checkpoint its real first bytes. Needs pydicom for the DICOM files.
+gives the truncated checkpoint its real first bytes. Needs pydicom for the DICOM files, and
+Pillow (a dependency of highdicom, which scripts/setup installs) for the JPEG one.
 """
 
 import gzip
@@ -25,9 +26,10 @@ import zipfile
 import zlib
 
 import pydicom
+from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage, RLELossless
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, MRImageStorage, RLELossless
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -240,6 +242,12 @@ def dicom_files():
     # range was refused (the dicom fuzz target found it).
     out_then_short = struct.pack("<16I", 2, 0x7000, 64, *[0] * 13) + bytes([9]) + bytes(range(10))
     put("dicom_rle_bad_then_short.dcm", dicom(RLELossless, PixelData=encapsulate([out_then_short])))
+    # A baseline JPEG of 32 x 32 pixels in a DICOM that declares 16 x 16: dicom-rs's JPEG adapter
+    # sized its output by the DICOM header and panicked copying the larger image in (the dicom
+    # fuzz target found it, in a JPEG lossless file).
+    picture = io.BytesIO()
+    Image.new("L", (32, 32), 128).save(picture, format="JPEG", quality=90)
+    put("dicom_jpeg_larger_than_header.dcm", dicom(JPEGBaseline8Bit, PixelData=encapsulate([picture.getvalue()]), **rle8))
     many = struct.pack("<16I", 0xFFFFFFFF, 64, *[0] * 14) + bytes([0x81, 0])
     put("dicom_rle_segment_count.dcm", dicom(RLELossless, PixelData=encapsulate([many]), **rle8))
     whole = dicom()
