@@ -1,11 +1,14 @@
 //! What dicom-rs must not be handed. dicom-rs 0.10.1 trusts what a file
-//! declares: it reserves an element's declared length before reading it, and
-//! its RLE decoder indexes the fragment as its header says. A hostile file
-//! then takes gigabytes or panics, and a panic in the page traps the engine.
-//! So a file is checked here first, reading it as dicom-rs reads it (its own
-//! header decoder, its data set reader, its inflate adapter, its accessors);
-//! everything else stays dicom-rs's. Each check was found by the `dicom`
-//! fuzz target (fuzz/fuzz_targets/dicom.rs).
+//! declares: it reserves an element's declared length before reading it, its
+//! RLE decoder indexes the fragment as its header says, and its JPEG adapter
+//! copies the decoded image into room sized by the DICOM header. A hostile
+//! file then takes gigabytes or panics, and a panic in the page traps the
+//! engine. So a file is checked here first, reading it as dicom-rs reads it
+//! (its own header decoder, its data set reader, its inflate adapter, its
+//! accessors, jpeg-decoder's header reader); everything else stays
+//! dicom-rs's. Each check was found by the `dicom` fuzz target
+//! (fuzz/fuzz_targets/dicom.rs); most cases are files of the malformed
+//! corpus (tests/malformed/).
 
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{DefaultDicomObject, Tag};
