@@ -190,6 +190,14 @@ fn walk_lengths<R: std::io::Read>(
     Ok(())
 }
 
+/// Rows, Columns, SamplesPerPixel and BitsAllocated, read with the accessors
+/// dicom-rs's decoders use (`PixelDataObject`); `None` where one is missing,
+/// which the decoder then names.
+fn layout(obj: &DefaultDicomObject) -> Option<(u16, u16, u16, u16)> {
+    use dicom_encoding::adapters::PixelDataObject;
+    Some((obj.rows()?, obj.cols()?, obj.samples_per_pixel()?, obj.bits_allocated()?))
+}
+
 /// RLE Lossless's transfer syntax UID.
 pub(super) const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
@@ -202,7 +210,7 @@ pub(super) const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 /// make it panic; the rest of its refusals are its own.
 pub(super) fn check_rle(obj: &DefaultDicomObject) -> Result<(), String> {
     use dicom_encoding::adapters::PixelDataObject;
-    let (Some(rows), Some(columns), Some(samples), Some(bits)) = (obj.rows(), obj.cols(), obj.samples_per_pixel(), obj.bits_allocated()) else {
+    let Some((rows, columns, samples, bits)) = layout(obj) else {
         return Ok(()); // the decoder names what is missing
     };
     let Some(fragment) = obj.fragment(0) else { return Ok(()) };
@@ -250,7 +258,7 @@ pub(super) const JPEG: [&str; 4] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2
 /// and jpeg-decoder reads its header (nothing decoded) to give the size.
 pub(super) fn check_jpeg(obj: &DefaultDicomObject) -> Result<(), String> {
     use dicom_encoding::adapters::PixelDataObject;
-    let (Some(rows), Some(columns), Some(samples), Some(bits)) = (obj.rows(), obj.cols(), obj.samples_per_pixel(), obj.bits_allocated()) else {
+    let Some((rows, columns, samples, bits)) = layout(obj) else {
         return Ok(()); // the adapter names what is missing
     };
     let Some(raw) = obj.raw_pixel_data() else { return Ok(()) };
